@@ -1,0 +1,39 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** A bad command line or configuration value: printed as `error: MESSAGE` with exit code 2, no stack. */
+export class UsageError extends Error {}
+
+export type FlagSpec = NonNullable<ParseArgsConfig['options']>;
+
+/** Parses flags strictly; unknown flags and missing values become a UsageError that names the command. */
+export function parseFlags<T extends FlagSpec>(command: string, argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message} (see: config-reloader-injector ${command} --help)`);
+  }
+}
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds, to milliseconds. */
+export function parseDuration(flag: string, value: string): number {
+  const m = DURATION_RE.exec(value.trim());
+  if (!m) throw new UsageError(`--${flag} "${value}" is not a duration such as 500ms, 5s, 2m or 1h`);
+  return Math.round(Number(m[1]) * (UNIT_MS[m[2] ?? 's'] as number));
+}
+
+export function parsePort(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new UsageError(`--${flag} "${value}" is not a port number from 1 to 65535`);
+  return n;
+}
+
+/** `HOST:PORT`, `:PORT` (all interfaces) or `PORT`. */
+export function parseListen(flag: string, value: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  const host = i < 0 ? '' : value.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = parsePort(flag, i < 0 ? value : value.slice(i + 1));
+  return { host: host || '0.0.0.0', port };
+}
