@@ -24,9 +24,11 @@ export function parseDuration(flag: string, value: string): number {
   return Math.round(Number(m[1]) * (UNIT_MS[m[2] ?? 's'] as number));
 }
 
-export function parsePort(flag: string, value: string): number {
+/** A TCP port; `allowZero` lets the OS pick one (tests, and servers that log the port they bound). */
+export function parsePort(flag: string, value: string, opts: { allowZero?: boolean } = {}): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new UsageError(`--${flag} "${value}" is not a port number from 1 to 65535`);
+  const min = opts.allowZero ? 0 : 1;
+  if (!/^\d+$/.test(value) || n < min || n > 65535) throw new UsageError(`--${flag} "${value}" is not a port number from ${min} to 65535`);
   return n;
 }
 

@@ -1,5 +1,80 @@
-// Placeholder until the webhook command lands.
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('error: the webhook command is not built yet\n');
-  return 1;
+import { injectorConfigFromFlags, injectorFlags, INJECTOR_FLAGS_HELP } from '../injection/flags.ts';
+import { parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
+import { createLogger, isLogLevel } from '../shared/log.ts';
+import { startWebhookServer } from './server.ts';
+import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
+
+const HELP = `Usage: config-reloader-injector webhook [flags]
+
+Serves the mutating admission webhook over HTTPS:
+  POST /mutate            pods that opt in with the annotation config-reloader.io/inject: "true"
+  POST /mutate/namespace  every pod (namespaces labelled config-reloader.io/injection=enabled) unless it says "false"
+  GET  /healthz, /readyz, /metrics
+
+Server flags:
+  --host HOST               address to listen on (default 0.0.0.0)
+  --port PORT               HTTPS port; 0 picks a free one, logged as url (default 8443)
+  --tls-cert-file FILE      serving certificate (PEM); re-read when the file changes
+  --tls-key-file FILE       its private key (PEM)
+                            with neither: a self-signed CA and certificate are made at start
+  --ca-out FILE             where the self-signed CA is written (default certs/webhook-ca.crt, else the temp dir)
+  --shutdown-delay DURATION on SIGTERM, keep serving this long with /readyz failing before closing (default 0s)
+  --log-level LEVEL         fatal, error, warn, info, debug, trace or silent (default info)
+
+Injection flags (cluster defaults; pod annotations override most of them):
+${INJECTOR_FLAGS_HELP}
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('webhook', argv, {
+    host: { type: 'string', default: '0.0.0.0' },
+    port: { type: 'string', default: '8443' },
+    'tls-cert-file': { type: 'string' },
+    'tls-key-file': { type: 'string' },
+    'ca-out': { type: 'string' },
+    'shutdown-delay': { type: 'string', default: '0s' },
+    'log-level': { type: 'string', default: 'info' },
+    ...injectorFlags,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const level = values['log-level'] as string;
+  if (!isLogLevel(level)) throw new UsageError(`--log-level "${level}" is not one of fatal, error, warn, info, debug, trace, silent`);
+  const port = parsePort('port', values.port as string, { allowZero: true });
+  const shutdownDelay = parseDuration('shutdown-delay', values['shutdown-delay'] as string);
+  const config = injectorConfigFromFlags(values);
+  const certFile = values['tls-cert-file'] as string | undefined;
+  const keyFile = values['tls-key-file'] as string | undefined;
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError('--tls-cert-file and --tls-key-file go together: give both, or neither for a self-signed certificate');
+
+  const log = createLogger({ name: 'webhook', level });
+  const host = values.host as string;
+  let tls: TlsSource;
+  try {
+    tls = certFile && keyFile ? await fileTlsSource(certFile, keyFile, log) : await selfSignedTlsSource([host], values['ca-out'] as string | undefined, log);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const server = await startWebhookServer({ host, port, tls, config, log });
+  log.info({ url: server.url, reloaderImage: config.reloaderImage, sidecarMode: config.sidecarMode }, 'webhook listening');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', stop).off('SIGINT', stop);
+      log.info({ signal, shutdownDelayMs: shutdownDelay }, 'shutting down: finishing in-flight reviews');
+      server.drain();
+      setTimeout(() => {
+        server
+          .close()
+          .catch((err: unknown) => log.error({ err }, 'error while closing'))
+          .finally(resolve);
+      }, shutdownDelay);
+    };
+    process.on('SIGTERM', stop).on('SIGINT', stop);
+  });
+  log.info('stopped');
+  log.flush();
+  return 0;
 }

@@ -1,0 +1,83 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { InjectorConfig } from '../injection/config.ts';
+import type { Logger } from '../shared/log.ts';
+import { BODY_LIMIT, webhookApp } from './app.ts';
+import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
+import type { TlsMaterial, TlsSource } from './tls.ts';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  tls: TlsSource;
+  config: InjectorConfig;
+  log: Logger;
+  metrics?: WebhookMetrics;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  metrics: WebhookMetrics;
+  /** https://HOST:PORT as bound (port 0 resolved). */
+  url: string;
+  /** Fail /readyz from now on, and keep serving. */
+  drain(): void;
+  /** Stop accepting, finish the reviews in flight, then resolve. */
+  close(): Promise<void>;
+}
+
+/** TLS 1.2 at least, and only AEAD suites with forward secrecy for 1.2 (1.3 suites are all strong). */
+const TLS_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256',
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+  honorCipherOrder: true,
+} as const;
+
+export async function startWebhookServer(opts: ServerOptions): Promise<RunningServer> {
+  const { tls, log } = opts;
+  const metrics = opts.metrics ?? createWebhookMetrics();
+  const app = Fastify({
+    https: { ...TLS_OPTIONS, ...tls.material },
+    loggerInstance: log,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT,
+    // The API server gives a webhook at most 30 s (timeoutSeconds); nothing legitimate takes longer.
+    connectionTimeout: 30_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const lifecycle = { draining: false };
+  await app.register(webhookApp, { config: opts.config, metrics, log, lifecycle });
+  tls.onChange((material: TlsMaterial) => {
+    // New connections get the new certificate; open ones keep theirs until they close.
+    (app.server as import('node:https').Server).setSecureContext({ ...TLS_OPTIONS, ...material });
+    metrics.certificateReloads.inc();
+  });
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    app,
+    metrics,
+    url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+    drain: () => {
+      lifecycle.draining = true;
+    },
+    close: async () => {
+      tls.close();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { applyPatch } from 'rfc6902';
+import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from '../../src/injection/config.ts';
+import { review, type AdmissionReviewResponse } from '../../src/webhook/admission.ts';
+import { validatePod } from '../support/pod-validation.ts';
+
+const SAMPLE = readFileSync(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
+const sample = (): { apiVersion: string; kind: string; request: Record<string, unknown> & { object: Record<string, any> } } =>
+  JSON.parse(SAMPLE);
+
+function ok(answer: ReturnType<typeof review>): AdmissionReviewResponse['response'] {
+  assert.equal(answer.statusCode, 200, answer.statusCode === 400 ? answer.message : '');
+  return (answer as { body: AdmissionReviewResponse }).body.response;
+}
+
+describe('review: the AdmissionReview envelope', () => {
+  for (const [what, body, needle] of [
+    ['a non-object body', 'hello', 'not a JSON object'],
+    ['an array', [], 'not a JSON object'],
+    ['another kind', { ...sample(), kind: 'ConversionReview' }, 'not AdmissionReview'],
+    ['admission.k8s.io/v1beta1', { ...sample(), apiVersion: 'admission.k8s.io/v1beta1' }, 'admissionReviewVersions: [v1]'],
+    ['no request', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, 'no request object'],
+    ['a request without uid', { ...sample(), request: { ...sample().request, uid: undefined } }, 'request.uid'],
+    ['a Pod CREATE without object', { ...sample(), request: { ...sample().request, object: null } }, 'request.object'],
+  ] as const) {
+    it(`answers 400 with a message for ${what}`, () => {
+      const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
+      assert.equal(answer.statusCode, 400);
+      assert.match((answer as { message: string }).message, new RegExp(needle.replace(/[[\]]/g, '\\$&')));
+    });
+  }
+
+  it('echoes the uid and injects an opted-in pod with a base64 JSON patch that yields a valid pod', () => {
+    const body = sample();
+    const res = ok(review(body, 'annotation', DEFAULT_INJECTOR_CONFIG));
+    assert.equal(res.uid, body.request.uid);
+    assert.equal(res.allowed, true);
+    assert.equal(res.patchType, 'JSONPatch');
+    const ops = JSON.parse(Buffer.from(res.patch as string, 'base64').toString('utf8'));
+    const pod = structuredClone(body.request.object);
+    const errors = applyPatch(pod, ops).filter((e) => e !== null);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(validatePod(pod), []);
+    assert.equal(pod.metadata.annotations['config-reloader.io/status'], 'injected');
+    assert.ok(pod.spec.initContainers.some((c: { name: string }) => c.name === 'config-reloader'));
+  });
+
+  it('gives the same answer for a dry run (the webhook has no side effects)', () => {
+    const wet = ok(review(sample(), 'annotation', DEFAULT_INJECTOR_CONFIG));
+    const dry = sample();
+    dry.request.dryRun = true;
+    const answer = review(dry, 'annotation', DEFAULT_INJECTOR_CONFIG);
+    assert.deepEqual(ok(answer), wet);
+    assert.equal(answer.statusCode === 200 && answer.summary.dryRun, true);
+  });
+
+  for (const [what, change] of [
+    ['an UPDATE', { operation: 'UPDATE' }],
+    ['a DELETE', { operation: 'DELETE' }],
+    ['a non-Pod object', { kind: { group: 'apps', version: 'v1', kind: 'Deployment' } }],
+    ['a subresource', { subResource: 'status' }],
+  ] as const) {
+    it(`allows ${what} without a patch`, () => {
+      const body = sample();
+      Object.assign(body.request, change);
+      const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
+      const res = ok(answer);
+      assert.equal(res.allowed, true);
+      assert.equal(res.patch, undefined);
+      assert.equal(answer.statusCode === 200 && answer.summary.decision, 'skipped');
+    });
+  }
+
+  it('allows a pod that did not opt in without a patch', () => {
+    const body = sample();
+    delete body.request.object.metadata.annotations['config-reloader.io/inject'];
+    const res = ok(review(body, 'annotation', DEFAULT_INJECTOR_CONFIG));
+    assert.deepEqual([res.allowed, res.patch], [true, undefined]);
+  });
+
+  it('injects through the namespace route without the pod annotation', () => {
+    const body = sample();
+    delete body.request.object.metadata.annotations['config-reloader.io/inject'];
+    const res = ok(review(body, 'namespace', DEFAULT_INJECTOR_CONFIG));
+    assert.equal(res.patchType, 'JSONPatch');
+  });
+
+  it('denies invalid opt-in configuration with a message that names the annotation', () => {
+    const body = sample();
+    body.request.object.metadata.annotations['config-reloader.io/reload-url'] = 'ftp://127.0.0.1/reload';
+    const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
+    const res = ok(answer);
+    assert.equal(res.allowed, false);
+    assert.equal(res.status?.code, 400);
+    assert.match(res.status?.message ?? '', /config-reloader\.io\/reload-url/);
+    assert.equal(answer.statusCode === 200 && answer.summary.decision, 'denied');
+  });
+
+  it('turns an internal error into an admission with a warning, never a denial', () => {
+    const broken = {
+      ...DEFAULT_INJECTOR_CONFIG,
+      get reloaderImage(): string {
+        throw new Error('boom');
+      },
+    } as InjectorConfig;
+    const answer = review(sample(), 'annotation', broken);
+    const res = ok(answer);
+    assert.equal(res.allowed, true);
+    assert.equal(res.patch, undefined);
+    assert.match(res.warnings?.[0] ?? '', /admitted without the (config-reloader )?sidecar/);
+    assert.equal(answer.statusCode === 200 && answer.summary.decision, 'error');
+  });
+});

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
+import { httpsRequest } from '../support/https.ts';
+import { runCli, startCli, type CliChild } from '../support/cli.ts';
+
+const SAMPLE = await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
+
+describe('config-reloader-injector webhook (the process)', () => {
+  let dir: string;
+  let proc: CliChild;
+  let url: string;
+  let ca: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'webhook-cmd-'));
+    proc = startCli(['webhook', '--host', '127.0.0.1', '--port', '0', '--ca-out', join(dir, 'ca.crt')]);
+    url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
+    ca = await readFile(join(dir, 'ca.crt'), 'utf8');
+  });
+
+  after(async () => {
+    if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts on a self-signed certificate whose CA it writes where the log says', async () => {
+    const line = await proc.waitForLog((l) => typeof l.caFile === 'string');
+    assert.equal(line.caFile, join(dir, 'ca.crt'));
+    const res = await httpsRequest(`${url}/mutate`, { ca, method: 'POST', body: SAMPLE });
+    assert.equal(res.status, 200);
+    assert.equal(res.json<{ response: { patchType: string } }>().response.patchType, 'JSONPatch');
+  });
+
+  it('on SIGTERM finishes the review in flight, then exits 0', async () => {
+    const { port } = new URL(url);
+    const socket = connect({ host: '127.0.0.1', port: Number(port), ca, servername: 'localhost' });
+    await new Promise((r) => socket.once('secureConnect', r));
+    const body = Buffer.from(SAMPLE);
+    socket.write(`POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+    socket.write(body.subarray(0, 100));
+    let response = '';
+    socket.on('data', (c: Buffer) => (response += c.toString()));
+    await new Promise((r) => setTimeout(r, 200));
+    proc.child.kill('SIGTERM');
+    await proc.waitForLog((l) => String(l.msg).startsWith('shutting down'));
+    socket.write(body.subarray(100));
+    const { code } = await proc.exited;
+    assert.equal(code, 0);
+    assert.match(response, /^HTTP\/1\.1 200/);
+    assert.match(response, /"patchType":"JSONPatch"/);
+    socket.destroy();
+  });
+});
+
+describe('config-reloader-injector webhook flags', () => {
+  it('prints --help and exits 0', async () => {
+    const { code, stdout } = await runCli(['webhook', '--help']);
+    assert.equal(code, 0);
+    for (const flag of ['--port', '--tls-cert-file', '--tls-key-file', '--reloader-image', '--sidecar-mode']) assert.match(stdout, new RegExp(flag));
+  });
+
+  for (const [args, needle] of [
+    [['--port', 'abc'], /--port "abc" is not a port number/],
+    [['--tls-cert-file', '/nope.crt'], /go together/],
+    [['--tls-cert-file', '/nope.crt', '--tls-key-file', '/nope.key'], /cannot read --tls-cert-file/],
+    [['--log-level', 'loud'], /--log-level "loud"/],
+    [['--bogus'], /Unknown option '--bogus'/],
+  ] as const) {
+    it(`rejects ${args.join(' ')} with exit 2 and a clear message`, async () => {
+      const { code, stderr } = await runCli(['webhook', ...args]);
+      assert.equal(code, 2);
+      assert.match(stderr, needle);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+});
