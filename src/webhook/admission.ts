@@ -1,4 +1,4 @@
-import { injectPod, type OptIn } from '../injection/inject.ts';
+import { INTERNAL_ERROR, injectPod, type OptIn } from '../injection/inject.ts';
 import type { InjectorConfig } from '../injection/config.ts';
 
 /**
@@ -113,21 +113,14 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
   if (!isObject(object)) return { statusCode: 400, message: 'request.object is missing or not an object: a Pod CREATE review carries the pod' };
 
   // dryRun changes nothing: the webhook has no side effects, so the answer is the same.
-  let outcome;
-  try {
-    outcome = injectPod(object, { namespace, optIn }, config);
-  } catch (error) {
-    // An internal error is never a denial: the pod is admitted as it is and the error is counted and logged.
-    summary.decision = 'error';
-    summary.reason = 'internal error';
-    summary.error = error;
-    return answer({
-      allowed: true,
-      warnings: ['config-reloader-injector: internal error, the pod was admitted without the config-reloader sidecar; see the webhook logs'],
-    });
-  }
+  const outcome = injectPod(object, { namespace, optIn }, config);
   switch (outcome.action) {
     case 'skip':
+      // An internal error is never a denial: the pod is admitted as it is, with a warning; the cause is logged and counted.
+      if (outcome.reason === INTERNAL_ERROR) {
+        summary.decision = 'error';
+        summary.error = outcome.error;
+      }
       summary.reason = outcome.reason;
       return answer({ allowed: true, ...warn(outcome.warnings) });
     case 'deny':

@@ -1,6 +1,7 @@
 import { injectorConfigFromFlags, injectorFlags, INJECTOR_FLAGS_HELP } from '../injection/flags.ts';
 import { parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { createLogger, isLogLevel } from '../shared/log.ts';
+import { SELF_MANAGED_FLAGS_HELP, selfManagedCertFlags, selfManagedSettingsFromFlags, startSelfManagedFromSettings } from './cert-flags.ts';
 import { startWebhookServer } from './server.ts';
 import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
 
@@ -21,6 +22,7 @@ Server flags:
   --shutdown-delay DURATION on SIGTERM, keep serving this long with /readyz failing before closing (default 0s)
   --log-level LEVEL         fatal, error, warn, info, debug, trace or silent (default info)
 
+${SELF_MANAGED_FLAGS_HELP}
 Injection flags (cluster defaults; pod annotations override most of them):
 ${INJECTOR_FLAGS_HELP}
 `;
@@ -34,6 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     'ca-out': { type: 'string' },
     'shutdown-delay': { type: 'string', default: '0s' },
     'log-level': { type: 'string', default: 'info' },
+    ...selfManagedCertFlags,
     ...injectorFlags,
   });
   if (values.help) {
@@ -48,12 +51,16 @@ export async function run(argv: string[]): Promise<number> {
   const certFile = values['tls-cert-file'] as string | undefined;
   const keyFile = values['tls-key-file'] as string | undefined;
   if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError('--tls-cert-file and --tls-key-file go together: give both, or neither for a self-signed certificate');
+  const selfManaged = selfManagedSettingsFromFlags(values, process.env);
+  if (selfManaged && certFile) throw new UsageError('--self-managed-certs and --tls-cert-file/--tls-key-file are two certificate sources: choose one');
 
   const log = createLogger({ name: 'webhook', level });
   const host = values.host as string;
   let tls: TlsSource;
   try {
-    tls = certFile && keyFile ? await fileTlsSource(certFile, keyFile, log) : await selfSignedTlsSource([host], values['ca-out'] as string | undefined, log);
+    if (selfManaged) tls = await startSelfManagedFromSettings(selfManaged, process.env, log);
+    else if (certFile && keyFile) tls = await fileTlsSource(certFile, keyFile, log);
+    else tls = await selfSignedTlsSource([host], values['ca-out'] as string | undefined, log);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { Server as HttpsServer } from 'node:https';
+import Fastify from 'fastify';
 import type { InjectorConfig } from '../injection/config.ts';
 import type { Logger } from '../shared/log.ts';
 import { BODY_LIMIT, webhookApp } from './app.ts';
@@ -15,7 +16,6 @@ export interface ServerOptions {
 }
 
 export interface RunningServer {
-  app: FastifyInstance;
   metrics: WebhookMetrics;
   /** https://HOST:PORT as bound (port 0 resolved). */
   url: string;
@@ -61,7 +61,7 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
   await app.register(webhookApp, { config: opts.config, metrics, log, lifecycle });
   tls.onChange((material: TlsMaterial) => {
     // New connections get the new certificate; open ones keep theirs until they close.
-    (app.server as import('node:https').Server).setSecureContext({ ...TLS_OPTIONS, ...material });
+    (app.server as HttpsServer).setSecureContext({ ...TLS_OPTIONS, ...material });
     metrics.certificateReloads.inc();
   });
   await app.listen({ host: opts.host, port: opts.port });
@@ -69,7 +69,6 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
-    app,
     metrics,
     url: `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
     drain: () => {

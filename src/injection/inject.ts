@@ -1,0 +1,289 @@
+import type { Operation } from 'fast-json-patch';
+import {
+  ANNOTATIONS,
+  SHARED_VOLUME,
+  SIDECAR_CONTAINER,
+  SIDECAR_INIT_CONTAINER,
+  STATUS_INJECTED,
+  TOKEN_VOLUME,
+  readAnnotations,
+} from './annotations.ts';
+import type { InjectorConfig } from './config.ts';
+import { arrayAt, isObject, objectAt, objectsOf, stringOf, type JsonObject } from './json.ts';
+import { createPatch } from './patch.ts';
+import { choosePort } from './ports.ts';
+import { findTokenVolume, ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
+import { parseSettings, type PodSettings } from './settings.ts';
+import { legacyInitContainer, legacySidecar, nativeSidecar, PORT_NAME, type SidecarSpec } from './sidecar.ts';
+import { planSources, SHARED_DIR, VOLUMES_DIR, type SourcePlan } from './sources.ts';
+
+/** `annotation` (/mutate): the pod must say config-reloader.io/inject: "true". `namespace` (/mutate/namespace): every pod unless it says "false". */
+export type OptIn = 'annotation' | 'namespace';
+
+export type InjectionOutcome =
+  /** `error` is set only with reason INTERNAL_ERROR: the cause, for the webhook's log and metrics. */
+  | { action: 'skip'; reason: string; warnings: string[]; error?: unknown }
+  | { action: 'deny'; message: string; warnings: string[] }
+  | {
+      action: 'patch';
+      patch: Operation[];
+      pod: Record<string, unknown>;
+      warnings: string[];
+      sources: number;
+    };
+
+export interface InjectionContext {
+  /** The request's namespace (a controller-made pod has none of its own). The sidecar reads it from POD_NAMESPACE, so nothing built here depends on it. */
+  namespace?: string;
+  optIn: OptIn;
+}
+
+/** The skip reason when injection itself failed; the webhook counts it as an error, not as a skip. */
+export const INTERNAL_ERROR = 'internal error';
+
+const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
+/**
+ * Decides whether the pod gets the config-reloader sidecar and builds the patch. Pure: reads nothing but its
+ * arguments, and never throws, whatever JSON it is given (an internal error becomes a skip with a warning).
+ */
+export function injectPod(pod: unknown, ctx: InjectionContext, config: InjectorConfig): InjectionOutcome {
+  try {
+    return decide(pod, ctx, config);
+  } catch (error) {
+    // The cause stays out of the warning, which goes back to whoever created the pod.
+    return {
+      action: 'skip',
+      reason: INTERNAL_ERROR,
+      warnings: [
+        'config-reloader injection failed with an internal error; the pod was admitted without the sidecar',
+      ],
+      error,
+    };
+  }
+}
+
+function skip(reason: string, warnings: string[] = []): InjectionOutcome {
+  return { action: 'skip', reason, warnings };
+}
+
+function deny(message: string, warnings: string[] = []): InjectionOutcome {
+  return { action: 'deny', message, warnings };
+}
+
+function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): InjectionOutcome {
+  if (!isObject(pod)) return skip('the object is not a pod');
+  const annotations = readAnnotations(pod.metadata);
+  if (annotations.get(ANNOTATIONS.status) === STATUS_INJECTED)
+    return skip(`already injected (${ANNOTATIONS.status}: ${STATUS_INJECTED})`);
+  const optedIn = checkOptIn(annotations.get(ANNOTATIONS.inject), ctx.optIn);
+  if (optedIn !== true) return optedIn;
+  const spec = pod.spec;
+  if (!isObject(spec) || objectsOf(spec.containers).length === 0) return skip('the pod has no containers');
+
+  const conflict = reservedNameConflict(spec);
+  if (conflict !== undefined) return deny(conflict);
+  const parsed = parseSettings(annotations, config);
+  if (!parsed.ok) return deny(parsed.message);
+  const { settings } = parsed;
+  const warnings = [...parsed.warnings];
+
+  const tokenVolume = findTokenVolume(spec);
+  const planned = planSources(spec, settings, tokenVolume);
+  if (!planned.ok) return deny(planned.message, warnings);
+  const { plan } = planned;
+  warnings.push(...plan.warnings);
+  const sources = plan.converted.length + plan.explicit.length;
+  if (sources === 0) {
+    // Namespace-wide injection reaches every pod; only a pod that asked for the sidecar hears that it has nothing to sync.
+    const askedFor = annotations.get(ANNOTATIONS.inject)?.trim().toLowerCase() === 'true';
+    if (!askedFor) return skip('nothing to sync', warnings);
+    warnings.push(
+      `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: no secret or configMap volume to keep current; add one, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`,
+    );
+    return skip('nothing to sync', warnings);
+  }
+
+  const targets = explicitTargets(spec, settings, plan);
+  if (typeof targets === 'string') return deny(targets, warnings);
+  const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadUrl));
+  if (!port.ok) {
+    return deny(
+      `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
+      warnings,
+    );
+  }
+  warnings.push(...port.warnings);
+  if (spec.hostNetwork === true) {
+    warnings.push(
+      `the pod uses hostNetwork: the config-reloader sidecar listens on port ${port.port} of the node; make sure it is free there, or set ${ANNOTATIONS.port}`,
+    );
+  }
+  warnings.push(...subPathWarnings(spec, plan));
+
+  const mutated = structuredClone(pod);
+  mutate(mutated, { settings, plan, targets, tokenVolume, port: port.port, config });
+  return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
+}
+
+function checkOptIn(value: string | undefined, optIn: OptIn): true | InjectionOutcome {
+  const normalised = value?.trim().toLowerCase() ?? '';
+  if (normalised === 'true') return true;
+  if (normalised === 'false') return skip(`opted out (${ANNOTATIONS.inject}: "false")`);
+  if (normalised === '')
+    return optIn === 'namespace' ? true : skip(`not opted in (no ${ANNOTATIONS.inject}: "true")`);
+  return deny(
+    `${ANNOTATIONS.inject}: "${value}" is neither "true" nor "false"; set it to "true" to inject the config-reloader sidecar or "false" to opt out`,
+  );
+}
+
+function reservedNameConflict(spec: JsonObject): string | undefined {
+  const fix = `rename it (the name is reserved for the injected sidecar), or, if the sidecar was added on purpose, add the annotation ${ANNOTATIONS.status}: ${STATUS_INJECTED}`;
+  for (const list of CONTAINER_LISTS) {
+    for (const container of objectsOf(spec[list])) {
+      if (container.name === SIDECAR_CONTAINER || container.name === SIDECAR_INIT_CONTAINER) {
+        return `${ANNOTATIONS.status}: the pod already has a container named "${String(container.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`;
+      }
+    }
+  }
+  for (const volume of objectsOf(spec.volumes)) {
+    if (volume.name === SHARED_VOLUME || volume.name === TOKEN_VOLUME) {
+      return `${ANNOTATIONS.status}: the pod already has a volume named "${String(volume.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`;
+    }
+  }
+  return undefined;
+}
+
+/** The containers that mount the shared volume in explicit mode (empty without explicit sources), or why the annotation is wrong. */
+function explicitTargets(spec: JsonObject, settings: PodSettings, plan: SourcePlan): string[] | string {
+  if (plan.explicit.length === 0) return [];
+  const appNames = objectsOf(spec.containers)
+    .map((c) => stringOf(c.name))
+    .filter((name) => name !== undefined);
+  const initNames = objectsOf(spec.initContainers)
+    .map((c) => stringOf(c.name))
+    .filter((name) => name !== undefined);
+  const targets =
+    settings.containers !== undefined && settings.containers.length > 0 ? settings.containers : appNames;
+  for (const name of targets) {
+    if (!appNames.includes(name) && !initNames.includes(name)) {
+      return `${ANNOTATIONS.containers}: the pod has no container named "${name}"; list containers of the pod (here: ${[...initNames, ...appNames].join(', ')})`;
+    }
+  }
+  for (const container of [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)]) {
+    if (!targets.includes(stringOf(container.name) ?? '')) continue;
+    for (const mount of objectsOf(container.volumeMounts)) {
+      if (
+        typeof mount.mountPath === 'string' &&
+        mount.mountPath.replace(/(.)\/+$/, '$1') === settings.mountPath
+      ) {
+        return `${ANNOTATIONS.mountPath}: container "${String(container.name)}" already mounts volume "${String(mount.name)}" at ${settings.mountPath}; choose another directory for the synced objects`;
+      }
+    }
+  }
+  return targets;
+}
+
+/** The app's port in the reload URL is in use even when no container declares it. */
+function reloadUrlPort(reloadUrl: string | undefined): Map<number, string> {
+  const taken = new Map<number, string>();
+  if (reloadUrl === undefined) return taken;
+  const url = new URL(reloadUrl);
+  const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+  taken.set(port, `the app's reload URL (${ANNOTATIONS.reloadUrl})`);
+  return taken;
+}
+
+function subPathWarnings(spec: JsonObject, plan: SourcePlan): string[] {
+  const converted = new Set(plan.converted.map((c) => c.name));
+  const warnings: string[] = [];
+  for (const list of CONTAINER_LISTS) {
+    for (const container of objectsOf(spec[list])) {
+      for (const mount of objectsOf(container.volumeMounts)) {
+        if (!converted.has(stringOf(mount.name) ?? '') || !(mount.subPath || mount.subPathExpr)) continue;
+        warnings.push(
+          `container "${String(container.name)}" mounts volume "${String(mount.name)}" with subPath: that file never sees updates (as with the kubelet); mount the whole volume to get them`,
+        );
+      }
+    }
+  }
+  return warnings;
+}
+
+interface Build {
+  settings: PodSettings;
+  plan: SourcePlan;
+  targets: string[];
+  tokenVolume: string | undefined;
+  port: number;
+  config: InjectorConfig;
+}
+
+/** Applies the injection to the clone; the patch is the difference, so only what changes here is touched. */
+function mutate(pod: JsonObject, build: Build): void {
+  const { settings, plan, targets, config } = build;
+  const spec = pod.spec as JsonObject;
+  const volumeMounts: JsonObject[] = [];
+
+  const converted = new Map(plan.converted.map((c) => [c.name, c]));
+  for (const volume of objectsOf(spec.volumes)) {
+    const entry = converted.get(stringOf(volume.name) ?? '');
+    if (entry === undefined) continue;
+    delete volume.secret;
+    delete volume.configMap;
+    // Secrets stay in memory, never on the node's disk.
+    volume.emptyDir = entry.fromSecret ? { medium: 'Memory' } : {};
+    volumeMounts.push({ name: entry.name, mountPath: `${VOLUMES_DIR}/${entry.name}` });
+  }
+  if (plan.explicit.length > 0) {
+    const anySecret = plan.explicit.some((source) => source.kind === 'secret');
+    arrayAt(spec, 'volumes').push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
+    volumeMounts.push({ name: SHARED_VOLUME, mountPath: SHARED_DIR });
+    for (const list of ['initContainers', 'containers'] as const) {
+      for (const container of objectsOf(spec[list])) {
+        if (!targets.includes(stringOf(container.name) ?? '')) continue;
+        arrayAt(container, 'volumeMounts').push({
+          name: SHARED_VOLUME,
+          mountPath: settings.mountPath,
+          readOnly: true,
+        });
+      }
+    }
+  }
+  if (build.tokenVolume === undefined) arrayAt(spec, 'volumes').push(ownTokenVolume());
+  volumeMounts.push({
+    name: build.tokenVolume ?? TOKEN_VOLUME,
+    mountPath: SERVICE_ACCOUNT_PATH,
+    readOnly: true,
+  });
+
+  const sidecar: SidecarSpec = {
+    image: config.reloaderImage,
+    port: build.port,
+    declarePort: !portNameTaken(spec),
+    sources: [...plan.converted.map((c) => c.spec), ...plan.explicit],
+    reloadMethod: settings.reloadMethod,
+    resources: settings.resources,
+    volumeMounts,
+  };
+  if (config.imagePullPolicy !== undefined) sidecar.imagePullPolicy = config.imagePullPolicy;
+  if (settings.reloadUrl !== undefined) sidecar.reloadUrl = settings.reloadUrl;
+  if (settings.logLevel !== undefined) sidecar.logLevel = settings.logLevel;
+
+  const initContainers = arrayAt(spec, 'initContainers');
+  if (settings.sidecarMode === 'native') {
+    initContainers.unshift(nativeSidecar(sidecar));
+  } else {
+    initContainers.unshift(legacyInitContainer(sidecar));
+    arrayAt(spec, 'containers').push(legacySidecar(sidecar));
+  }
+  objectAt(objectAt(pod, 'metadata'), 'annotations')[ANNOTATIONS.status] = STATUS_INJECTED;
+}
+
+function portNameTaken(spec: JsonObject): boolean {
+  return CONTAINER_LISTS.some((list) =>
+    objectsOf(spec[list]).some((container) =>
+      objectsOf(container.ports).some((port) => port.name === PORT_NAME),
+    ),
+  );
+}

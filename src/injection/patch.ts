@@ -1,0 +1,62 @@
+import { isDeepStrictEqual } from 'node:util';
+import jsonPatch from 'fast-json-patch';
+import type { Operation } from 'fast-json-patch';
+
+/**
+ * The RFC 6902 patch from the pod as received to the mutated clone. Unlike a plain index-by-index compare,
+ * elements inserted at the start or end of an existing array become `add` operations at their index, so
+ * inserting the sidecar as the first init container does not rewrite every init container after it.
+ * Missing objects and arrays are added whole; keys are escaped (`~` → `~0`, `/` → `~1`).
+ */
+export function createPatch(before: unknown, after: unknown): Operation[] {
+  const ops: Operation[] = [];
+  diff(before, after, '', ops);
+  return ops;
+}
+
+function pointer(base: string, key: string | number): string {
+  return `${base}/${jsonPatch.escapePathComponent(String(key))}`;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const equal = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
+
+function diff(before: unknown, after: unknown, path: string, ops: Operation[]): void {
+  if (equal(before, after)) return;
+  if (isPlainObject(before) && isPlainObject(after)) {
+    for (const key of Object.keys(before)) {
+      if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: pointer(path, key) });
+    }
+    for (const [key, value] of Object.entries(after)) {
+      if (value === undefined) continue;
+      if (Object.hasOwn(before, key)) diff(before[key], value, pointer(path, key), ops);
+      else ops.push({ op: 'add', path: pointer(path, key), value });
+    }
+    return;
+  }
+  if (Array.isArray(before) && Array.isArray(after)) {
+    diffArrays(before, after, path, ops);
+    return;
+  }
+  ops.push({ op: 'replace', path, value: after });
+}
+
+function diffArrays(before: unknown[], after: unknown[], path: string, ops: Operation[]): void {
+  const added = after.length - before.length;
+  if (added < 0) {
+    ops.push({ op: 'replace', path, value: after });
+    return;
+  }
+  const insertedAtStart = added > 0 && before.every((item, i) => equal(item, after[i + added]));
+  if (insertedAtStart) {
+    for (let i = 0; i < added; i++) ops.push({ op: 'add', path: pointer(path, i), value: after[i] });
+    return;
+  }
+  // Changed elements in place, then elements appended at the end.
+  before.forEach((item, i) => diff(item, after[i], pointer(path, i), ops));
+  for (let i = before.length; i < after.length; i++)
+    ops.push({ op: 'add', path: pointer(path, i), value: after[i] });
+}

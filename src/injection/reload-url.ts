@@ -1,0 +1,44 @@
+/** Validation of the reload endpoint the sidecar calls; the webhook itself never calls it. */
+
+export const RELOAD_METHODS = ['GET', 'POST', 'PUT'] as const;
+export type ReloadMethod = (typeof RELOAD_METHODS)[number];
+
+/** 127.0.0.0/8, ::1 and localhost: addresses that stay inside the pod's network namespace. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  if (host === 'localhost' || host === '[::1]' || host === '::1') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+export type UrlCheck = { ok: true; url: string } | { ok: false; problem: string };
+
+/** The normalised URL, or why it cannot be a reload URL. */
+export function checkReloadUrl(text: string, allowed: 'loopback' | 'any'): UrlCheck {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    return { ok: false, problem: `"${text}" is not a valid URL` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return { ok: false, problem: `"${text}" must use http or https, not ${url.protocol.replace(/:$/, '')}` };
+  }
+  if (url.username || url.password) {
+    return {
+      ok: false,
+      problem: `"${url.host}${url.pathname}" must not contain credentials (they would be visible in the pod spec)`,
+    };
+  }
+  if (allowed === 'loopback' && !isLoopbackHost(url.hostname)) {
+    return {
+      ok: false,
+      problem: `host "${url.hostname}" is not a loopback address: the reload URL must point into the pod itself (127.0.0.1, ::1 or localhost), for example http://127.0.0.1:8080/-/reload`,
+    };
+  }
+  return { ok: true, url: url.href };
+}
+
+export function parseReloadMethod(text: string): ReloadMethod | undefined {
+  const method = text.trim().toUpperCase();
+  return (RELOAD_METHODS as readonly string[]).includes(method) ? (method as ReloadMethod) : undefined;
+}

@@ -1,0 +1,242 @@
+import { ANNOTATIONS, ANNOTATION_PREFIX, DEFAULT_MOUNT_PATH, parseList } from './annotations.ts';
+import { LOG_LEVELS, type InjectorConfig } from './config.ts';
+import { parseQuantity, quantityProblem } from './quantity.ts';
+import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
+import { isValidObjectName } from '../shared/source-spec.ts';
+
+/** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
+export interface PodSettings {
+  sidecarMode: 'native' | 'legacy';
+  /** The port the sidecar listens on: fixed by the annotation, or the preferred one that may move to the next free port. */
+  port: number;
+  portFixed: boolean;
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+  reloadUrl?: string;
+  reloadMethod: ReloadMethod;
+  logLevel?: string;
+  gunzip: boolean;
+  /** Volumes named in config-reloader.io/volumes; undefined when the annotation is absent. */
+  volumes?: string[];
+  secrets: string[];
+  configmaps: string[];
+  mountPath: string;
+  /** Containers named in config-reloader.io/containers; undefined means every app container. */
+  containers?: string[];
+}
+
+export type SettingsResult =
+  { ok: true; settings: PodSettings; warnings: string[] } | { ok: false; message: string };
+
+const KNOWN = new Set<string>(Object.values(ANNOTATIONS));
+
+class Denial extends Error {}
+
+function deny(annotation: string, problem: string, fix: string): never {
+  throw new Denial(`${annotation}: ${problem}; ${fix}`);
+}
+
+export function parseSettings(annotations: Map<string, string>, config: InjectorConfig): SettingsResult {
+  const warnings: string[] = [];
+  // An empty annotation value means the same as no annotation.
+  const get = (name: string): string | undefined => {
+    const value = annotations.get(name)?.trim();
+    return value === '' ? undefined : value;
+  };
+  try {
+    for (const key of annotations.keys()) {
+      if (key.startsWith(ANNOTATION_PREFIX) && !KNOWN.has(key)) {
+        warnings.push(
+          `unknown annotation ${key} is ignored (see docs/annotations.md for the supported ones)`,
+        );
+      }
+    }
+    const secrets = objectNames(ANNOTATIONS.secrets, get(ANNOTATIONS.secrets));
+    const configmaps = objectNames(ANNOTATIONS.configmaps, get(ANNOTATIONS.configmaps));
+    const clash = secrets.find((name) => configmaps.includes(name));
+    if (clash !== undefined) {
+      deny(
+        ANNOTATIONS.configmaps,
+        `"${clash}" is also listed in ${ANNOTATIONS.secrets}, and both would be written to the same directory <mount-path>/${clash}`,
+        'list each name once, or mount one of them through a secret/configMap volume instead',
+      );
+    }
+    const explicit = secrets.length + configmaps.length > 0;
+    const mountPath = parseMountPath(get(ANNOTATIONS.mountPath));
+    const containersValue = get(ANNOTATIONS.containers);
+    if (!explicit) {
+      for (const name of [ANNOTATIONS.mountPath, ANNOTATIONS.containers]) {
+        if (get(name) !== undefined) {
+          warnings.push(
+            `${name} is ignored: it applies only with ${ANNOTATIONS.secrets} or ${ANNOTATIONS.configmaps}`,
+          );
+        }
+      }
+    }
+    const volumesValue = get(ANNOTATIONS.volumes);
+    const reload = parseReload(get(ANNOTATIONS.reloadUrl), get(ANNOTATIONS.reloadMethod), config, warnings);
+    const settings: PodSettings = {
+      sidecarMode: parseSidecarMode(get(ANNOTATIONS.sidecarMode), config.sidecarMode),
+      ...parsePort(get(ANNOTATIONS.port), config.port),
+      resources: parseResources(get, config),
+      ...reload,
+      gunzip: parseBoolean(ANNOTATIONS.gunzip, get(ANNOTATIONS.gunzip)),
+      secrets,
+      configmaps,
+      mountPath,
+    };
+    const logLevel = parseLogLevel(get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel);
+    if (logLevel !== undefined) settings.logLevel = logLevel;
+    if (volumesValue !== undefined) settings.volumes = parseList(volumesValue);
+    if (containersValue !== undefined) settings.containers = parseList(containersValue);
+    return { ok: true, settings, warnings };
+  } catch (err) {
+    if (err instanceof Denial) return { ok: false, message: err.message };
+    throw err;
+  }
+}
+
+function objectNames(annotation: string, value: string | undefined): string[] {
+  const names = parseList(value);
+  for (const name of names) {
+    if (!isValidObjectName(name)) {
+      deny(
+        annotation,
+        `"${name}" is not a valid object name`,
+        'use the names of the objects as comma-separated lowercase DNS names, for example "app-config,app-tls"',
+      );
+    }
+  }
+  return names;
+}
+
+function parseMountPath(value: string | undefined): string {
+  if (value === undefined) return DEFAULT_MOUNT_PATH;
+  const path = value.length > 1 ? value.replace(/\/+$/, '') : value;
+  if (!path.startsWith('/') || path === '/' || path.split('/').includes('..') || path.includes(':')) {
+    deny(
+      ANNOTATIONS.mountPath,
+      `"${value}" is not an absolute directory path`,
+      `use a path such as ${DEFAULT_MOUNT_PATH} (no "..", no ":", not "/")`,
+    );
+  }
+  return path;
+}
+
+function parseSidecarMode(value: string | undefined, fallback: 'native' | 'legacy'): 'native' | 'legacy' {
+  if (value === undefined) return fallback;
+  const mode = value.toLowerCase();
+  if (mode !== 'native' && mode !== 'legacy') {
+    deny(
+      ANNOTATIONS.sidecarMode,
+      `"${value}" is not a sidecar mode`,
+      'use "native" (Kubernetes 1.29 and later) or "legacy"',
+    );
+  }
+  return mode;
+}
+
+function parsePort(value: string | undefined, fallback: number): { port: number; portFixed: boolean } {
+  if (value === undefined) return { port: fallback, portFixed: false };
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
+    deny(
+      ANNOTATIONS.port,
+      `"${value}" is not a port number from 1 to 65535`,
+      'set a port that no container of the pod uses, or remove the annotation to let the injector pick one',
+    );
+  }
+  return { port, portFixed: true };
+}
+
+function parseBoolean(annotation: string, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const lower = value.toLowerCase();
+  if (lower !== 'true' && lower !== 'false')
+    deny(annotation, `"${value}" is neither "true" nor "false"`, 'set it to "true" or "false"');
+  return lower === 'true';
+}
+
+function parseLogLevel(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const level = value.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    deny(ANNOTATIONS.logLevel, `"${value}" is not a log level`, `use one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return level;
+}
+
+function parseReload(
+  urlValue: string | undefined,
+  methodValue: string | undefined,
+  config: InjectorConfig,
+  warnings: string[],
+): { reloadUrl?: string; reloadMethod: ReloadMethod } {
+  let reloadMethod: ReloadMethod = 'POST';
+  if (methodValue !== undefined) {
+    const method = parseReloadMethod(methodValue);
+    if (method === undefined) {
+      deny(
+        ANNOTATIONS.reloadMethod,
+        `"${methodValue}" is not a supported HTTP method`,
+        `use one of ${RELOAD_METHODS.join(', ')}`,
+      );
+    }
+    reloadMethod = method;
+    if (urlValue === undefined)
+      warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
+  }
+  if (urlValue === undefined) return { reloadMethod };
+  const check = checkReloadUrl(urlValue, config.allowedReloadHosts);
+  if (!check.ok) {
+    deny(
+      ANNOTATIONS.reloadUrl,
+      check.problem,
+      "set it to the http(s) URL of the app's reload endpoint inside the pod, for example http://127.0.0.1:8429/-/reload",
+    );
+  }
+  return { reloadUrl: check.url, reloadMethod };
+}
+
+type ResourceKey = 'cpuRequest' | 'cpuLimit' | 'memoryRequest' | 'memoryLimit';
+
+const RESOURCE_SOURCES: { key: ResourceKey; annotation: string; flag: string }[] = [
+  { key: 'cpuRequest', annotation: ANNOTATIONS.cpuRequest, flag: '--cpu-request' },
+  { key: 'cpuLimit', annotation: ANNOTATIONS.cpuLimit, flag: '--cpu-limit' },
+  { key: 'memoryRequest', annotation: ANNOTATIONS.memoryRequest, flag: '--memory-request' },
+  { key: 'memoryLimit', annotation: ANNOTATIONS.memoryLimit, flag: '--memory-limit' },
+];
+
+function parseResources(
+  get: (name: string) => string | undefined,
+  config: InjectorConfig,
+): PodSettings['resources'] {
+  const values: Partial<Record<ResourceKey, { text: string; value: number; origin: string }>> = {};
+  for (const { key, annotation, flag } of RESOURCE_SOURCES) {
+    const fromPod = get(annotation);
+    const text = fromPod ?? config.resources[key];
+    if (text === undefined) continue;
+    const origin = fromPod !== undefined ? annotation : `the injector flag ${flag}`;
+    const problem = quantityProblem(text);
+    if (problem !== undefined) deny(origin, problem, 'fix the value or remove it to use the default');
+    values[key] = { text, value: parseQuantity(text) as number, origin };
+  }
+  for (const [request, limit, resource] of [
+    [values.cpuRequest, values.cpuLimit, 'cpu'],
+    [values.memoryRequest, values.memoryLimit, 'memory'],
+  ] as const) {
+    if (request !== undefined && limit !== undefined && request.value > limit.value) {
+      const culprit = limit.origin.startsWith(ANNOTATION_PREFIX) ? limit.origin : request.origin;
+      deny(
+        culprit,
+        `the ${resource} request ${request.text} (from ${request.origin}) is greater than the ${resource} limit ${limit.text} (from ${limit.origin})`,
+        `set config-reloader.io/${resource}-request and config-reloader.io/${resource}-limit so that the request is not above the limit`,
+      );
+    }
+  }
+  const resources: PodSettings['resources'] = { requests: {}, limits: {} };
+  if (values.cpuRequest) resources.requests.cpu = values.cpuRequest.text;
+  if (values.memoryRequest) resources.requests.memory = values.memoryRequest.text;
+  if (values.cpuLimit) resources.limits.cpu = values.cpuLimit.text;
+  if (values.memoryLimit) resources.limits.memory = values.memoryLimit.text;
+  return resources;
+}

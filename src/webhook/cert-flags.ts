@@ -1,0 +1,131 @@
+import { hostname } from 'node:os';
+import { serviceHosts } from '../certs/generate.ts';
+import { parseDuration, UsageError, type FlagSpec } from '../shared/cli.ts';
+import type { Logger } from '../shared/log.ts';
+import { isValidObjectName } from '../shared/source-spec.ts';
+import type { SelfManagedCerts } from './self-managed-certs.ts';
+
+/** The webhook's flags for self-managed certificates (see self-managed-certs.ts). */
+export const selfManagedCertFlags = {
+  'self-managed-certs': { type: 'boolean' },
+  'cert-secret': { type: 'string' },
+  'webhook-config': { type: 'string' },
+  service: { type: 'string' },
+  namespace: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'cert-validity': { type: 'string' },
+  'ca-validity': { type: 'string' },
+  'cert-sync-interval': { type: 'string' },
+  'ca-propagation-delay': { type: 'string' },
+} as const satisfies FlagSpec;
+
+export const SELF_MANAGED_DEFAULTS = {
+  secret: 'config-reloader-injector-certs',
+  webhookConfig: 'config-reloader-injector',
+  service: 'config-reloader-injector',
+  certValidity: '8760h',
+  caValidity: '87600h',
+  syncInterval: '30s',
+  propagationDelay: '60s',
+} as const;
+
+const d = SELF_MANAGED_DEFAULTS;
+
+export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster, instead of --tls-cert-file/--tls-key-file):
+  --self-managed-certs         make a CA and a serving certificate, keep them in a Secret that every replica
+                               shares, write the CA into the MutatingWebhookConfiguration's caBundle, renew
+                               them before expiry (a CA rotation trusts both CAs until every replica moved)
+  --cert-secret NAME           that Secret, in --namespace (default ${d.secret})
+  --webhook-config NAME        the MutatingWebhookConfiguration whose webhooks get the caBundle (default ${d.webhookConfig})
+  --service NAME               the webhook's Service: the certificate's DNS names are NAME, NAME.NS, NAME.NS.svc
+                               and NAME.NS.svc.cluster.local (default ${d.service})
+  --namespace NS               namespace of the Secret and the Service (default: $POD_NAMESPACE)
+  --kubeconfig FILE            API access (default: the pod's service account, else $KUBECONFIG or ~/.kube/config)
+  --cert-validity DURATION     serving certificate lifetime, renewed with a third left (default ${d.certValidity})
+  --ca-validity DURATION       CA lifetime, rotated with a third left (default ${d.caValidity})
+  --cert-sync-interval DURATION how often each replica re-reads the Secret (default ${d.syncInterval})
+  --ca-propagation-delay DURATION during a CA rotation, how long the API servers get to load the new caBundle
+                               before a certificate of the new CA is served (default ${d.propagationDelay})
+`;
+
+export type SelfManagedFlagValues = { [K in keyof typeof selfManagedCertFlags]?: (typeof selfManagedCertFlags)[K]['type'] extends 'boolean' ? boolean : string };
+
+export interface SelfManagedSettings {
+  namespace: string;
+  secretName: string;
+  webhookConfigName: string;
+  service: string;
+  kubeconfig: string | undefined;
+  replica: string;
+  certValidityMs: number;
+  caValidityMs: number;
+  syncIntervalMs: number;
+  propagationDelayMs: number;
+}
+
+/** Undefined without --self-managed-certs (then none of its flags may be given); a bad value is a UsageError. */
+export function selfManagedSettingsFromFlags(values: SelfManagedFlagValues, env: NodeJS.ProcessEnv): SelfManagedSettings | undefined {
+  if (values['self-managed-certs'] !== true) {
+    const stray = Object.keys(selfManagedCertFlags).find((f) => f !== 'self-managed-certs' && values[f as keyof SelfManagedFlagValues] !== undefined);
+    if (stray) throw new UsageError(`--${stray} applies only with --self-managed-certs`);
+    return undefined;
+  }
+  const namespace = values.namespace ?? env.POD_NAMESPACE;
+  if (!namespace) throw new UsageError('--self-managed-certs needs --namespace, or the POD_NAMESPACE environment variable (the downward API)');
+  const settings: SelfManagedSettings = {
+    namespace,
+    secretName: values['cert-secret'] ?? d.secret,
+    webhookConfigName: values['webhook-config'] ?? d.webhookConfig,
+    service: values.service ?? d.service,
+    kubeconfig: values.kubeconfig,
+    replica: env.POD_NAME || hostname(),
+    certValidityMs: parseDuration('cert-validity', values['cert-validity'] ?? d.certValidity),
+    caValidityMs: parseDuration('ca-validity', values['ca-validity'] ?? d.caValidity),
+    syncIntervalMs: parseDuration('cert-sync-interval', values['cert-sync-interval'] ?? d.syncInterval),
+    propagationDelayMs: parseDuration('ca-propagation-delay', values['ca-propagation-delay'] ?? d.propagationDelay),
+  };
+  for (const [flag, v] of [
+    ['namespace', settings.namespace],
+    ['service', settings.service],
+  ] as const) {
+    if (!isValidObjectName(v) || v.includes('.') || v.length > 63) throw new UsageError(`--${flag} "${v}" is not a valid DNS label (lowercase letters, digits and '-')`);
+  }
+  for (const [flag, v] of [
+    ['cert-secret', settings.secretName],
+    ['webhook-config', settings.webhookConfigName],
+  ] as const) {
+    if (!isValidObjectName(v)) throw new UsageError(`--${flag} "${v}" is not a valid object name`);
+  }
+  const hour = 3_600_000;
+  if (settings.certValidityMs < hour) throw new UsageError('--cert-validity must be at least 1h');
+  if (settings.caValidityMs < 2 * settings.certValidityMs) throw new UsageError('--ca-validity must be at least twice --cert-validity');
+  if (settings.syncIntervalMs < 1000) throw new UsageError('--cert-sync-interval must be at least 1s');
+  return settings;
+}
+
+/** Loads the API credentials and starts the self-managed certificates; the Kubernetes client is loaded only here. */
+export async function startSelfManagedFromSettings(s: SelfManagedSettings, env: NodeJS.ProcessEnv, log: Logger): Promise<SelfManagedCerts> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { createCertApi } = await import('./cert-api.ts');
+  const { startSelfManagedCerts } = await import('./self-managed-certs.ts');
+  const kc = new KubeConfig();
+  try {
+    if (s.kubeconfig) kc.loadFromFile(s.kubeconfig);
+    else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new UsageError(`cannot load the API credentials${s.kubeconfig ? ` from --kubeconfig ${s.kubeconfig}` : ''}: ${(err as Error).message}`);
+  }
+  if (!kc.getCurrentCluster()) throw new UsageError('no Kubernetes API to talk to: run in a pod, or give --kubeconfig');
+  log.info({ namespace: s.namespace, secret: s.secretName, webhookConfig: s.webhookConfigName, server: kc.getCurrentCluster()?.server }, 'self-managed certificates: setting up');
+  return startSelfManagedCerts({
+    api: createCertApi(kc, { namespace: s.namespace, secretName: s.secretName, webhookConfigName: s.webhookConfigName }),
+    hosts: serviceHosts(s.service, s.namespace),
+    replica: s.replica,
+    log,
+    certValidityMs: s.certValidityMs,
+    caValidityMs: s.caValidityMs,
+    syncIntervalMs: s.syncIntervalMs,
+    propagationDelayMs: s.propagationDelayMs,
+  });
+}

@@ -1,0 +1,264 @@
+import { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { generateCertBundle } from '../certs/generate.ts';
+import type { Logger } from '../shared/log.ts';
+import { describeApiError, type CertApi } from './cert-api.ts';
+import {
+  certFingerprint,
+  formatAck,
+  nextGeneration,
+  planStep,
+  readCertState,
+  replicaKey,
+  secretContent,
+  SERVED_PREFIX,
+  type CertPolicy,
+  type CertState,
+  type KeyPair,
+  type Step,
+} from './cert-state.ts';
+import type { TlsMaterial, TlsSource } from './tls.ts';
+
+/**
+ * Certificates the webhook makes and keeps itself, in one Secret that every replica shares:
+ * - the first replica to find no Secret creates it; the API's create conflict (409) decides the one writer
+ *   and the others read what it wrote, so all replicas serve certificates of one CA;
+ * - every replica writes that Secret's CA bundle into the MutatingWebhookConfiguration's caBundle;
+ * - each one re-reads the Secret every sync interval and renews what is due (a compare-and-swap update:
+ *   on 409 it re-reads and decides again), then serves what the Secret holds, swapped in without a restart;
+ * - CA rotation goes through phases recorded in the Secret (see cert-state.ts), so the caBundle trusts the
+ *   old and the new CA until every replica serves a certificate of the new one.
+ */
+
+export interface SelfManagedOptions {
+  api: CertApi;
+  /** SANs of the serving certificate: the Service's DNS names (serviceHosts). */
+  hosts: string[];
+  /** This replica's name (its pod name), for the annotation that says which certificate it serves. */
+  replica: string;
+  log: Logger;
+  /** Serving certificate lifetime; renewed with a third of it left (default 365 days). */
+  certValidityMs?: number;
+  /** CA lifetime; rotated with a third of it left (default 10 years). */
+  caValidityMs?: number;
+  /** How often the Secret is re-read (default 30 s). */
+  syncIntervalMs?: number;
+  /** How long a new caBundle is left to reach every API server before a certificate of the new CA is served (default 60 s). */
+  propagationDelayMs?: number;
+  /** A replica refreshes its served-annotation this often (default 10 sync intervals)... */
+  ackRefreshMs?: number;
+  /** ...and one not refreshed for this long is a replica that is gone (default 3 refreshes). */
+  ackExpiryMs?: number;
+}
+
+export interface SelfManagedCerts extends TlsSource {
+  /** The CAs the webhook configuration trusts (PEM): one, or two during a CA rotation. */
+  readonly caBundle: string;
+  /** One reconciliation now; the background loop runs one every sync interval. */
+  sync(): Promise<void>;
+}
+
+const DAY_MS = 86_400_000;
+const MAX_ATTEMPTS = 10;
+
+export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<SelfManagedCerts> {
+  const { api, log, hosts } = opts;
+  const syncIntervalMs = opts.syncIntervalMs ?? 30_000;
+  const certValidityMs = opts.certValidityMs ?? 365 * DAY_MS;
+  const caValidityMs = opts.caValidityMs ?? 3650 * DAY_MS;
+  const ackRefreshMs = opts.ackRefreshMs ?? 10 * syncIntervalMs;
+  const policy: CertPolicy = {
+    hosts,
+    propagationDelayMs: opts.propagationDelayMs ?? 60_000,
+    ackExpiryMs: opts.ackExpiryMs ?? 3 * ackRefreshMs,
+  };
+  const me = replicaKey(opts.replica);
+  const listeners: Array<(m: TlsMaterial) => void> = [];
+  let material: TlsMaterial | undefined;
+  let caBundle = '';
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let webhookMissingLogged = false;
+
+  const newCa = async (): Promise<KeyPair> => {
+    const made = await generateCertBundle({
+      hosts,
+      caName: `config-reloader-injector webhook CA ${new Date().toISOString()}`,
+      validDays: caValidityMs / DAY_MS,
+    });
+    return { cert: made.caCert, key: made.caKey };
+  };
+  const issueServing = async (ca: KeyPair): Promise<KeyPair> => {
+    // Never past the CA's own expiry: a certificate outliving its issuer stops verifying with it.
+    const caLeftMs = new Date(new X509Certificate(ca.cert).validTo).getTime() - Date.now();
+    const made = await generateCertBundle({ hosts, ca, validDays: Math.min(certValidityMs, caLeftMs) / DAY_MS });
+    return { cert: made.cert, key: made.key };
+  };
+  const freshState = async (...previousGenerations: number[]): Promise<CertState> => {
+    const ca = await newCa();
+    return {
+      ca,
+      serving: await issueServing(ca),
+      bundle: [ca.cert],
+      nextCa: undefined,
+      phase: 'none',
+      phaseSince: undefined,
+      generation: nextGeneration(...previousGenerations),
+      served: new Map(),
+    };
+  };
+
+  const execute = async (state: CertState | { problem: string }, step: Step, now: Date): Promise<CertState> => {
+    if ('problem' in state || step.kind === 'reissue') {
+      const previous = 'problem' in state ? [] : [state.generation];
+      const webhook = await api.readWebhookConfig();
+      return freshState(...previous, webhook?.generation ?? 0);
+    }
+    switch (step.kind) {
+      case 'renew-serving':
+        return { ...state, serving: await issueServing(state.ca) };
+      case 'start-ca-rotation': {
+        const nextCa = await newCa();
+        return { ...state, nextCa, bundle: [state.ca.cert, nextCa.cert], phase: 'trust-new', phaseSince: now, generation: nextGeneration(state.generation) };
+      }
+      case 'serve-new-ca': {
+        const ca = state.nextCa as KeyPair;
+        return { ...state, ca, serving: await issueServing(ca), nextCa: undefined, phase: 'serve-new', phaseSince: now };
+      }
+      case 'finish-ca-rotation': {
+        const current = certFingerprint(state.serving.cert);
+        const served = new Map([...state.served].filter(([, ack]) => ack.fingerprint === current));
+        return { ...state, bundle: [state.ca.cert], phase: 'none', phaseSince: undefined, generation: nextGeneration(state.generation), served };
+      }
+      default:
+        return state;
+    }
+  };
+
+  /** Reads the Secret, creates or advances it when needed, and returns what it now holds. */
+  const reconcileSecret = async (): Promise<CertState> => {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const now = new Date();
+      const secret = await api.readSecret();
+      if (!secret) {
+        const webhook = await api.readWebhookConfig();
+        const state = await freshState(webhook?.generation ?? 0);
+        const created = await api.createSecret(secretContent(state, now, policy.ackExpiryMs));
+        if (created === 'exists') {
+          log.info('another replica created the certificate Secret first; using what it wrote');
+          continue;
+        }
+        log.info({ caFingerprint: certFingerprint(state.ca.cert) }, 'created the certificate Secret with a new CA and serving certificate');
+        return state;
+      }
+      const state = readCertState(secret);
+      let webhookGeneration: number | 'absent' = 'absent';
+      if (!('problem' in state) && state.phase === 'trust-new') webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
+      const step = planStep(state, { now, policy, webhookGeneration });
+      if (step.kind === 'wait') log.debug({ reason: step.reason }, 'CA rotation waiting');
+      if (step.kind === 'none' || step.kind === 'wait') return state as CertState;
+      const next = await execute(state, step, now);
+      const replaced = await api.replaceSecret(secret, secretContent(next, now, policy.ackExpiryMs));
+      if (replaced === 'conflict') {
+        log.debug({ step: step.kind }, 'the certificate Secret changed meanwhile; reading it again');
+        continue;
+      }
+      log.info({ step: step.kind, reason: 'reason' in step ? step.reason : undefined, caFingerprint: certFingerprint(next.ca.cert) }, 'certificate Secret updated');
+      return next;
+    }
+    throw new Error(`the certificate Secret kept changing under ${MAX_ATTEMPTS} attempts to update it`);
+  };
+
+  const serve = (state: CertState): void => {
+    caBundle = state.bundle.join('');
+    if (material?.cert === state.serving.cert && material.key === state.serving.key) return;
+    const first = material === undefined;
+    material = { ...state.serving };
+    const leaf = new X509Certificate(material.cert);
+    log.info({ fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo }, first ? 'serving the certificate from the Secret' : 'serving certificate replaced');
+    if (!first) for (const l of listeners) l(material);
+  };
+
+  const ensureWebhookCaBundle = async (state: CertState): Promise<void> => {
+    const wanted = Buffer.from(state.bundle.join('')).toString('base64');
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const webhook = await api.readWebhookConfig();
+      if (!webhook) {
+        if (!webhookMissingLogged) log.warn('the MutatingWebhookConfiguration does not exist; its caBundle will be set once it does');
+        webhookMissingLogged = true;
+        return;
+      }
+      webhookMissingLogged = false;
+      // A newer generation there means this replica's read of the Secret is older than another's write.
+      if (webhook.generation > state.generation) return;
+      if (webhook.generation === state.generation && webhook.caBundles.every((b) => b === wanted)) return;
+      if ((await api.writeCaBundle(webhook, wanted, state.generation)) === 'ok') {
+        log.info({ webhooks: webhook.caBundles.length, cas: state.bundle.length, generation: state.generation }, 'caBundle written to the MutatingWebhookConfiguration');
+        return;
+      }
+    }
+    throw new Error(`the MutatingWebhookConfiguration kept changing under ${MAX_ATTEMPTS} attempts to set its caBundle`);
+  };
+
+  /** Says which certificate this replica serves (the CA rotation waits for every live replica), and drops gone replicas. */
+  const acknowledge = async (state: CertState): Promise<void> => {
+    const now = Date.now();
+    const fingerprint = certFingerprint((material as TlsMaterial).cert);
+    const mine = state.served.get(me);
+    const gone = [...state.served].filter(([r, ack]) => r !== me && now - ack.at.getTime() > policy.ackExpiryMs).map(([r]) => r);
+    if (mine?.fingerprint === fingerprint && now - mine.at.getTime() < ackRefreshMs && gone.length === 0) return;
+    const patch: Record<string, string | null> = { [`${SERVED_PREFIX}${me}`]: formatAck({ fingerprint, at: new Date(now) }) };
+    for (const r of gone) patch[`${SERVED_PREFIX}${r}`] = null;
+    await api.patchSecretAnnotations(patch);
+  };
+
+  const syncOnce = async (): Promise<void> => {
+    const state = await reconcileSecret();
+    serve(state);
+    await ensureWebhookCaBundle(state);
+    await acknowledge(state);
+  };
+
+  let queue: Promise<void> = Promise.resolve();
+  const sync = (): Promise<void> => {
+    const run = queue.then(syncOnce);
+    queue = run.catch(() => {});
+    return run;
+  };
+
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+    try {
+      await sync();
+      break;
+    } catch (err) {
+      log.warn({ ...describeApiError(err), retryInMs: delay }, 'cannot set up the self-managed certificates yet');
+      await sleep(delay);
+    }
+  }
+
+  const schedule = (): void => {
+    timer = setTimeout(() => {
+      sync()
+        .catch((err: unknown) => log.warn(describeApiError(err), 'certificate sync failed; still serving the current certificate'))
+        .finally(() => {
+          if (!closed) schedule();
+        });
+    }, syncIntervalMs);
+  };
+  schedule();
+
+  return {
+    get material() {
+      return material as TlsMaterial;
+    },
+    get caBundle() {
+      return caBundle;
+    },
+    onChange: (l) => listeners.push(l),
+    sync,
+    close: () => {
+      closed = true;
+      clearTimeout(timer);
+    },
+  };
+}
