@@ -6,7 +6,7 @@ import { injectManifests } from '../../src/inject/manifests.ts';
 import { validatePod } from '../support/pod-validation.ts';
 import { MANIFESTS } from './sample-manifests.ts';
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>;  
 
 const options = { optIn: 'annotation' as const, config: DEFAULT_INJECTOR_CONFIG };
 
