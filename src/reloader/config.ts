@@ -1,0 +1,192 @@
+import type { LevelWithSilent } from 'pino';
+import { parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
+import { isLogLevel } from '../shared/log.ts';
+import { parseSourceSpec, SourceSpecError, type SourceSpec } from '../shared/source-spec.ts';
+
+/** Where the API server and its credentials come from. */
+export type ClusterConfig =
+  | { mode: 'kubeconfig'; path: string }
+  | { mode: 'in-cluster'; host: string; port: string; serviceAccountDir: string };
+
+export interface ReloadConfig {
+  url: URL;
+  method: string;
+  timeoutMs: number;
+}
+
+/** Everything the reloader needs, parsed once at start from flags and the environment and passed down. */
+export interface ReloaderConfig {
+  sources: SourceSpec[];
+  /** From --namespace or POD_NAMESPACE; otherwise the kubeconfig context's or the in-cluster namespace file. */
+  namespace?: string;
+  cluster: ClusterConfig;
+  /** Absent: files are written and no application is called. */
+  reload?: ReloadConfig;
+  once: boolean;
+  onceTimeoutMs: number;
+  listen: { host: string; port: number };
+  logLevel: LevelWithSilent;
+  healthTimeoutMs: number;
+  /** 0 disables the periodic relist. */
+  resyncMs: number;
+}
+
+export const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+export const RELOADER_HELP = `Usage: config-reloader-injector reloader --source KIND/NAME=DIR [--source ...] [flags]
+
+Watches Secrets and ConfigMaps through the Kubernetes API, writes their keys atomically into
+directories (the kubelet's ..data symlink layout) and calls the application's reload URL.
+
+Flags:
+  --source KIND/NAME=DIR[?PARAMS]  object to sync, repeatable; KIND secret or configmap; PARAMS joined by &:
+                                   optional=true, defaultMode=0644, gunzip=true, item=KEY:PATH[:MODE] (repeatable)
+  --namespace NAME                 namespace of every source (default $POD_NAMESPACE, else the kubeconfig
+                                   context's namespace, else the in-cluster namespace file)
+  --kubeconfig FILE                kubeconfig to use (default $KUBECONFIG, else the in-cluster service account)
+  --reload-url URL                 http(s) URL called after each change (default: none, files only)
+  --reload-method METHOD           HTTP method of the reload request (default POST)
+  --reload-timeout DURATION        timeout of one reload request (default 5s)
+  --once                           sync every source once, then exit (0, or 1 naming the source that failed)
+  --once-timeout DURATION          how long --once keeps trying (default 30s)
+  --listen [HOST]:PORT             address of /readyz, /healthz and /metrics (default :9533; port 0 picks one)
+  --health-timeout DURATION        /healthz fails when no watch is open and the API server has not answered
+                                   for this long (default 60s)
+  --resync DURATION                relist every source this often as a safety net; 0 disables (default 5m)
+  --log-level LEVEL                fatal, error, warn, info, debug, trace or silent (default info)
+  -h, --help                       this help
+
+Durations: 500ms, 5s, 2m, 1h, or a number of seconds.
+`;
+
+const FLAGS = {
+  source: { type: 'string', multiple: true },
+  namespace: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'reload-url': { type: 'string' },
+  'reload-method': { type: 'string', default: 'POST' },
+  'reload-timeout': { type: 'string', default: '5s' },
+  once: { type: 'boolean', default: false },
+  'once-timeout': { type: 'string', default: '30s' },
+  listen: { type: 'string', default: ':9533' },
+  'health-timeout': { type: 'string', default: '60s' },
+  resync: { type: 'string', default: '5m' },
+  'log-level': { type: 'string', default: 'info' },
+  // Hidden: where the in-cluster CA, token and namespace files live (tests point it at a temp dir).
+  'serviceaccount-dir': { type: 'string', default: DEFAULT_SERVICE_ACCOUNT_DIR },
+} as const;
+
+const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const METHOD_RE = /^[A-Z]+$/;
+
+export function isValidNamespace(name: string): boolean {
+  return name.length <= 63 && NAMESPACE_RE.test(name);
+}
+
+/** `HOST:PORT`, `:PORT` or `PORT`; unlike the shared parser, port 0 (any free port) is allowed for tests. */
+function parseListenAddress(value: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  const host = i < 0 ? '' : value.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const portText = i < 0 ? value : value.slice(i + 1);
+  const port = portText === '0' ? 0 : parsePort('listen', portText);
+  return { host: host || '0.0.0.0', port };
+}
+
+function positiveDuration(flag: string, value: string, allowZero = false): number {
+  const ms = parseDuration(flag, value);
+  if (ms === 0 && !allowZero) throw new UsageError(`--${flag} must be longer than 0`);
+  return ms;
+}
+
+function parseSources(args: string[]): SourceSpec[] {
+  if (args.length === 0)
+    throw new UsageError(
+      'at least one --source KIND/NAME=DIR is required (see: config-reloader-injector reloader --help)',
+    );
+  const sources = args.map((arg) => {
+    try {
+      return parseSourceSpec(arg);
+    } catch (err) {
+      if (err instanceof SourceSpecError) throw new UsageError(err.message);
+      throw err;
+    }
+  });
+  const dirs = new Map<string, string>();
+  for (const s of sources) {
+    const dir = s.dir.replace(/\/+$/, '') || '/';
+    const other = dirs.get(dir);
+    if (other)
+      throw new UsageError(
+        `--source ${s.kind}/${s.name} and ${other} both write into ${s.dir}: give each source its own directory`,
+      );
+    dirs.set(dir, `${s.kind}/${s.name}`);
+  }
+  return sources;
+}
+
+function parseReload(values: Record<string, unknown>): ReloadConfig | undefined {
+  // Method and timeout are checked even without a URL: a typo must not wait for the day a URL is added.
+  const method = (values['reload-method'] as string).toUpperCase();
+  if (!METHOD_RE.test(method))
+    throw new UsageError(`--reload-method "${values['reload-method'] as string}" is not an HTTP method`);
+  const timeoutMs = positiveDuration('reload-timeout', values['reload-timeout'] as string);
+  const raw = values['reload-url'] as string | undefined;
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`--reload-url "${raw}" is not a URL such as http://127.0.0.1:8080/-/reload`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--reload-url "${raw}" must be http:// or https://`);
+  return { url, method, timeoutMs };
+}
+
+function parseCluster(values: Record<string, unknown>, env: NodeJS.ProcessEnv): ClusterConfig {
+  const kubeconfig =
+    (values.kubeconfig as string | undefined) ?? env.KUBECONFIG?.split(':').find((p) => p !== '');
+  if (kubeconfig) return { mode: 'kubeconfig', path: kubeconfig };
+  const host = env.KUBERNETES_SERVICE_HOST;
+  if (!host) {
+    throw new UsageError(
+      'no --kubeconfig, no KUBECONFIG and not running in a cluster (KUBERNETES_SERVICE_HOST is unset)',
+    );
+  }
+  return {
+    mode: 'in-cluster',
+    host,
+    port: env.KUBERNETES_SERVICE_PORT || '443',
+    serviceAccountDir: values['serviceaccount-dir'] as string,
+  };
+}
+
+/** Flags and environment to a validated config; every problem is a UsageError naming the flag. `undefined` means --help. */
+export function parseReloaderConfig(argv: string[], env: NodeJS.ProcessEnv): ReloaderConfig | undefined {
+  const { values, positionals } = parseFlags('reloader', argv, FLAGS);
+  if (values.help) return undefined;
+  if (positionals.length > 0)
+    throw new UsageError(
+      `unexpected argument "${positionals[0]}" (see: config-reloader-injector reloader --help)`,
+    );
+  const logLevel = values['log-level'];
+  if (!isLogLevel(logLevel))
+    throw new UsageError(
+      `--log-level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`,
+    );
+  const namespace = values.namespace ?? (env.POD_NAMESPACE || undefined);
+  if (namespace !== undefined && !isValidNamespace(namespace))
+    throw new UsageError(`namespace "${namespace}" is not a valid namespace name`);
+  return {
+    sources: parseSources(values.source ?? []),
+    namespace,
+    cluster: parseCluster(values, env),
+    reload: parseReload(values),
+    once: values.once,
+    onceTimeoutMs: positiveDuration('once-timeout', values['once-timeout']),
+    listen: parseListenAddress(values.listen),
+    logLevel,
+    healthTimeoutMs: positiveDuration('health-timeout', values['health-timeout']),
+    resyncMs: positiveDuration('resync', values.resync, true),
+  };
+}

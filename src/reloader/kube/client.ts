@@ -1,0 +1,128 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { ApiError, parseStatus } from './api-error.ts';
+import type { ClusterAccess } from './cluster-access.ts';
+
+/** Largest JSON body read into memory (a Secret is at most 1 MiB, 1.4 MB in base64). */
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** Socket idle time after which the request fails; for a watch, longer than its timeoutSeconds. */
+  idleTimeoutMs?: number;
+}
+
+function readBody(res: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) res.destroy(new Error(`response body larger than ${limit} bytes`));
+      else chunks.push(chunk);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+    res.on('close', () => {
+      if (!res.complete) reject(new Error('the connection closed before the response ended'));
+    });
+  });
+}
+
+/**
+ * A minimal Kubernetes API client on node:https: GET a JSON document, or open a watch stream. One
+ * keep-alive agent holds the TLS settings; the bearer token is added per request so that a rotated token
+ * file takes effect without a restart.
+ */
+export class KubeClient {
+  private readonly access: ClusterAccess;
+  private readonly agent: HttpAgent | HttpsAgent;
+  private readonly secure: boolean;
+
+  constructor(access: ClusterAccess) {
+    this.access = access;
+    this.secure = access.server.protocol === 'https:';
+    this.agent = this.secure
+      ? new HttpsAgent({
+          keepAlive: true,
+          ca: access.tls.ca,
+          cert: access.tls.cert,
+          key: access.tls.key,
+          rejectUnauthorized: access.tls.rejectUnauthorized,
+          servername: access.tls.servername,
+        })
+      : new HttpAgent({ keepAlive: true });
+  }
+
+  /** GETs `path` and parses the JSON body; a non-2xx answer becomes an ApiError carrying the Status. */
+  async getJson<T>(path: string, opts: RequestOptions = {}): Promise<T> {
+    const res = await this.open(path, { idleTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, ...opts });
+    return JSON.parse(await readBody(res, MAX_BODY_BYTES)) as T;
+  }
+
+  /** Opens a streaming GET (a watch) and resolves once the API server answered 200; the caller reads the body. */
+  stream(path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
+    return this.open(path, opts);
+  }
+
+  /** Closes idle and open connections so that the process can exit. */
+  destroy(): void {
+    this.agent.destroy();
+  }
+
+  private async open(path: string, opts: RequestOptions): Promise<IncomingMessage> {
+    const res = await this.send(path, opts);
+    if (res.statusCode === 401 && this.access.token?.rotates) {
+      // A bound token may have just been rotated: read the file again and try once more.
+      res.resume();
+      this.access.token.invalidate();
+      return this.checked(await this.send(path, opts), path);
+    }
+    return this.checked(res, path);
+  }
+
+  private async checked(res: IncomingMessage, path: string): Promise<IncomingMessage> {
+    const code = res.statusCode ?? 0;
+    if (code >= 200 && code < 300) return res;
+    const body = await readBody(res, MAX_ERROR_BODY_BYTES).catch(() => '');
+    if (code === 401) this.access.token?.invalidate();
+    throw new ApiError(code, parseStatus(body), `GET ${path.split('?')[0]}`);
+  }
+
+  private send(path: string, opts: RequestOptions): Promise<IncomingMessage> {
+    // Appended, not resolved, so that a server URL with a path prefix (a proxy) keeps it.
+    const url = new URL(this.access.server.href.replace(/\/+$/, '') + path);
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': 'config-reloader-injector-reloader',
+    };
+    const token = this.access.token?.get();
+    if (token) headers.authorization = `Bearer ${token}`;
+    return new Promise((resolve, reject) => {
+      let response: IncomingMessage | undefined;
+      const req = (this.secure ? httpsRequest : httpRequest)(
+        url,
+        { agent: this.agent, headers, signal: opts.signal },
+        (res) => {
+          response = res;
+          resolve(res);
+        },
+      );
+      if (opts.idleTimeoutMs !== undefined) {
+        const ms = opts.idleTimeoutMs;
+        req.setTimeout(ms, () => {
+          const err = Object.assign(new Error(`no data from the API server for ${ms} ms`), {
+            code: 'ETIMEDOUT',
+          });
+          // Fail the body stream itself when it exists, so its reader sees why.
+          if (response) response.destroy(err);
+          req.destroy(err);
+        });
+      }
+      req.on('error', reject);
+      req.end();
+    });
+  }
+}

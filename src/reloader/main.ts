@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { UsageError } from '../shared/cli.ts';
+import type { Logger } from '../shared/log.ts';
+import type { BackoffPolicy } from './backoff.ts';
+import { isValidNamespace, type ReloaderConfig } from './config.ts';
+import { ApiHealth } from './health.ts';
+import { loadClusterAccess } from './kube/cluster-access.ts';
+import { KubeClient } from './kube/client.ts';
+import { createReloaderMetrics } from './metrics.ts';
+import { ReloadTrigger } from './reload.ts';
+import { startStatusServer } from './server.ts';
+import { DEFAULT_WATCH_IDLE_MS, sourceId, SourceWatcher } from './source.ts';
+import { AtomicWriter } from './writer.ts';
+
+export interface RunOptions {
+  log: Logger;
+  /** Resolves when the reloader should stop (SIGTERM/SIGINT in the command). */
+  stopped: Promise<unknown>;
+  /** Writes the one-line reason of a --once failure (stderr in the command). */
+  reportError: (message: string) => void;
+  backoff?: BackoffPolicy;
+}
+
+/** A stable hash of every source's directory, in --source order: what a reload applies. */
+function combinedDigest(writers: AtomicWriter[]): string {
+  const h = createHash('sha256');
+  for (const w of writers) h.update(`${w.digest() ?? '-'}\n`);
+  return h.digest('hex');
+}
+
+/** Runs the reloader until `stopped` resolves (or, with --once, until every source synced); returns the exit code. */
+export async function runReloader(config: ReloaderConfig, opts: RunOptions): Promise<number> {
+  const { log } = opts;
+  const access = await loadClusterAccess(config.cluster);
+  const namespace = config.namespace ?? access.namespace;
+  if (!namespace)
+    throw new UsageError(
+      'no namespace: pass --namespace, set POD_NAMESPACE, or use a kubeconfig context with a namespace',
+    );
+  if (!isValidNamespace(namespace))
+    throw new UsageError(`namespace "${namespace}" is not a valid namespace name`);
+
+  const client = new KubeClient(access);
+  const metrics = createReloaderMetrics();
+  const health = new ApiHealth(config.healthTimeoutMs);
+  const writers = config.sources.map((spec) => new AtomicWriter(spec.dir));
+  const trigger =
+    config.reload && !config.once
+      ? new ReloadTrigger({
+          ...config.reload,
+          log,
+          metrics,
+          contentHash: () => combinedDigest(writers),
+          backoff: opts.backoff,
+        })
+      : undefined;
+  const sources = config.sources.map(
+    (spec, i) =>
+      new SourceWatcher({
+        spec,
+        namespace,
+        client,
+        writer: writers[i] as AtomicWriter,
+        health,
+        metrics,
+        log: log.child({ source: sourceId(spec, namespace) }),
+        onChange: (initial) => {
+          if (!initial) trigger?.request();
+        },
+        resyncMs: config.resyncMs,
+        // Reopen a watch silent for longer than a liveness window; one that gets bookmarks is never cut.
+        watchIdleMs: Math.max(2 * config.healthTimeoutMs, DEFAULT_WATCH_IDLE_MS),
+        backoff: opts.backoff,
+      }),
+  );
+  log.info(
+    {
+      apiServer: access.server.origin,
+      via: access.origin,
+      namespace,
+      sources: sources.map((s) => `${s.id}=${s.spec.dir}`),
+      once: config.once,
+    },
+    'starting',
+  );
+
+  try {
+    if (config.once) return await syncOnce(sources, config.onceTimeoutMs, opts);
+    return await watchUntilStopped(sources, config, { health, metrics, trigger, opts });
+  } finally {
+    trigger?.close();
+    client.destroy();
+  }
+}
+
+/** --once: every source synced, or exit 1 naming each required one that could not be (optional ones only warn). */
+async function syncOnce(sources: SourceWatcher[], timeoutMs: number, opts: RunOptions): Promise<number> {
+  const interrupted = new AbortController();
+  void opts.stopped.then(() => interrupted.abort());
+  const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), interrupted.signal]);
+  const results = await Promise.allSettled(sources.map((s) => s.syncOnce(signal)));
+  let code = 0;
+  results.forEach((r, i) => {
+    if (r.status === 'fulfilled') return;
+    const s = sources[i] as SourceWatcher;
+    const reason = (r.reason as Error).message;
+    const when = interrupted.signal.aborted
+      ? 'before the reloader was stopped'
+      : `within ${timeoutMs / 1000}s`;
+    const message = `${s.id} could not be synced ${when}: ${reason}`;
+    if (s.spec.optional) {
+      opts.log.warn({ source: s.id, error: reason }, `optional ${message}`);
+      return;
+    }
+    opts.log.error({ source: s.id, error: reason }, message);
+    opts.reportError(message);
+    code = 1;
+  });
+  if (code === 0) opts.log.info('every source synced once: exiting');
+  return code;
+}
+
+async function watchUntilStopped(
+  sources: SourceWatcher[],
+  config: ReloaderConfig,
+  deps: {
+    health: ApiHealth;
+    metrics: ReturnType<typeof createReloaderMetrics>;
+    trigger: ReloadTrigger | undefined;
+    opts: RunOptions;
+  },
+): Promise<number> {
+  const { log } = deps.opts;
+  const server = await startStatusServer(
+    config.listen,
+    {
+      readiness: () => {
+        const pending = sources.filter((s) => !s.isSynced).map((s) => s.id);
+        return { ready: pending.length === 0, pending };
+      },
+      health: () => deps.health.check(),
+    },
+    deps.metrics.registry,
+  );
+  log.info({ address: server.address }, 'listening for /readyz, /healthz and /metrics');
+  for (const s of sources) s.start();
+  await deps.opts.stopped;
+  log.info('stopping: closing the watches');
+  await Promise.all(sources.map((s) => s.stop()));
+  await server.close();
+  log.info('stopped');
+  return 0;
+}

@@ -1,0 +1,136 @@
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Logger } from '../shared/log.ts';
+import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.ts';
+import type { ReloadConfig } from './config.ts';
+import type { ReloaderMetrics } from './metrics.ts';
+
+export interface ReloadTriggerOptions extends ReloadConfig {
+  log: Logger;
+  metrics: ReloaderMetrics;
+  /** The hash of everything on disk right now; recorded when a reload that started with it succeeds. */
+  contentHash: () => string;
+  backoff?: BackoffPolicy;
+}
+
+/** One reload request: resolves with the status code, rejects on a network error or timeout. */
+function send(url: URL, method: string, timeoutMs: number, agent: HttpAgent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
+      url,
+      { method, agent, headers: { 'content-length': '0', 'user-agent': 'config-reloader' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    );
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // The app closed the kept-alive connection just as we reused it: not a failure of the app, send again.
+      if (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        send(url, method, timeoutMs, agent).then(resolve, reject);
+      } else {
+        reject(err);
+      }
+    });
+    req.end();
+  });
+}
+
+/**
+ * Calls the application's reload URL after content changed on disk. At most one request is in flight;
+ * any number of changes during it cause exactly one more request, sent when it ends (the newest content is
+ * already on disk, since `request()` is called after each write). A failed attempt is retried with
+ * jittered backoff until one succeeds; a newer change cuts the wait short.
+ */
+export class ReloadTrigger {
+  private readonly opts: ReloadTriggerOptions;
+  private dirty = false;
+  private active = false;
+  private done: Promise<void> = Promise.resolve();
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private attempts = 0;
+  /** One kept-alive connection to the app: no TCP handshake between a write and its reload. */
+  private readonly agent: HttpAgent;
+
+  constructor(opts: ReloadTriggerOptions) {
+    this.opts = opts;
+    const agentOptions = { keepAlive: true, maxSockets: 1, timeout: 30_000 };
+    this.agent = opts.url.protocol === 'https:' ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+  }
+
+  /** Content changed: make sure a reload request is sent after now. */
+  request(): void {
+    if (this.closed) return;
+    this.dirty = true;
+    if (this.wake) this.wake();
+    else if (!this.active) {
+      this.active = true;
+      this.done = this.loop();
+    }
+  }
+
+  /** Resolves when no request is in flight or pending (tests, --once). */
+  async idle(): Promise<void> {
+    while (this.active) await this.done;
+  }
+
+  /** Stops retrying and closes the connection to the app. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+    this.agent.destroy();
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (this.dirty && !this.closed) {
+      this.dirty = false;
+      if (await this.attempt()) {
+        failures = 0;
+        continue;
+      }
+      failures++;
+      if (!this.dirty) {
+        const wait = sleep(backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF));
+        this.wake = wait.wake;
+        await wait.done;
+        this.wake = undefined;
+      }
+      this.dirty = true; // retry, or send the newer content
+    }
+    this.active = false;
+  }
+
+  private async attempt(): Promise<boolean> {
+    const { url, method, timeoutMs, log, metrics } = this.opts;
+    const hash = this.opts.contentHash();
+    const attempt = ++this.attempts;
+    const started = performance.now();
+    let failure: string;
+    try {
+      const status = await send(url, method, timeoutMs, this.agent);
+      const durationMs = Math.round((performance.now() - started) * 10) / 10;
+      if (status >= 200 && status < 300) {
+        metrics.reloads.inc({ result: 'success' });
+        metrics.recordReload(hash);
+        log.info({ attempt, status, durationMs, contentHash: hash.slice(0, 16) }, 'reload request succeeded');
+        return true;
+      }
+      failure = `HTTP ${status}`;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      failure = e.code ?? e.message;
+    }
+    metrics.reloads.inc({ result: 'failure' });
+    log.warn(
+      { attempt, error: failure, url: url.origin + url.pathname },
+      `reload request failed (${failure}); retrying`,
+    );
+    return false;
+  }
+}

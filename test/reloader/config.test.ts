@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { UsageError } from '../../src/shared/cli.ts';
+import {
+  DEFAULT_SERVICE_ACCOUNT_DIR,
+  parseReloaderConfig,
+  RELOADER_HELP,
+  type ReloaderConfig,
+} from '../../src/reloader/config.ts';
+
+const KUBE = ['--kubeconfig', '/etc/kube/config'];
+
+function parse(args: string[], env: NodeJS.ProcessEnv = {}): ReloaderConfig {
+  const config = parseReloaderConfig(args, env);
+  assert.ok(config, 'expected a config, got --help');
+  return config;
+}
+
+function rejects(args: string[], message: RegExp, env: NodeJS.ProcessEnv = {}): void {
+  assert.throws(
+    () => parseReloaderConfig(args, env),
+    (err: unknown) => err instanceof UsageError && message.test(err.message),
+  );
+}
+
+void describe('reloader config', () => {
+  void it('applies the documented defaults', () => {
+    const c = parse(['--source', 'secret/app-config=/etc/app', ...KUBE]);
+    assert.deepEqual(c.sources, [{ kind: 'secret', name: 'app-config', dir: '/etc/app' }]);
+    assert.deepEqual(c.cluster, { mode: 'kubeconfig', path: '/etc/kube/config' });
+    assert.equal(c.reload, undefined);
+    assert.equal(c.once, false);
+    assert.equal(c.onceTimeoutMs, 30_000);
+    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 9533 });
+    assert.equal(c.logLevel, 'info');
+    assert.equal(c.healthTimeoutMs, 60_000);
+    assert.equal(c.resyncMs, 300_000);
+    assert.equal(c.namespace, undefined);
+  });
+
+  void it('parses every flag', () => {
+    const c = parse([
+      '--source',
+      'secret/a=/a?optional=true&item=tls.crt:certs/tls.crt:0600',
+      '--source',
+      'configmap/b=/b?gunzip=true&defaultMode=0440',
+      '--namespace',
+      'shop',
+      ...KUBE,
+      '--reload-url',
+      'http://127.0.0.1:8080/-/reload',
+      '--reload-method',
+      'put',
+      '--reload-timeout',
+      '2s',
+      '--once',
+      '--once-timeout',
+      '1m',
+      '--listen',
+      '127.0.0.1:0',
+      '--health-timeout',
+      '90s',
+      '--resync',
+      '0',
+      '--log-level',
+      'trace',
+    ]);
+    assert.equal(c.sources.length, 2);
+    assert.deepEqual(c.sources[0]?.items, [{ key: 'tls.crt', path: 'certs/tls.crt', mode: 0o600 }]);
+    assert.equal(c.sources[1]?.defaultMode, 0o440);
+    assert.equal(c.namespace, 'shop');
+    assert.equal(c.reload?.url.href, 'http://127.0.0.1:8080/-/reload');
+    assert.equal(c.reload?.method, 'PUT');
+    assert.equal(c.reload?.timeoutMs, 2000);
+    assert.equal(c.once, true);
+    assert.equal(c.onceTimeoutMs, 60_000);
+    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 0 });
+    assert.equal(c.healthTimeoutMs, 90_000);
+    assert.equal(c.resyncMs, 0);
+    assert.equal(c.logLevel, 'trace');
+  });
+
+  void it('takes the namespace from POD_NAMESPACE and the kubeconfig from KUBECONFIG (first entry)', () => {
+    const c = parse(['--source', 'secret/a=/a'], {
+      POD_NAMESPACE: 'team-a',
+      KUBECONFIG: ':/home/me/.kube/config:/other',
+    });
+    assert.equal(c.namespace, 'team-a');
+    assert.deepEqual(c.cluster, { mode: 'kubeconfig', path: '/home/me/.kube/config' });
+    assert.equal(
+      parse(['--source', 'secret/a=/a', ...KUBE, '--namespace', 'flag-wins'], { POD_NAMESPACE: 'env' })
+        .namespace,
+      'flag-wins',
+    );
+  });
+
+  void it('falls back to the in-cluster service account', () => {
+    const c = parse(['--source', 'secret/a=/a'], {
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+      KUBERNETES_SERVICE_PORT: '6443',
+    });
+    assert.deepEqual(c.cluster, {
+      mode: 'in-cluster',
+      host: '10.96.0.1',
+      port: '6443',
+      serviceAccountDir: DEFAULT_SERVICE_ACCOUNT_DIR,
+    });
+    const moved = parse(['--source', 'secret/a=/a', '--serviceaccount-dir', '/tmp/sa'], {
+      KUBERNETES_SERVICE_HOST: 'h',
+    });
+    assert.deepEqual(moved.cluster, {
+      mode: 'in-cluster',
+      host: 'h',
+      port: '443',
+      serviceAccountDir: '/tmp/sa',
+    });
+  });
+
+  void it('returns undefined for --help, whose text lists every flag with its default', () => {
+    assert.equal(parseReloaderConfig(['--help'], {}), undefined);
+    for (const flag of [
+      '--source',
+      '--namespace',
+      '--kubeconfig',
+      '--reload-url',
+      '--reload-method',
+      '--reload-timeout',
+      '--once',
+      '--once-timeout',
+      '--listen',
+      '--health-timeout',
+      '--resync',
+      '--log-level',
+    ]) {
+      assert.match(RELOADER_HELP, new RegExp(`${flag} `), flag);
+    }
+    assert.match(RELOADER_HELP, /default :9533/);
+    assert.match(RELOADER_HELP, /default POST/);
+  });
+
+  void it('rejects bad flags with a UsageError that names the problem', () => {
+    rejects([...KUBE], /at least one --source/);
+    rejects(['--source', 'pod/x=/x', ...KUBE], /kind "pod"/);
+    rejects(['--source', 'secret/a=relative', ...KUBE], /not absolute/);
+    rejects(['--source', 'secret/a=/same', '--source', 'configmap/b=/same/', ...KUBE], /both write into/);
+    rejects(
+      ['--source', 'secret/a=/a', ...KUBE, '--reload-url', 'not a url'],
+      /--reload-url "not a url" is not a URL/,
+    );
+    rejects(['--source', 'secret/a=/a', ...KUBE, '--reload-url', 'ftp://x/'], /must be http/);
+    rejects(
+      ['--source', 'secret/a=/a', ...KUBE, '--reload-url', 'http://x/', '--reload-method', 'GE T'],
+      /--reload-method/,
+    );
+    rejects(
+      ['--source', 'secret/a=/a', ...KUBE, '--reload-timeout', 'soon'],
+      /--reload-timeout "soon" is not a duration/,
+    );
+    rejects(
+      ['--source', 'secret/a=/a', ...KUBE, '--reload-url', 'http://x/', '--reload-timeout', '0s'],
+      /--reload-timeout must be longer than 0/,
+    );
+    rejects(['--source', 'secret/a=/a', ...KUBE, '--listen', ':99999'], /--listen "99999"/);
+    rejects(['--source', 'secret/a=/a', ...KUBE, '--log-level', 'loud'], /--log-level "loud"/);
+    rejects(['--source', 'secret/a=/a', ...KUBE, '--namespace', 'Bad_NS'], /namespace "Bad_NS"/);
+    rejects(
+      ['--source', 'secret/a=/a', ...KUBE, '--health-timeout', '0'],
+      /--health-timeout must be longer than 0/,
+    );
+    rejects(['--source', 'secret/a=/a', ...KUBE, '--no-such-flag'], /no-such-flag.*reloader --help/);
+    rejects(['--source', 'secret/a=/a', ...KUBE, 'stray'], /unexpected argument "stray"/);
+    rejects(['--source', 'secret/a=/a'], /no --kubeconfig, no KUBECONFIG and not running in a cluster/);
+  });
+});

@@ -1,0 +1,253 @@
+/**
+ * Runs the reloader as a real child process against the test API server and a real HTTP reload endpoint.
+ * Every Secret value a test makes comes from `secretValue()`; closing the harness asserts that none of them,
+ * nor its base64 form, appears anywhere in any reloader's stdout or stderr.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, get, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCli, type CliChild } from '../support/cli.ts';
+import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
+
+export const NS = 'shop';
+
+const values = new Set<string>();
+
+/** A distinctive value to put in a Secret; it must never show up in a log. */
+export function secretValue(label: string): string {
+  const v = `${label}-${randomBytes(6).toString('hex')}-do-not-log`;
+  values.add(v);
+  return v;
+}
+
+export function secretValuesMade(): number {
+  return values.size;
+}
+
+export const b64 = (v: string | Buffer): string => Buffer.from(v).toString('base64');
+
+export function secret(
+  name: string,
+  data: Record<string, string>,
+  extra: Partial<KubeObject> = {},
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: NS },
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+    ...extra,
+  };
+}
+
+export function configMap(
+  name: string,
+  data: Record<string, string>,
+  binaryData: Record<string, Buffer> = {},
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name, namespace: NS },
+    data,
+    binaryData: Object.fromEntries(Object.entries(binaryData).map(([k, v]) => [k, b64(v)])),
+  };
+}
+
+/** Polls `check` until it returns something truthy; tests wait on conditions, never on fixed delays. */
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** `name -> content` of the regular files a directory shows through its symlinks (what an app reads). */
+export function readTree(dir: string, prefix = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  let names: string[];
+  try {
+    names = readdirSync(join(dir, prefix));
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!prefix && name.startsWith('..')) continue;
+    const rel = prefix ? `${prefix}/${name}` : name;
+    try {
+      out[rel] = readFileSync(join(dir, rel), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') Object.assign(out, readTree(dir, rel));
+    }
+  }
+  return out;
+}
+
+export interface ReloadHit {
+  method: string;
+  url: string;
+  /** What the watched directories held when the request arrived. */
+  files: Record<string, Record<string, string>>;
+}
+
+/** The application's reload endpoint: records each request with a snapshot of the files it would reload. */
+export class ReloadReceiver {
+  readonly hits: ReloadHit[] = [];
+  status = 200;
+  watched: string[] = [];
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      this.hits.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        files: Object.fromEntries(this.watched.map((d) => [d, readTree(d)])),
+      });
+      res.statusCode = this.status;
+      res.end();
+    });
+    await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/-/reload`;
+  }
+
+  async close(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+export function httpGet(url: string): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+export interface ReloaderProcess {
+  cli: CliChild;
+  /** `host:port` of /readyz, /healthz and /metrics (not with --once). */
+  address: string;
+  get(path: string): Promise<HttpAnswer>;
+  /** The value of one metric series in /metrics, e.g. `config_reloader_writes_total{source="secret/shop/a"}`. */
+  metric(series: string): Promise<number | undefined>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export const RW: Grant['verbs'] = ['get', 'list', 'watch'];
+
+export class Harness {
+  api!: TestApiServer;
+  receiver = new ReloadReceiver();
+  root = '';
+  kubeconfig = '';
+  private readonly children: CliChild[] = [];
+  private n = 0;
+
+  static async start(
+    grants: Grant[] = [
+      { verbs: RW, resource: 'secrets', namespace: NS },
+      { verbs: RW, resource: 'configmaps', namespace: NS },
+    ],
+  ): Promise<Harness> {
+    const h = new Harness();
+    h.api = await TestApiServer.start();
+    h.root = await mkdtemp(join(tmpdir(), 'reloader-it-'));
+    h.kubeconfig = join(h.root, 'kubeconfig');
+    await h.api.writeKubeconfig(h.kubeconfig, {
+      token: h.api.addServiceAccount(NS, 'default', grants),
+      namespace: NS,
+    });
+    await h.receiver.start();
+    return h;
+  }
+
+  /** A fresh directory path under the harness root (not created: the reloader creates it). */
+  dir(label: string): string {
+    return join(this.root, `${label}-${++this.n}`);
+  }
+
+  /** Every output the reloaders produced so far, for assertions on log lines. */
+  output(): string {
+    return this.children.map((c) => c.stdout() + c.stderr()).join('\n');
+  }
+
+  /** Starts `reloader` with the harness's kubeconfig and receiver, trace logging and a free status port. */
+  async reloader(
+    args: string[],
+    opts: { watch?: string[]; waitListening?: boolean } = {},
+  ): Promise<ReloaderProcess> {
+    this.receiver.watched.push(...(opts.watch ?? []));
+    const cli = startCli([
+      'reloader',
+      '--kubeconfig',
+      this.kubeconfig,
+      '--reload-url',
+      this.receiver.url,
+      '--listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'trace',
+      ...args,
+    ]);
+    this.children.push(cli);
+    let address = '';
+    if (opts.waitListening !== false) {
+      address = String((await cli.waitForLog((l) => typeof l.address === 'string')).address);
+    }
+    const getPath = (path: string): Promise<HttpAnswer> => httpGet(`http://${address}${path}`);
+    return {
+      cli,
+      address,
+      get: getPath,
+      metric: async (series) => {
+        const line = (await getPath('/metrics')).body.split('\n').find((l) => l.startsWith(`${series} `));
+        return line === undefined ? undefined : Number(line.slice(series.length + 1));
+      },
+      stop: async () => {
+        if (cli.child.exitCode === null) cli.child.kill('SIGTERM');
+        return (await cli.exited).code;
+      },
+    };
+  }
+
+  assertNoSecretInLogs(): void {
+    const out = this.output();
+    for (const v of values) {
+      assert.ok(!out.includes(v), 'a Secret value appeared in the reloader output');
+      assert.ok(!out.includes(b64(v)), 'a base64-encoded Secret value appeared in the reloader output');
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.children)
+      if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await Promise.all(this.children.map((c) => c.exited));
+    await this.api.close();
+    await this.receiver.close();
+    await rm(this.root, { recursive: true, force: true });
+    this.assertNoSecretInLogs();
+  }
+}

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { b64, Harness, NS, RW, secret, secretValue, secretValuesMade, waitFor } from './harness.ts';
+
+/**
+ * Drives one reloader at --log-level=trace through every path that logs (sync, updates, bad gzip, a missing
+ * item key, deletion, 410, dropped watches, API errors, forbidden, failing reloads, --once failures) and
+ * checks that no Secret value, raw or base64, is in any of its output.
+ */
+void describe('reloader logs never contain Secret data', () => {
+  let h: Harness;
+  before(async () => {
+    h = await Harness.start([
+      { verbs: RW, resource: 'secrets', namespace: NS, names: ['leak-a', 'leak-gz', 'leak-items'] },
+    ]);
+  });
+  after(async () => {
+    await h.close(); // asserts again, over every process this file started
+  });
+
+  void it('at trace level, across updates, errors and faults', async () => {
+    const a = h.dir('a');
+    const gz = h.dir('gz');
+    const items = h.dir('items');
+    h.api.create(secret('leak-a', { password: secretValue('pw'), 'token.txt': secretValue('tok') }));
+    // `.gz` keys that are not gzip: the error names the key, not the bytes.
+    h.api.create(secret('leak-gz', { 'conf.gz': secretValue('not-gzip') }));
+    h.api.create(secret('leak-items', { present: secretValue('present') }));
+    const r = await h.reloader(
+      [
+        '--source',
+        `secret/leak-a=${a}`,
+        '--source',
+        `secret/leak-gz=${gz}?gunzip=true`,
+        '--source',
+        `secret/leak-items=${items}?item=present:p&item=absent:x`,
+        '--source',
+        `secret/leak-denied=${h.dir('denied')}`,
+      ],
+      { watch: [a] },
+    );
+    await r.cli.waitForLog((l) => l.source === 'secret/shop/leak-gz' && /not valid gzip/.test(String(l.msg)));
+    await r.cli.waitForLog(
+      (l) => l.source === 'secret/shop/leak-items' && /no key "absent"/.test(String(l.msg)),
+    );
+    await r.cli.waitForLog((l) => l.source === 'secret/shop/leak-denied' && l.code === 403);
+
+    h.receiver.status = 500;
+    h.api.update(secret('leak-a', { password: secretValue('pw2') }));
+    await r.cli.waitForLog((l) => l.msg === 'reload request failed (HTTP 500); retrying');
+    h.receiver.status = 200;
+    await waitFor(
+      async () => (await r.metric('config_reloader_reloads_total{result="success"}')) === 1,
+      'a successful reload',
+    );
+
+    h.api.update({ ...secret('leak-gz', {}), data: { 'conf.gz': b64(gzipSync(secretValue('gz-plain'))) } });
+    h.api.dropWatches();
+    h.api.delete('secrets', NS, 'leak-a');
+    h.api.create(secret('leak-a', { password: secretValue('pw3') }));
+    await h.api.stop();
+    h.api.update(secret('leak-a', { password: secretValue('pw4') }));
+    h.api.compact();
+    await h.api.restart();
+    await r.cli.waitForLog((l) => l.msg === 'the watch expired (410 Gone): listing again');
+    h.api.failRequests(500, { count: 2, paths: /leak-a/ });
+    h.api.dropWatches();
+    const last = secretValue('pw5');
+    h.api.update(secret('leak-a', { password: last }));
+    await waitFor(
+      () => h.receiver.hits.some((x) => x.files[a]?.password === last),
+      'the last update reloaded',
+    );
+    await r.stop();
+
+    const once = await h.reloader(
+      ['--once', '--once-timeout', '500ms', '--source', `secret/leak-items=${h.dir('once')}?item=absent:x`],
+      { waitListening: false },
+    );
+    assert.equal((await once.cli.exited).code, 1);
+
+    const out = h.output();
+    assert.match(out, /"level":"trace"/, 'trace lines were logged, so the check covers them');
+    assert.match(out, /"msg":"watch event"/);
+    assert.equal(secretValuesMade(), 9);
+    h.assertNoSecretInLogs();
+  });
+});

@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { createReloaderMetrics } from '../../src/reloader/metrics.ts';
+import { ReloadTrigger } from '../../src/reloader/reload.ts';
+import { createLogger } from '../../src/shared/log.ts';
+
+/** A real HTTP reload endpoint whose answers each test scripts. */
+class Receiver {
+  readonly server: Server;
+  hits: Array<{ method: string; url: string }> = [];
+  handler: (req: IncomingMessage, res: ServerResponse, n: number) => void = (_req, res) => res.end();
+  private waiters: Array<() => void> = [];
+  constructor() {
+    this.server = createServer((req, res) => {
+      this.hits.push({ method: req.method ?? '', url: req.url ?? '' });
+      this.handler(req, res, this.hits.length);
+      for (const w of this.waiters) w();
+    });
+  }
+  async listen(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/-/reload`;
+  }
+  waitForHits(n: number, timeoutMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`only ${this.hits.length} of ${n} requests arrived`)),
+        timeoutMs,
+      );
+      const check = (): void => {
+        if (this.hits.length >= n) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      this.waiters.push(check);
+      check();
+    });
+  }
+}
+
+function setup(url: string, opts: { timeoutMs?: number; baseMs?: number; maxMs?: number } = {}) {
+  const lines: Array<Record<string, unknown>> = [];
+  const out = new PassThrough();
+  out.on('data', (c: Buffer) =>
+    c
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .forEach((l) => lines.push(JSON.parse(l) as Record<string, unknown>)),
+  );
+  const metrics = createReloaderMetrics();
+  let hash = 'a'.repeat(64);
+  const trigger = new ReloadTrigger({
+    url: new URL(url),
+    method: 'POST',
+    timeoutMs: opts.timeoutMs ?? 5000,
+    log: createLogger({ name: 'test', level: 'info', destination: out }),
+    metrics,
+    contentHash: () => hash,
+    backoff: { baseMs: opts.baseMs ?? 10, maxMs: opts.maxMs ?? 40 },
+  });
+  return { trigger, metrics, lines, setHash: (h: string) => (hash = h) };
+}
+
+void describe('ReloadTrigger against a real HTTP endpoint', () => {
+  const receiver = new Receiver();
+  let url: string;
+  const triggers: ReloadTrigger[] = [];
+  const make = (opts?: Parameters<typeof setup>[1]) => {
+    const s = setup(url, opts);
+    triggers.push(s.trigger);
+    return s;
+  };
+
+  before(async () => {
+    url = await receiver.listen();
+  });
+  afterEach(() => {
+    receiver.hits = [];
+    receiver.handler = (_req, res) => res.end();
+    for (const t of triggers.splice(0)) t.close();
+  });
+  after(() => {
+    receiver.server.closeAllConnections();
+    receiver.server.close();
+  });
+
+  void it('sends the configured request and records the content it applied', async () => {
+    const { trigger, metrics, setHash } = make();
+    setHash('0123456789abcdef'.repeat(4));
+    trigger.request();
+    await trigger.idle();
+    assert.deepEqual(receiver.hits, [{ method: 'POST', url: '/-/reload' }]);
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+    assert.equal(metrics.lastReloadHash.get(), 0x0123456789ab);
+    assert.match(
+      metrics.registry.render(),
+      /config_reloader_last_reload_content_info\{sha256="0123456789abcdef"\} 1/,
+    );
+    assert.ok(metrics.lastReloadSuccess.get() > 0);
+  });
+
+  void it('keeps one request in flight: many changes during it cause exactly one more, after it', async () => {
+    const { trigger } = make();
+    let release = (): void => {};
+    receiver.handler = (_req, res, n) => {
+      if (n === 1) release = () => res.end();
+      else res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(1);
+    for (let i = 0; i < 20; i++) trigger.request();
+    assert.equal(receiver.hits.length, 1, 'a second request went out while the first was in flight');
+    release();
+    await receiver.waitForHits(2);
+    await trigger.idle();
+    assert.equal(receiver.hits.length, 2);
+  });
+
+  void it('retries a failing endpoint with backoff until it answers 2xx, counting and logging each attempt', async () => {
+    const { trigger, metrics, lines } = make();
+    receiver.handler = (_req, res, n) => {
+      res.statusCode = n <= 3 ? 503 : 204;
+      res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(4);
+    await trigger.idle();
+    assert.equal(receiver.hits.length, 4);
+    assert.equal(metrics.reloads.get({ result: 'failure' }), 3);
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+    const attempts = lines.filter((l) => typeof l.attempt === 'number');
+    assert.deepEqual(
+      attempts.map((l) => [l.attempt, l.level]),
+      [
+        [1, 'warn'],
+        [2, 'warn'],
+        [3, 'warn'],
+        [4, 'info'],
+      ],
+    );
+    assert.equal(attempts[0]?.error, 'HTTP 503');
+  });
+
+  void it('times out a request that gets no answer and retries it', async () => {
+    const { trigger, metrics, lines } = make({ timeoutMs: 200 });
+    receiver.handler = (_req, res, n) => {
+      if (n > 1) res.end(); // the first one hangs until the client gives up
+    };
+    trigger.request();
+    await receiver.waitForHits(2);
+    await trigger.idle();
+    assert.equal(metrics.reloads.get({ result: 'failure' }), 1);
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+    assert.equal(lines.find((l) => l.attempt === 1)?.error, 'ETIMEDOUT');
+  });
+
+  void it('a newer change cuts a long backoff short', async () => {
+    const { trigger, metrics } = make({ baseMs: 600_000, maxMs: 600_000 });
+    receiver.handler = (_req, res, n) => {
+      res.statusCode = n === 1 ? 500 : 200;
+      res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(1);
+    // The first attempt failed and is waiting minutes to retry; new content must not wait for that.
+    while (metrics.reloads.get({ result: 'failure' }) === 0) await new Promise((r) => setImmediate(r));
+    trigger.request();
+    await receiver.waitForHits(2);
+    await trigger.idle();
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+  });
+
+  void it('counts a refused connection as a failed attempt', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const s = setup(`http://127.0.0.1:${port}/reload`, { baseMs: 600_000, maxMs: 600_000 });
+    s.trigger.request();
+    while (s.metrics.reloads.get({ result: 'failure' }) === 0) await new Promise((r) => setTimeout(r, 5));
+    s.trigger.close();
+    await s.trigger.idle();
+    assert.equal(s.lines.find((l) => l.attempt === 1)?.error, 'ECONNREFUSED');
+  });
+});
