@@ -50,8 +50,12 @@ export function apiStatus(err: unknown): number | undefined {
 /** A failed call described without its body's data: status code and the Status message only. */
 export function describeApiError(err: unknown): { code?: number; reason: string } {
   if (err instanceof ApiException) {
-    const body = (typeof err.body === 'string' ? safeJson(err.body) : err.body) as { message?: unknown } | undefined;
-    return { code: err.code as number, reason: typeof body?.message === 'string' ? body.message : `HTTP ${String(err.code)}` };
+    const body = (typeof err.body === 'string' ? safeJson(err.body) : err.body) as
+      { message?: unknown } | undefined;
+    return {
+      code: err.code as number,
+      reason: typeof body?.message === 'string' ? body.message : `HTTP ${String(err.code)}`,
+    };
   }
   return { reason: (err as Error).message };
 }
@@ -65,14 +69,19 @@ function safeJson(s: string): unknown {
 }
 
 function isOurs(annotation: string): boolean {
-  return annotation.startsWith(SERVED_PREFIX) || (Object.values(ANNOTATIONS) as string[]).includes(annotation);
+  return (
+    annotation.startsWith(SERVED_PREFIX) || (Object.values(ANNOTATIONS) as string[]).includes(annotation)
+  );
 }
 
 export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
   const core = kc.makeApiClient(CoreV1Api);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   const { namespace, secretName: name, webhookConfigName } = target;
-  const secretLabels = { 'app.kubernetes.io/name': 'config-reloader-injector', 'app.kubernetes.io/component': 'webhook-certificates' };
+  const secretLabels = {
+    'app.kubernetes.io/name': 'config-reloader-injector',
+    'app.kubernetes.io/component': 'webhook-certificates',
+  };
   const swallow = async <T>(call: Promise<T>, status: number): Promise<T | undefined> => {
     try {
       return await call;
@@ -94,7 +103,9 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
       return (await swallow(core.createNamespacedSecret({ namespace, body }), 409)) ?? 'exists';
     },
     async replaceSecret(current, content) {
-      const kept = Object.fromEntries(Object.entries(current.metadata?.annotations ?? {}).filter(([k]) => !isOurs(k)));
+      const kept = Object.fromEntries(
+        Object.entries(current.metadata?.annotations ?? {}).filter(([k]) => !isOurs(k)),
+      );
       const body: V1Secret = {
         ...current,
         metadata: { ...current.metadata, name, namespace, annotations: { ...kept, ...content.annotations } },
@@ -122,11 +133,20 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
     async writeCaBundle(current, caBundle, generation) {
       // A JSON patch, not a PUT of the object read: the typed client drops fields it does not know, and a PUT
       // would erase them. The test on resourceVersion makes it a compare-and-swap.
-      const ops: object[] = [{ op: 'test', path: '/metadata/resourceVersion', value: current.resourceVersion }];
+      const ops: object[] = [
+        { op: 'test', path: '/metadata/resourceVersion', value: current.resourceVersion },
+      ];
       const annotation = `/metadata/annotations/${ANNOTATIONS.generation.replace(/~/g, '~0').replace(/\//g, '~1')}`;
       if (current.hasAnnotations) ops.push({ op: 'add', path: annotation, value: String(generation) });
-      else ops.push({ op: 'add', path: '/metadata/annotations', value: { [ANNOTATIONS.generation]: String(generation) } });
-      current.caBundles.forEach((_, i) => ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }));
+      else
+        ops.push({
+          op: 'add',
+          path: '/metadata/annotations',
+          value: { [ANNOTATIONS.generation]: String(generation) },
+        });
+      current.caBundles.forEach((_, i) =>
+        ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }),
+      );
       try {
         await admission.patchMutatingWebhookConfiguration(
           { name: webhookConfigName, body: ops },

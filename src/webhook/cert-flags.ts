@@ -48,7 +48,11 @@ export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster,
                                before a certificate of the new CA is served (default ${d.propagationDelay})
 `;
 
-export type SelfManagedFlagValues = { [K in keyof typeof selfManagedCertFlags]?: (typeof selfManagedCertFlags)[K]['type'] extends 'boolean' ? boolean : string };
+export type SelfManagedFlagValues = {
+  [K in keyof typeof selfManagedCertFlags]?: (typeof selfManagedCertFlags)[K]['type'] extends 'boolean'
+    ? boolean
+    : string;
+};
 
 export interface SelfManagedSettings {
   namespace: string;
@@ -64,14 +68,22 @@ export interface SelfManagedSettings {
 }
 
 /** Undefined without --self-managed-certs (then none of its flags may be given); a bad value is a UsageError. */
-export function selfManagedSettingsFromFlags(values: SelfManagedFlagValues, env: NodeJS.ProcessEnv): SelfManagedSettings | undefined {
+export function selfManagedSettingsFromFlags(
+  values: SelfManagedFlagValues,
+  env: NodeJS.ProcessEnv,
+): SelfManagedSettings | undefined {
   if (values['self-managed-certs'] !== true) {
-    const stray = Object.keys(selfManagedCertFlags).find((f) => f !== 'self-managed-certs' && values[f as keyof SelfManagedFlagValues] !== undefined);
+    const stray = Object.keys(selfManagedCertFlags).find(
+      (f) => f !== 'self-managed-certs' && values[f as keyof SelfManagedFlagValues] !== undefined,
+    );
     if (stray) throw new UsageError(`--${stray} applies only with --self-managed-certs`);
     return undefined;
   }
   const namespace = values.namespace ?? env.POD_NAMESPACE;
-  if (!namespace) throw new UsageError('--self-managed-certs needs --namespace, or the POD_NAMESPACE environment variable (the downward API)');
+  if (!namespace)
+    throw new UsageError(
+      '--self-managed-certs needs --namespace, or the POD_NAMESPACE environment variable (the downward API)',
+    );
   const settings: SelfManagedSettings = {
     namespace,
     secretName: values['cert-secret'] ?? d.secret,
@@ -82,13 +94,17 @@ export function selfManagedSettingsFromFlags(values: SelfManagedFlagValues, env:
     certValidityMs: parseDuration('cert-validity', values['cert-validity'] ?? d.certValidity),
     caValidityMs: parseDuration('ca-validity', values['ca-validity'] ?? d.caValidity),
     syncIntervalMs: parseDuration('cert-sync-interval', values['cert-sync-interval'] ?? d.syncInterval),
-    propagationDelayMs: parseDuration('ca-propagation-delay', values['ca-propagation-delay'] ?? d.propagationDelay),
+    propagationDelayMs: parseDuration(
+      'ca-propagation-delay',
+      values['ca-propagation-delay'] ?? d.propagationDelay,
+    ),
   };
   for (const [flag, v] of [
     ['namespace', settings.namespace],
     ['service', settings.service],
   ] as const) {
-    if (!isValidObjectName(v) || v.includes('.') || v.length > 63) throw new UsageError(`--${flag} "${v}" is not a valid DNS label (lowercase letters, digits and '-')`);
+    if (!isValidObjectName(v) || v.includes('.') || v.length > 63)
+      throw new UsageError(`--${flag} "${v}" is not a valid DNS label (lowercase letters, digits and '-')`);
   }
   for (const [flag, v] of [
     ['cert-secret', settings.secretName],
@@ -98,13 +114,18 @@ export function selfManagedSettingsFromFlags(values: SelfManagedFlagValues, env:
   }
   const hour = 3_600_000;
   if (settings.certValidityMs < hour) throw new UsageError('--cert-validity must be at least 1h');
-  if (settings.caValidityMs < 2 * settings.certValidityMs) throw new UsageError('--ca-validity must be at least twice --cert-validity');
+  if (settings.caValidityMs < 2 * settings.certValidityMs)
+    throw new UsageError('--ca-validity must be at least twice --cert-validity');
   if (settings.syncIntervalMs < 1000) throw new UsageError('--cert-sync-interval must be at least 1s');
   return settings;
 }
 
 /** Loads the API credentials and starts the self-managed certificates; the Kubernetes client is loaded only here. */
-export async function startSelfManagedFromSettings(s: SelfManagedSettings, env: NodeJS.ProcessEnv, log: Logger): Promise<SelfManagedCerts> {
+export async function startSelfManagedFromSettings(
+  s: SelfManagedSettings,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+): Promise<SelfManagedCerts> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const { createCertApi } = await import('./cert-api.ts');
   const { startSelfManagedCerts } = await import('./self-managed-certs.ts');
@@ -114,12 +135,27 @@ export async function startSelfManagedFromSettings(s: SelfManagedSettings, env: 
     else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
     else kc.loadFromDefault();
   } catch (err) {
-    throw new UsageError(`cannot load the API credentials${s.kubeconfig ? ` from --kubeconfig ${s.kubeconfig}` : ''}: ${(err as Error).message}`);
+    throw new UsageError(
+      `cannot load the API credentials${s.kubeconfig ? ` from --kubeconfig ${s.kubeconfig}` : ''}: ${(err as Error).message}`,
+    );
   }
-  if (!kc.getCurrentCluster()) throw new UsageError('no Kubernetes API to talk to: run in a pod, or give --kubeconfig');
-  log.info({ namespace: s.namespace, secret: s.secretName, webhookConfig: s.webhookConfigName, server: kc.getCurrentCluster()?.server }, 'self-managed certificates: setting up');
+  if (!kc.getCurrentCluster())
+    throw new UsageError('no Kubernetes API to talk to: run in a pod, or give --kubeconfig');
+  log.info(
+    {
+      namespace: s.namespace,
+      secret: s.secretName,
+      webhookConfig: s.webhookConfigName,
+      server: kc.getCurrentCluster()?.server,
+    },
+    'self-managed certificates: setting up',
+  );
   return startSelfManagedCerts({
-    api: createCertApi(kc, { namespace: s.namespace, secretName: s.secretName, webhookConfigName: s.webhookConfigName }),
+    api: createCertApi(kc, {
+      namespace: s.namespace,
+      secretName: s.secretName,
+      webhookConfigName: s.webhookConfigName,
+    }),
     hosts: serviceHosts(s.service, s.namespace),
     replica: s.replica,
     log,

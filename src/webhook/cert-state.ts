@@ -137,7 +137,8 @@ export function readCertState(secret: {
     const cert = decode(data, certKey);
     const key = decode(data, keyKey);
     if (cert === undefined && key === undefined) continue;
-    if (cert === undefined || key === undefined) return { problem: `${certKey} and ${keyKey} must both be present` };
+    if (cert === undefined || key === undefined)
+      return { problem: `${certKey} and ${keyKey} must both be present` };
     try {
       checkPair({ cert, key });
     } catch (err) {
@@ -146,16 +147,20 @@ export function readCertState(secret: {
     pairs[name] = { cert, key };
   }
   const { ca, serving, nextCa } = pairs;
-  if (!ca || !serving) return { problem: `${SECRET_KEYS.caCert}, ${SECRET_KEYS.cert} and their keys are required` };
-  if (!isCa(new X509Certificate(ca.cert))) return { problem: `${SECRET_KEYS.caCert} is not a CA certificate` };
+  if (!ca || !serving)
+    return { problem: `${SECRET_KEYS.caCert}, ${SECRET_KEYS.cert} and their keys are required` };
+  if (!isCa(new X509Certificate(ca.cert)))
+    return { problem: `${SECRET_KEYS.caCert} is not a CA certificate` };
   const bundle = splitPemCerts(decode(data, SECRET_KEYS.bundle) ?? '');
   const fingerprints = new Set(bundle.map(certFingerprint));
-  if (!fingerprints.has(certFingerprint(ca.cert))) return { problem: `${SECRET_KEYS.bundle} does not hold ${SECRET_KEYS.caCert}` };
+  if (!fingerprints.has(certFingerprint(ca.cert)))
+    return { problem: `${SECRET_KEYS.bundle} does not hold ${SECRET_KEYS.caCert}` };
   const rawPhase = annotations[ANNOTATIONS.rotation];
   const phase: RotationPhase = rawPhase === 'trust-new' || rawPhase === 'serve-new' ? rawPhase : 'none';
   if (phase === 'trust-new' && (!nextCa || !fingerprints.has(certFingerprint(nextCa.cert))))
     return { problem: `rotation phase trust-new needs ${SECRET_KEYS.nextCaCert} in ${SECRET_KEYS.bundle}` };
-  if (phase === 'serve-new' && bundle.length < 2) return { problem: `rotation phase serve-new needs the previous CA in ${SECRET_KEYS.bundle}` };
+  if (phase === 'serve-new' && bundle.length < 2)
+    return { problem: `rotation phase serve-new needs the previous CA in ${SECRET_KEYS.bundle}` };
   const sinceRaw = annotations[ANNOTATIONS.rotationSince];
   const since = sinceRaw === undefined ? undefined : new Date(sinceRaw);
   const served = new Map<string, ServedAck>();
@@ -163,7 +168,8 @@ export function readCertState(secret: {
     if (!k.startsWith(SERVED_PREFIX)) continue;
     const [fingerprint, at] = v.split(' ');
     const date = new Date(at ?? '');
-    if (fingerprint && !Number.isNaN(date.getTime())) served.set(k.slice(SERVED_PREFIX.length), { fingerprint, at: date });
+    if (fingerprint && !Number.isNaN(date.getTime()))
+      served.set(k.slice(SERVED_PREFIX.length), { fingerprint, at: date });
   }
   return {
     ca,
@@ -189,13 +195,17 @@ export function isDue(pem: string, now: Date): boolean {
 function servingProblem(state: CertState, hosts: string[], now: Date): string | undefined {
   const leaf = new X509Certificate(state.serving.cert);
   const ca = new X509Certificate(state.ca.cert);
-  if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) return 'the serving certificate is not signed by the CA';
+  if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey))
+    return 'the serving certificate is not signed by the CA';
   for (const host of hosts) {
     const ip = /^[\d.]+$/.test(host) || host.includes(':');
-    const covered = ip ? leaf.checkIP(host) !== undefined : leaf.checkHost(host, { subject: 'never' }) !== undefined;
+    const covered = ip
+      ? leaf.checkIP(host) !== undefined
+      : leaf.checkHost(host, { subject: 'never' }) !== undefined;
     if (!covered) return `the serving certificate does not cover ${host}`;
   }
-  if (isDue(state.serving.cert, now)) return `the serving certificate expires at ${new Date(leaf.validTo).toISOString()}`;
+  if (isDue(state.serving.cert, now))
+    return `the serving certificate expires at ${new Date(leaf.validTo).toISOString()}`;
   return undefined;
 }
 
@@ -215,15 +225,22 @@ export function planStep(state: CertState | { problem: string }, ctx: PlanContex
     case 'none':
       return isDue(state.ca.cert, now) ? { kind: 'start-ca-rotation' } : { kind: 'none' };
     case 'trust-new': {
-      if (now.getTime() - since < policy.propagationDelayMs) return { kind: 'wait', reason: 'giving the API servers time to load the new caBundle' };
+      if (now.getTime() - since < policy.propagationDelayMs)
+        return { kind: 'wait', reason: 'giving the API servers time to load the new caBundle' };
       if (ctx.webhookGeneration !== 'absent' && ctx.webhookGeneration < state.generation)
         return { kind: 'wait', reason: 'the webhook configuration does not hold the new caBundle yet' };
       return { kind: 'serve-new-ca' };
     }
     case 'serve-new': {
       const current = certFingerprint(state.serving.cert);
-      const behind = [...liveAcks(state, now, policy.ackExpiryMs)].filter(([, ack]) => ack.fingerprint !== current).map(([r]) => r);
-      if (behind.length > 0) return { kind: 'wait', reason: `replicas still serving a certificate of the previous CA: ${behind.join(', ')}` };
+      const behind = [...liveAcks(state, now, policy.ackExpiryMs)]
+        .filter(([, ack]) => ack.fingerprint !== current)
+        .map(([r]) => r);
+      if (behind.length > 0)
+        return {
+          kind: 'wait',
+          reason: `replicas still serving a certificate of the previous CA: ${behind.join(', ')}`,
+        };
       return { kind: 'finish-ca-rotation' };
     }
   }

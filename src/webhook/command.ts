@@ -1,7 +1,12 @@
 import { injectorConfigFromFlags, injectorFlags, INJECTOR_FLAGS_HELP } from '../injection/flags.ts';
 import { parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { createLogger, isLogLevel } from '../shared/log.ts';
-import { SELF_MANAGED_FLAGS_HELP, selfManagedCertFlags, selfManagedSettingsFromFlags, startSelfManagedFromSettings } from './cert-flags.ts';
+import {
+  SELF_MANAGED_FLAGS_HELP,
+  selfManagedCertFlags,
+  selfManagedSettingsFromFlags,
+  startSelfManagedFromSettings,
+} from './cert-flags.ts';
 import { startWebhookServer } from './server.ts';
 import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
 
@@ -44,15 +49,24 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const level = values['log-level'] as string;
-  if (!isLogLevel(level)) throw new UsageError(`--log-level "${level}" is not one of fatal, error, warn, info, debug, trace, silent`);
+  if (!isLogLevel(level))
+    throw new UsageError(
+      `--log-level "${level}" is not one of fatal, error, warn, info, debug, trace, silent`,
+    );
   const port = parsePort('port', values.port as string, { allowZero: true });
   const shutdownDelay = parseDuration('shutdown-delay', values['shutdown-delay'] as string);
   const config = injectorConfigFromFlags(values);
   const certFile = values['tls-cert-file'] as string | undefined;
   const keyFile = values['tls-key-file'] as string | undefined;
-  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError('--tls-cert-file and --tls-key-file go together: give both, or neither for a self-signed certificate');
+  if (Boolean(certFile) !== Boolean(keyFile))
+    throw new UsageError(
+      '--tls-cert-file and --tls-key-file go together: give both, or neither for a self-signed certificate',
+    );
   const selfManaged = selfManagedSettingsFromFlags(values, process.env);
-  if (selfManaged && certFile) throw new UsageError('--self-managed-certs and --tls-cert-file/--tls-key-file are two certificate sources: choose one');
+  if (selfManaged && certFile)
+    throw new UsageError(
+      '--self-managed-certs and --tls-cert-file/--tls-key-file are two certificate sources: choose one',
+    );
 
   const log = createLogger({ name: 'webhook', level });
   const host = values.host as string;
@@ -65,7 +79,10 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError((err as Error).message);
   }
   const server = await startWebhookServer({ host, port, tls, config, log });
-  log.info({ url: server.url, reloaderImage: config.reloaderImage, sidecarMode: config.sidecarMode }, 'webhook listening');
+  log.info(
+    { url: server.url, reloaderImage: config.reloaderImage, sidecarMode: config.sidecarMode },
+    'webhook listening',
+  );
 
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {

@@ -91,7 +91,11 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
   const issueServing = async (ca: KeyPair): Promise<KeyPair> => {
     // Never past the CA's own expiry: a certificate outliving its issuer stops verifying with it.
     const caLeftMs = new Date(new X509Certificate(ca.cert).validTo).getTime() - Date.now();
-    const made = await generateCertBundle({ hosts, ca, validDays: Math.min(certValidityMs, caLeftMs) / DAY_MS });
+    const made = await generateCertBundle({
+      hosts,
+      ca,
+      validDays: Math.min(certValidityMs, caLeftMs) / DAY_MS,
+    });
     return { cert: made.cert, key: made.key };
   };
   const freshState = async (...previousGenerations: number[]): Promise<CertState> => {
@@ -108,7 +112,11 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     };
   };
 
-  const execute = async (state: CertState | { problem: string }, step: Step, now: Date): Promise<CertState> => {
+  const execute = async (
+    state: CertState | { problem: string },
+    step: Step,
+    now: Date,
+  ): Promise<CertState> => {
     if ('problem' in state || step.kind === 'reissue') {
       const previous = 'problem' in state ? [] : [state.generation];
       const webhook = await api.readWebhookConfig();
@@ -119,16 +127,37 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         return { ...state, serving: await issueServing(state.ca) };
       case 'start-ca-rotation': {
         const nextCa = await newCa();
-        return { ...state, nextCa, bundle: [state.ca.cert, nextCa.cert], phase: 'trust-new', phaseSince: now, generation: nextGeneration(state.generation) };
+        return {
+          ...state,
+          nextCa,
+          bundle: [state.ca.cert, nextCa.cert],
+          phase: 'trust-new',
+          phaseSince: now,
+          generation: nextGeneration(state.generation),
+        };
       }
       case 'serve-new-ca': {
         const ca = state.nextCa as KeyPair;
-        return { ...state, ca, serving: await issueServing(ca), nextCa: undefined, phase: 'serve-new', phaseSince: now };
+        return {
+          ...state,
+          ca,
+          serving: await issueServing(ca),
+          nextCa: undefined,
+          phase: 'serve-new',
+          phaseSince: now,
+        };
       }
       case 'finish-ca-rotation': {
         const current = certFingerprint(state.serving.cert);
         const served = new Map([...state.served].filter(([, ack]) => ack.fingerprint === current));
-        return { ...state, bundle: [state.ca.cert], phase: 'none', phaseSince: undefined, generation: nextGeneration(state.generation), served };
+        return {
+          ...state,
+          bundle: [state.ca.cert],
+          phase: 'none',
+          phaseSince: undefined,
+          generation: nextGeneration(state.generation),
+          served,
+        };
       }
       default:
         return state;
@@ -148,12 +177,16 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
           log.info('another replica created the certificate Secret first; using what it wrote');
           continue;
         }
-        log.info({ caFingerprint: certFingerprint(state.ca.cert) }, 'created the certificate Secret with a new CA and serving certificate');
+        log.info(
+          { caFingerprint: certFingerprint(state.ca.cert) },
+          'created the certificate Secret with a new CA and serving certificate',
+        );
         return state;
       }
       const state = readCertState(secret);
       let webhookGeneration: number | 'absent' = 'absent';
-      if (!('problem' in state) && state.phase === 'trust-new') webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
+      if (!('problem' in state) && state.phase === 'trust-new')
+        webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
       const step = planStep(state, { now, policy, webhookGeneration });
       if (step.kind === 'wait') log.debug({ reason: step.reason }, 'CA rotation waiting');
       if (step.kind === 'none' || step.kind === 'wait') return state as CertState;
@@ -163,7 +196,14 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         log.debug({ step: step.kind }, 'the certificate Secret changed meanwhile; reading it again');
         continue;
       }
-      log.info({ step: step.kind, reason: 'reason' in step ? step.reason : undefined, caFingerprint: certFingerprint(next.ca.cert) }, 'certificate Secret updated');
+      log.info(
+        {
+          step: step.kind,
+          reason: 'reason' in step ? step.reason : undefined,
+          caFingerprint: certFingerprint(next.ca.cert),
+        },
+        'certificate Secret updated',
+      );
       return next;
     }
     throw new Error(`the certificate Secret kept changing under ${MAX_ATTEMPTS} attempts to update it`);
@@ -175,7 +215,10 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     const first = material === undefined;
     material = { ...state.serving };
     const leaf = new X509Certificate(material.cert);
-    log.info({ fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo }, first ? 'serving the certificate from the Secret' : 'serving certificate replaced');
+    log.info(
+      { fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo },
+      first ? 'serving the certificate from the Secret' : 'serving certificate replaced',
+    );
     if (!first) for (const l of listeners) l(material);
   };
 
@@ -184,7 +227,8 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const webhook = await api.readWebhookConfig();
       if (!webhook) {
-        if (!webhookMissingLogged) log.warn('the MutatingWebhookConfiguration does not exist; its caBundle will be set once it does');
+        if (!webhookMissingLogged)
+          log.warn('the MutatingWebhookConfiguration does not exist; its caBundle will be set once it does');
         webhookMissingLogged = true;
         return;
       }
@@ -193,11 +237,16 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
       if (webhook.generation > state.generation) return;
       if (webhook.generation === state.generation && webhook.caBundles.every((b) => b === wanted)) return;
       if ((await api.writeCaBundle(webhook, wanted, state.generation)) === 'ok') {
-        log.info({ webhooks: webhook.caBundles.length, cas: state.bundle.length, generation: state.generation }, 'caBundle written to the MutatingWebhookConfiguration');
+        log.info(
+          { webhooks: webhook.caBundles.length, cas: state.bundle.length, generation: state.generation },
+          'caBundle written to the MutatingWebhookConfiguration',
+        );
         return;
       }
     }
-    throw new Error(`the MutatingWebhookConfiguration kept changing under ${MAX_ATTEMPTS} attempts to set its caBundle`);
+    throw new Error(
+      `the MutatingWebhookConfiguration kept changing under ${MAX_ATTEMPTS} attempts to set its caBundle`,
+    );
   };
 
   /** Says which certificate this replica serves (the CA rotation waits for every live replica), and drops gone replicas. */
@@ -205,9 +254,14 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     const now = Date.now();
     const fingerprint = certFingerprint((material as TlsMaterial).cert);
     const mine = state.served.get(me);
-    const gone = [...state.served].filter(([r, ack]) => r !== me && now - ack.at.getTime() > policy.ackExpiryMs).map(([r]) => r);
-    if (mine?.fingerprint === fingerprint && now - mine.at.getTime() < ackRefreshMs && gone.length === 0) return;
-    const patch: Record<string, string | null> = { [`${SERVED_PREFIX}${me}`]: formatAck({ fingerprint, at: new Date(now) }) };
+    const gone = [...state.served]
+      .filter(([r, ack]) => r !== me && now - ack.at.getTime() > policy.ackExpiryMs)
+      .map(([r]) => r);
+    if (mine?.fingerprint === fingerprint && now - mine.at.getTime() < ackRefreshMs && gone.length === 0)
+      return;
+    const patch: Record<string, string | null> = {
+      [`${SERVED_PREFIX}${me}`]: formatAck({ fingerprint, at: new Date(now) }),
+    };
     for (const r of gone) patch[`${SERVED_PREFIX}${r}`] = null;
     await api.patchSecretAnnotations(patch);
   };
@@ -231,7 +285,10 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
       await sync();
       break;
     } catch (err) {
-      log.warn({ ...describeApiError(err), retryInMs: delay }, 'cannot set up the self-managed certificates yet');
+      log.warn(
+        { ...describeApiError(err), retryInMs: delay },
+        'cannot set up the self-managed certificates yet',
+      );
       await sleep(delay);
     }
   }
@@ -239,7 +296,9 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
   const schedule = (): void => {
     timer = setTimeout(() => {
       sync()
-        .catch((err: unknown) => log.warn(describeApiError(err), 'certificate sync failed; still serving the current certificate'))
+        .catch((err: unknown) =>
+          log.warn(describeApiError(err), 'certificate sync failed; still serving the current certificate'),
+        )
         .finally(() => {
           if (!closed) schedule();
         });

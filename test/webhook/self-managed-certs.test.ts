@@ -1,0 +1,539 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'node:https';
+import { connect } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { generate } from 'selfsigned';
+import { parseAllDocuments } from 'yaml';
+import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
+import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
+import { createLogger } from '../../src/shared/log.ts';
+import { createCertApi } from '../../src/webhook/cert-api.ts';
+import { ANNOTATIONS, certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/webhook/cert-state.ts';
+import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/webhook/self-managed-certs.ts';
+import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
+import { runCli, startCli, type CliChild } from '../support/cli.ts';
+import { kubeconfigYaml } from '../support/kube-apiserver/kubeconfig.ts';
+import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
+
+const NS = 'crinj';
+const SECRET = 'config-reloader-injector-certs';
+const WEBHOOK_CONFIG = 'config-reloader-injector';
+const HOSTS = serviceHosts('config-reloader-injector', NS);
+const SERVER_NAME = `config-reloader-injector.${NS}.svc`;
+const log = createLogger({ name: 'self-managed-certs-test', level: 'silent' });
+const PROPAGATION_DELAY_MS = 300;
+const DEPLOY = new URL('../../deploy/', import.meta.url);
+
+const ann = (o: KubeObject | undefined): Record<string, string> =>
+  (o?.metadata.annotations ?? {}) as Record<string, string>;
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** The shipped Role and ClusterRole of overlays/self-managed, as the test API server's grants. */
+async function shippedGrants(): Promise<Grant[]> {
+  const docs = parseAllDocuments(
+    await readFile(new URL('overlays/self-managed/rbac.yaml', DEPLOY), 'utf8'),
+  ).map((d) => d.toJS() as KubeObject);
+  const grants: Grant[] = [];
+  for (const doc of docs.filter((d) => d.kind === 'Role' || d.kind === 'ClusterRole')) {
+    const rules = (
+      doc as unknown as {
+        rules: Array<{ apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] }>;
+      }
+    ).rules;
+    for (const rule of rules) {
+      for (const resource of rule.resources) {
+        const grant: Grant = { verbs: rule.verbs, resource, group: rule.apiGroups[0] ?? '' };
+        if (doc.kind === 'Role') grant.namespace = NS;
+        if (rule.resourceNames) grant.names = rule.resourceNames;
+        grants.push(grant);
+      }
+    }
+  }
+  return grants;
+}
+
+interface Replica {
+  name: string;
+  certs: SelfManagedCerts;
+  server: RunningServer;
+}
+
+/** The certificate a fresh TLS connection gets, verified against `caPem` as the API server would. */
+function servedCertificate(server: RunningServer, caPem: string): Promise<X509Certificate> {
+  const { port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(
+      { host: '127.0.0.1', port: Number(port), servername: SERVER_NAME, ca: caPem },
+      () => {
+        const raw = socket.getPeerX509Certificate();
+        socket.destroy();
+        if (raw) resolve(raw);
+        else reject(new Error('no peer certificate'));
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+/** POST over HTTPS to 127.0.0.1, verifying the certificate for `servername` (the Service name the API server uses). */
+function postAs(
+  url: string,
+  path: string,
+  servername: string,
+  ca: string,
+  body: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${url}${path}`,
+      { method: 'POST', servername, ca, agent: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('self-managed certificates (real @kubernetes/client-node against the test API server)', () => {
+  let api: TestApiServer;
+  let token: string;
+  const replicas: Replica[] = [];
+
+  const secret = (): KubeObject & { data?: Record<string, string> } => {
+    const s = api.get('secrets', NS, SECRET);
+    assert.ok(s, 'the certificate Secret exists');
+    return s as KubeObject & { data?: Record<string, string> };
+  };
+  const webhookCaBundles = (): string[] =>
+    (
+      api.get('mutatingwebhookconfigurations', undefined, WEBHOOK_CONFIG) as unknown as {
+        webhooks: Array<{ clientConfig: { caBundle?: string } }>;
+      }
+    ).webhooks.map((w) => unb64(w.clientConfig.caBundle));
+  const fingerprints = (pem: string): string[] => splitPemCerts(pem).map(certFingerprint).sort();
+  const secretRequests = (method: string): number =>
+    api.requests.filter((r) => r.method === method && r.path.startsWith(`/api/v1/namespaces/${NS}/secrets`))
+      .length;
+
+  const startReplica = async (name: string): Promise<Replica> => {
+    const kc = new KubeConfig();
+    kc.loadFromString(kubeconfigYaml({ server: api.url, caCert: api.caCert, token }));
+    const certs = await startSelfManagedCerts({
+      api: createCertApi(kc, { namespace: NS, secretName: SECRET, webhookConfigName: WEBHOOK_CONFIG }),
+      hosts: HOSTS,
+      replica: name,
+      log,
+      syncIntervalMs: 100,
+      propagationDelayMs: PROPAGATION_DELAY_MS,
+      ackRefreshMs: 60_000,
+    });
+    const server = await startWebhookServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: certs,
+      config: DEFAULT_INJECTOR_CONFIG,
+      log,
+    });
+    const replica = { name, certs, server };
+    replicas.push(replica);
+    return replica;
+  };
+
+  /** Every replica serves the Secret's tls.crt, and a client trusting only the webhook configuration's caBundle accepts it. */
+  const allServeTheSecret = async (): Promise<string | undefined> => {
+    const wanted = new X509Certificate(unb64(secret().data?.['tls.crt'])).fingerprint256;
+    const bundles = webhookCaBundles();
+    for (const r of replicas) {
+      for (const bundle of bundles) {
+        if ((await servedCertificate(r.server, bundle)).fingerprint256 !== wanted) return undefined;
+      }
+    }
+    return wanted;
+  };
+
+  before(async () => {
+    api = await TestApiServer.start();
+    api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+    const mwc = parseAllDocuments(
+      await readFile(new URL('base/mutatingwebhookconfiguration.yaml', DEPLOY), 'utf8'),
+    )[0]?.toJS() as KubeObject;
+    api.create(mwc);
+    token = api.addServiceAccount(NS, 'config-reloader-injector', await shippedGrants());
+  });
+
+  after(async () => {
+    for (const r of replicas) {
+      r.certs.close();
+      await r.server.close();
+    }
+    await api.close();
+  });
+
+  it('three replicas started at once create exactly one Secret and agree on one CA', async () => {
+    await Promise.all(['replica-a', 'replica-b', 'replica-c'].map(startReplica));
+    assert.equal(
+      api.requests.filter(
+        (r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${NS}/secrets` && r.status === 201,
+      ).length,
+      1,
+    );
+    assert.equal(api.list('secrets', NS).filter((s) => s.metadata.name === SECRET).length, 1);
+    const s = secret();
+    assert.equal((s as { type?: string }).type, 'kubernetes.io/tls');
+    const ca = unb64(s.data?.['ca.crt']);
+    const bundle = unb64(s.data?.['ca-bundle.crt']);
+    assert.deepEqual(fingerprints(bundle), fingerprints(ca), 'one CA in the bundle');
+    for (const r of replicas) {
+      assert.deepEqual(fingerprints(r.certs.caBundle), fingerprints(ca), `${r.name} trusts the Secret's CA`);
+      assert.equal(
+        certFingerprint(r.certs.material.cert),
+        certFingerprint(unb64(s.data?.['tls.crt'])),
+        `${r.name} serves the Secret's certificate`,
+      );
+    }
+    const leaf = new X509Certificate(unb64(s.data?.['tls.crt']));
+    for (const host of HOSTS) assert.ok(leaf.checkHost(host, { subject: 'never' }), `SAN ${host}`);
+    assert.equal(leaf.publicKey.asymmetricKeyType, 'ec');
+  });
+
+  it('writes the CA into the caBundle of every webhook entry, and each replica serves a certificate it verifies', async () => {
+    const bundles = webhookCaBundles();
+    assert.equal(bundles.length, 2);
+    for (const b of bundles)
+      assert.deepEqual(fingerprints(b), fingerprints(unb64(secret().data?.['ca.crt'])));
+    await waitFor('every replica to serve the Secret', allServeTheSecret);
+    const annotations = ann(secret());
+    for (const r of replicas)
+      assert.ok(annotations[`${SERVED_PREFIX}${r.name}`], `${r.name} said which certificate it serves`);
+  });
+
+  it('a replica that starts later reads the existing Secret and creates or replaces nothing', async () => {
+    const posts = secretRequests('POST');
+    const puts = secretRequests('PUT');
+    const late = await startReplica('replica-late');
+    assert.equal(secretRequests('POST'), posts);
+    assert.equal(secretRequests('PUT'), puts);
+    assert.equal(
+      certFingerprint(late.certs.material.cert),
+      certFingerprint(unb64(secret().data?.['tls.crt'])),
+    );
+  });
+
+  it('renews a serving certificate near expiry with the same CA, and every replica swaps to it live', async () => {
+    const s = secret();
+    const caBefore = unb64(s.data?.['ca.crt']);
+    const caBundleBefore = webhookCaBundles();
+    // Six minutes of life, one left: due for renewal (less than a third left).
+    const nearly = await generateCertBundle({
+      hosts: HOSTS,
+      ca: { cert: caBefore, key: unb64(s.data?.['ca.key']) },
+      validDays: 6 / 1440,
+    });
+    const nearlyFingerprint = new X509Certificate(nearly.cert).fingerprint256;
+    api.update({ ...s, data: { ...s.data, 'tls.crt': b64(nearly.cert), 'tls.key': b64(nearly.key) } });
+
+    const renewed = await waitFor('a renewed certificate served by every replica', async () => {
+      const fp = await allServeTheSecret();
+      return fp !== undefined && fp !== nearlyFingerprint ? fp : undefined;
+    });
+    const leaf = new X509Certificate(unb64(secret().data?.['tls.crt']));
+    assert.equal(leaf.fingerprint256, renewed);
+    assert.ok(new Date(leaf.validTo).getTime() - Date.now() > 300 * 86_400_000, 'a full lifetime again');
+    assert.ok(leaf.checkIssued(new X509Certificate(caBefore)), 'signed by the same CA');
+    assert.equal(certFingerprint(unb64(secret().data?.['ca.crt'])), certFingerprint(caBefore));
+    assert.deepEqual(
+      webhookCaBundles().map(fingerprints),
+      caBundleBefore.map(fingerprints),
+      'caBundle unchanged',
+    );
+  });
+
+  it('rotates a CA near expiry: the caBundle holds both CAs until every replica serves a certificate of the new one', async () => {
+    // A CA at the end of its life: 100 days old, 10 left.
+    const day = 86_400_000;
+    const made = await generate([{ name: 'commonName', value: 'old webhook CA' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(Date.now() - 100 * day),
+      notAfterDate: new Date(Date.now() + 10 * day),
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      ],
+    });
+    const oldCa = { cert: made.cert, key: made.private };
+    const oldFp = certFingerprint(oldCa.cert);
+    const serving = await generateCertBundle({ hosts: HOSTS, ca: oldCa, validDays: 5 });
+
+    // Record every change of the Secret and of the webhook configuration, in resourceVersion order.
+    const kc = new KubeConfig();
+    kc.loadFromString(kubeconfigYaml({ server: api.url, caCert: api.caCert, token: api.adminToken }));
+    const events: Array<{ rv: number; what: 'secret' | 'webhook'; obj: KubeObject }> = [];
+    const record = (what: 'secret' | 'webhook') => (_type: string, obj: KubeObject) =>
+      events.push({ rv: Number(obj.metadata.resourceVersion), what, obj });
+    const from = api.resourceVersion;
+    const watches = await Promise.all([
+      new Watch(kc).watch(
+        `/api/v1/namespaces/${NS}/secrets`,
+        { resourceVersion: from },
+        record('secret'),
+        () => {},
+      ),
+      new Watch(kc).watch(
+        '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+        { resourceVersion: from },
+        record('webhook'),
+        () => {},
+      ),
+    ]);
+    try {
+      const s = secret();
+      const generation = Number(ann(s)[ANNOTATIONS.generation]) + 1;
+      api.update({
+        ...s,
+        metadata: {
+          ...s.metadata,
+          annotations: { ...ann(s), [ANNOTATIONS.generation]: String(generation) },
+        },
+        data: {
+          'ca.crt': b64(oldCa.cert),
+          'ca.key': b64(oldCa.key),
+          'tls.crt': b64(serving.cert),
+          'tls.key': b64(serving.key),
+          'ca-bundle.crt': b64(oldCa.cert),
+        },
+      });
+
+      const newFp = await waitFor('the rotation to finish', () => {
+        const s2 = secret();
+        const ca = certFingerprint(unb64(s2.data?.['ca.crt']));
+        const done = ca !== oldFp && ann(s2)[ANNOTATIONS.rotation] === undefined;
+        return done && webhookCaBundles().every((b) => fingerprints(b).join() === ca) ? ca : undefined;
+      });
+      await waitFor('every replica to serve a certificate of the new CA', allServeTheSecret);
+      await waitFor(
+        'the watches to catch up',
+        () => (events.at(-1)?.rv ?? 0) >= Number(api.resourceVersion) || undefined,
+      );
+
+      const bundleOf = (e: { obj: KubeObject }): string =>
+        [
+          ...new Set(
+            (e.obj as unknown as { webhooks: Array<{ clientConfig: { caBundle?: string } }> }).webhooks.map(
+              (w) => fingerprints(unb64(w.clientConfig.caBundle)).join(),
+            ),
+          ),
+        ].join('|');
+      const both = [oldFp, newFp].sort().join();
+      const trustBoth = events.find((e) => e.what === 'webhook' && bundleOf(e) === both);
+      assert.ok(trustBoth, 'the caBundle held the old and the new CA');
+      const serveNew = events.find(
+        (e) => e.what === 'secret' && ann(e.obj)[ANNOTATIONS.rotation] === 'serve-new',
+      );
+      assert.ok(serveNew, 'the Secret went through the serve-new phase');
+      assert.ok(
+        trustBoth.rv < serveNew.rv,
+        'the API server trusted the new CA before any replica was given a certificate of it',
+      );
+      const trustPhase = events.find(
+        (e) => e.what === 'secret' && ann(e.obj)[ANNOTATIONS.rotation] === 'trust-new',
+      );
+      const since = (e: { obj: KubeObject } | undefined): number =>
+        Date.parse(ann(e?.obj)[ANNOTATIONS.rotationSince] ?? '');
+      assert.ok(
+        since(serveNew) - since(trustPhase) >= PROPAGATION_DELAY_MS,
+        'the API servers were given the propagation delay to load the new caBundle',
+      );
+      const trustNew = events.find(
+        (e) => e.what === 'webhook' && e.rv > trustBoth.rv && bundleOf(e) === newFp,
+      );
+      assert.ok(trustNew, 'the old CA left the caBundle at the end');
+      const secretThen = events.filter((e) => e.what === 'secret' && e.rv < trustNew.rv).at(-1)?.obj as {
+        data?: Record<string, string>;
+      } & KubeObject;
+      const servedThen = certFingerprint(unb64(secretThen.data?.['tls.crt']));
+      const acks = Object.entries(ann(secretThen)).filter(([k]) => k.startsWith(SERVED_PREFIX));
+      assert.equal(acks.length, replicas.length);
+      for (const [k, v] of acks)
+        assert.equal(
+          v.split(' ')[0],
+          servedThen,
+          `${k} served the new certificate before the old CA was dropped`,
+        );
+      for (const e of events.filter((x) => x.what === 'webhook' && x.rv > trustBoth.rv && x.rv < trustNew.rv))
+        assert.equal(bundleOf(e), both, 'no bundle in between drops a CA');
+    } finally {
+      for (const w of watches) w.abort();
+    }
+  });
+
+  it('a deleted Secret is made again by one replica, with a CA that every replica and the caBundle move to', async () => {
+    const caBefore = certFingerprint(unb64(secret().data?.['ca.crt']));
+    const created = api.requests.filter(
+      (r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${NS}/secrets` && r.status === 201,
+    ).length;
+    api.delete('secrets', NS, SECRET);
+    await waitFor('a new Secret served everywhere', async () => {
+      const s = api.get('secrets', NS, SECRET) as
+        (KubeObject & { data?: Record<string, string> }) | undefined;
+      if (!s || certFingerprint(unb64(s.data?.['ca.crt'])) === caBefore) return undefined;
+      return allServeTheSecret();
+    });
+    assert.equal(
+      api.requests.filter(
+        (r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${NS}/secrets` && r.status === 201,
+      ).length,
+      created + 1,
+    );
+  });
+
+  it('needed nothing beyond the shipped RBAC (resourceNames on the Secret and the webhook configuration)', () => {
+    const denied = api.requests.filter(
+      (r) => r.user.startsWith('system:serviceaccount:') && (r.status === 401 || r.status === 403),
+    );
+    assert.deepEqual(denied, []);
+    assert.ok(
+      api.requests.some(
+        (r) =>
+          r.user === `system:serviceaccount:${NS}:config-reloader-injector` &&
+          r.method === 'PATCH' &&
+          r.path.includes('mutatingwebhookconfigurations'),
+      ),
+    );
+  });
+});
+
+describe('config-reloader-injector webhook --self-managed-certs (the process)', () => {
+  let api: TestApiServer;
+  let dir: string;
+  let proc: CliChild | undefined;
+
+  before(async () => {
+    api = await TestApiServer.start();
+    api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'tools' } });
+    const mwc = parseAllDocuments(
+      await readFile(new URL('base/mutatingwebhookconfiguration.yaml', DEPLOY), 'utf8'),
+    )[0]?.toJS() as KubeObject;
+    api.create({ ...mwc, metadata: { name: 'hook' } });
+    dir = await mkdtemp(join(tmpdir(), 'self-managed-cli-'));
+    const grants = (await shippedGrants()).map((g) => ({
+      ...g,
+      namespace: g.namespace === undefined ? undefined : 'tools',
+      names: g.names?.map((n) => (n === SECRET ? 'hook-certs' : 'hook')),
+    }));
+    await api.writeKubeconfig(join(dir, 'kubeconfig'), {
+      token: api.addServiceAccount('tools', 'hook', grants),
+    });
+  });
+
+  after(async () => {
+    if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
+    await api.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves a certificate from its Secret, sets the caBundle, answers a review, and exits 0 on SIGTERM', async () => {
+    proc = startCli(
+      [
+        'webhook',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--self-managed-certs',
+        '--kubeconfig',
+        join(dir, 'kubeconfig'),
+        '--cert-secret',
+        'hook-certs',
+        '--webhook-config',
+        'hook',
+        '--service',
+        'hook',
+      ],
+      { env: { POD_NAMESPACE: 'tools', POD_NAME: 'hook-7d9f8-abcde' } },
+    );
+    const url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
+    const secret = api.get('secrets', 'tools', 'hook-certs') as KubeObject & {
+      data?: Record<string, string>;
+    };
+    assert.ok(ann(secret)[`${SERVED_PREFIX}hook-7d9f8-abcde`], 'the replica is named after its pod');
+    const caBundles = (
+      api.get('mutatingwebhookconfigurations', undefined, 'hook') as unknown as {
+        webhooks: Array<{ clientConfig: { caBundle?: string } }>;
+      }
+    ).webhooks.map((w) => w.clientConfig.caBundle);
+    assert.deepEqual(caBundles, [secret.data?.['ca-bundle.crt'], secret.data?.['ca-bundle.crt']]);
+    const ca = unb64(caBundles[0]);
+    const review = await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
+    const res = await postAs(url, '/mutate', 'hook.tools.svc', ca, review);
+    assert.equal(res.status, 200);
+    assert.equal(
+      (JSON.parse(res.body) as { response: { patchType?: string } }).response.patchType,
+      'JSONPatch',
+    );
+    proc.child.kill('SIGTERM');
+    assert.equal((await proc.exited).code, 0);
+    assert.equal(
+      proc.stdout().includes(unb64(secret.data?.['tls.key'])),
+      false,
+      'the key never reaches the log',
+    );
+  });
+
+  for (const [args, env, message] of [
+    [['--cert-secret', 'x'], {}, /--cert-secret applies only with --self-managed-certs/],
+    [
+      ['--self-managed-certs'],
+      { POD_NAMESPACE: '' },
+      /needs --namespace, or the POD_NAMESPACE environment variable/,
+    ],
+    [
+      ['--self-managed-certs', '--namespace', 'tools', '--tls-cert-file', 'a', '--tls-key-file', 'b'],
+      {},
+      /two certificate sources: choose one/,
+    ],
+    [
+      ['--self-managed-certs', '--namespace', 'tools', '--cert-validity', '10m'],
+      {},
+      /--cert-validity must be at least 1h/,
+    ],
+    [['--self-managed-certs', '--namespace', 'Tools'], {}, /--namespace "Tools" is not a valid DNS label/],
+  ] as const) {
+    it(`rejects ${args.join(' ')} with exit 2`, async () => {
+      const { code, stderr } = await runCli(['webhook', ...args], { env });
+      assert.equal(code, 2);
+      assert.match(stderr, message);
+    });
+  }
+});
