@@ -28,7 +28,6 @@ Server flags:
   --log-level LEVEL         fatal, error, warn, info, debug, trace or silent (default info)
 
 ${SELF_MANAGED_FLAGS_HELP}
-Injection flags (cluster defaults; pod annotations override most of them):
 ${INJECTOR_FLAGS_HELP}
 `;
 
