@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
+import type { AdmissionRequest } from './admission.ts';
 import type { Authorizer, User } from './authz.ts';
 import { VERSION_INFO, apiGroupDoc, apiGroupList, apiResourceList, apiVersions } from './discovery.ts';
 import { applyPatch } from './patch.ts';
@@ -37,6 +38,8 @@ export interface HandlerOptions {
   onWatch: (w: ActiveWatch) => void;
   /** Optional OpenAPI documents; absent → 404, and kubectl falls back. */
   openapi?: (path: string) => unknown;
+  /** The admission chain of a pod CREATE: the pod to store and warnings for the client, or a KubeError. */
+  admitPod?: (pod: KubeObject, req: AdmissionRequest) => Promise<{ pod: KubeObject; warnings: string[] }>;
 }
 
 const MAX_BODY = 3 * 1024 * 1024;
@@ -446,10 +449,23 @@ export class ApiHandler {
     q: URLSearchParams,
   ): Promise<void> {
     if (r.name !== undefined) throw methodNotAllowed();
-    const obj = decodeObject(req, await readBody(req));
+    let obj = decodeObject(req, await readBody(req));
     this.#requireNamespace(def, r);
     this.#checkBody(def, r, obj);
-    sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dryRun(q) }));
+    const dry = dryRun(q);
+    if (def.group === '' && def.resource === 'pods' && this.#opts.admitPod) {
+      const fieldManager = q.get('fieldManager');
+      const admitted = await this.#opts.admitPod(obj, {
+        namespace: r.namespace as string,
+        user: { name: ctx.user, groups: groupsOf(ctx.user) },
+        dryRun: dry,
+        ...(fieldManager ? { fieldManager } : {}),
+      });
+      obj = admitted.pod;
+      // kubectl and client-go print each one as "Warning: MESSAGE".
+      if (admitted.warnings.length > 0) res.setHeader('Warning', admitted.warnings.map(warningHeader));
+    }
+    sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dry }));
   }
 
   async #update(
@@ -530,6 +546,28 @@ export class ApiHandler {
     if (def.group) details.group = def.group;
     sendJson(res, ctx, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details });
   }
+}
+
+/** The groups the real authenticators give: service accounts get theirs, everyone else is an admin here. */
+function groupsOf(user: string): string[] {
+  const sa = /^system:serviceaccount:([^:]+):/.exec(user);
+  if (sa)
+    return ['system:serviceaccounts', `system:serviceaccounts:${sa[1] as string}`, 'system:authenticated'];
+  return ['system:masters', 'system:authenticated'];
+}
+
+/**
+ * RFC 7234 warning: code 299, agent "-", the text quoted. node:http sends U+0080-U+00FF as UTF-8 (as Go sends
+ * the whole text) but refuses anything above, which becomes "?" here; control characters become spaces.
+ */
+function warningHeader(text: string): string {
+  const safe = [...text]
+    .map((c) => {
+      const code = c.codePointAt(0) as number;
+      return code < 0x20 || code === 0x7f ? ' ' : code > 0xff ? '?' : c;
+    })
+    .join('');
+  return `299 - "${safe.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 function matchesAll(obj: KubeObject, labels: LabelSelector, fields: FieldSelector): boolean {

@@ -5,6 +5,8 @@ import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
 import { generateCertBundle } from '../../../src/certs/generate.ts';
+import type { AdmissionRecord } from './admission.ts';
+import { PodAdmission } from './admission.ts';
 import { Authorizer } from './authz.ts';
 import type { FailOptions } from './faults.ts';
 import { Faults } from './faults.ts';
@@ -16,11 +18,14 @@ import { resourceByKind, resourceByName } from './resources.ts';
 import { Store } from './store.ts';
 import type { Grant, KubeObject, WatchEventType } from './types.ts';
 import type { ActiveWatch, WatchHooks } from './watch.ts';
+import type { ServiceResolver } from './webhook-client.ts';
 
 export type { Grant, KubeObject, WatchEventType } from './types.ts';
 export { KubeError } from './status.ts';
 export type { StatusBody } from './status.ts';
 export type { FailOptions } from './faults.ts';
+export type { AdmissionRecord } from './admission.ts';
+export type { ServiceResolver } from './webhook-client.ts';
 
 export interface StartOptions {
   /** Port to listen on; 0 (the default) picks a free one. */
@@ -29,6 +34,17 @@ export interface StartOptions {
   bookmarkIntervalMs?: number;
   /** How many changes the history keeps for watches resuming from an older resourceVersion (default 4096). */
   historySize?: number;
+  /**
+   * Where a webhook's `clientConfig.service` is reached (the real server resolves the Service to its ClusterIP);
+   * without it only `clientConfig.url` webhooks can be called. Changeable later with `setServiceResolver`.
+   */
+  serviceResolver?: ServiceResolver;
+  /**
+   * Run what kube-controller-manager does for every namespace: create the `default` ServiceAccount and the
+   * `kube-root-ca.crt` ConfigMap (this server's CA). Pod creates over HTTP need the ServiceAccount. Default false,
+   * so that tests counting objects or resourceVersions see only their own.
+   */
+  namespaceControllers?: boolean;
 }
 
 /** Emitted as 'watch-event' on `events`, right after the event was handed to the watch's socket. */
@@ -61,6 +77,8 @@ export class TestApiServer {
   readonly adminToken: string;
   readonly events = new EventEmitter();
   readonly requests: RequestRecord[] = [];
+  /** What each webhook did to each pod create, in order (also emitted as 'admission' on `events`). */
+  readonly admissions: AdmissionRecord[] = [];
 
   readonly #tls: { cert: string; key: string };
   readonly #store: Store;
@@ -72,6 +90,7 @@ export class TestApiServer {
   readonly #watches = new Set<ActiveWatch>();
   #server: Server | undefined;
   #port = 0;
+  #resolver: ServiceResolver | undefined;
 
   private constructor(certs: { caCert: string; cert: string; key: string }, opts: StartOptions) {
     this.caCert = certs.caCert;
@@ -79,15 +98,37 @@ export class TestApiServer {
     this.#store = new Store(opts.historySize ?? 4096);
     this.#bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.adminToken = this.#authz.addUser({ name: 'test-admin' });
+    this.#resolver = opts.serviceResolver;
+    const admission = new PodAdmission(
+      {
+        namespace: (name) => this.#store.get(resourceByName('namespaces'), undefined, name),
+        serviceAccount: (ns, name) => this.#store.get(resourceByName('serviceaccounts'), ns, name),
+        webhookConfigurations: () => this.#store.list(resourceByName('mutatingwebhookconfigurations')),
+      },
+      () => this.#resolver,
+      (record) => {
+        this.admissions.push(record);
+        this.events.emit('admission', record);
+      },
+    );
     this.#handler = new ApiHandler(this.#store, this.#authz, {
       serverAddress: () => `127.0.0.1:${this.#port}`,
       watchHooks: () => this.#watchHooks(),
       onWatch: (w) => this.#watches.add(w),
       openapi: openapiDocument,
+      admitPod: (pod, req) => admission.admit(pod, req),
     });
     const nsDef = resourceByName('namespaces');
     for (const name of DEFAULT_NAMESPACES)
       this.#store.create(nsDef, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    if (opts.namespaceControllers) {
+      for (const name of DEFAULT_NAMESPACES) this.#fillNamespace(name);
+      // After the write that made the namespace, never inside it: watchers must see the namespace first.
+      this.#store.subscribe((ev) => {
+        if (ev.type === 'ADDED' && ev.def === nsDef)
+          queueMicrotask(() => this.#fillNamespace(ev.object.metadata.name));
+      });
+    }
     this.events.setMaxListeners(0);
   }
 
@@ -164,6 +205,32 @@ export class TestApiServer {
   /** Current objects of a resource, optionally in one namespace. */
   list(resource: string, namespace?: string): KubeObject[] {
     return this.#store.list(resourceByName(resource), namespace);
+  }
+
+  /** Replaces the Service resolution used for webhook calls from now on. */
+  setServiceResolver(resolver: ServiceResolver | undefined): void {
+    this.#resolver = resolver;
+  }
+
+  /** The serviceaccounts and root-ca-cert-publisher controllers' work for one namespace. */
+  #fillNamespace(namespace: string): void {
+    if (!this.get('namespaces', undefined, namespace)) return;
+    if (!this.get('serviceaccounts', namespace, 'default'))
+      this.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace } });
+    if (!this.get('configmaps', namespace, 'kube-root-ca.crt'))
+      this.create({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name: 'kube-root-ca.crt',
+          namespace,
+          annotations: {
+            'kubernetes.io/description':
+              'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.',
+          },
+        },
+        data: { 'ca.crt': this.caCert },
+      });
   }
 
   /** Destroys every open watch connection mid-stream (no terminating chunk), as a network failure would. */

@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import type { KubeObject } from '../support/kube-apiserver/index.ts';
+import { REPO_ROOT } from '../support/cli.ts';
+
+const run = promisify(execFile);
+
+/** kubectl from PATH; the e2e tests need it (for kustomize and for kubectl itself) and fail without it. */
+export function kubectlPath(): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter).concat('/usr/bin', '/usr/local/bin')) {
+    const candidate = join(dir, 'kubectl');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new Error(
+    'kubectl is not installed: the e2e tests render deploy/ with `kubectl kustomize` and drive the cluster with it (Debian: apt-get install kubernetes-client)',
+  );
+}
+
+/** `kubectl kustomize DIR` (DIR relative to the repository), parsed into objects. */
+export async function renderKustomize(dir: string): Promise<KubeObject[]> {
+  const { stdout } = await run(kubectlPath(), ['kustomize', join(REPO_ROOT, dir)], {
+    cwd: REPO_ROOT,
+    maxBuffer: 16 * 1024 * 1024,
+    env: { PATH: process.env.PATH ?? '/usr/bin', HOME: tmpdir() },
+  });
+  return parseAllDocuments(stdout)
+    .map((doc) => doc.toJS() as KubeObject | null)
+    .filter((o): o is KubeObject => o !== null);
+}
+
+/** The one object of a kind in rendered manifests. */
+export function findObject(objects: KubeObject[], kind: string, name?: string): KubeObject {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  if (found.length !== 1)
+    throw new Error(
+      `expected one ${kind}${name ? ` "${name}"` : ''} in the rendered manifests, found ${found.length}`,
+    );
+  return structuredClone(found[0] as KubeObject);
+}
+
+/** The MutatingWebhookConfiguration with every webhook trusting `caBundle` (what cert-manager or the webhook writes). */
+export function withCaBundle(config: KubeObject, caBundle: string): KubeObject {
+  const copy = structuredClone(config);
+  for (const webhook of copy.webhooks as Array<{ clientConfig: Record<string, unknown> }>)
+    webhook.clientConfig.caBundle = caBundle;
+  return copy;
+}
