@@ -2,11 +2,20 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_LEVELS: readonly LevelWithSilent[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
 
 /**
  * Paths that could carry Secret content, tokens or keys, wherever an object or request lands in a log
- * line. Code never logs them on purpose; redaction is the second line of defence.
+ * line. Code never logs them on purpose; redaction is the second line of defence (and `scrub` below the third,
+ * for any depth and for text such as error messages).
  */
 export const REDACT_PATHS = [
   'data',
@@ -30,6 +39,140 @@ export const REDACT_PATHS = [
   'headers.authorization',
 ];
 
+const CENSOR = '[REDACTED]';
+
+/** Keys (compared in lower case) whose value is never logged, at any depth. */
+const SECRET_KEYS = new Set([
+  'data',
+  'stringdata',
+  'binarydata',
+  'token',
+  'bearertoken',
+  'accesstoken',
+  'refreshtoken',
+  'idtoken',
+  'id-token',
+  'password',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'key',
+  'privatekey',
+  'cakey',
+  'client-key-data',
+  'token-data',
+]);
+
+/** The same keys when they appear as JSON inside text (an error message quoting a response body); `\\*` matches escaped JSON. */
+const JSON_KEY =
+  /(\\*)"(data|stringData|binaryData|token|bearerToken|accessToken|password|authorization|key|privateKey|caKey)\1"\s*:\s*/gi;
+const PEM_PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
+const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
+const JWT = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
+
+/**
+ * Where the JSON value starting at `from` ends, in text whose quotes are escaped `escapes` times; the end of the
+ * text when it is cut short (redacting too much is the safe side).
+ */
+function jsonValueEnd(text: string, from: number, escapes: number): number {
+  const structuralQuote = (i: number): boolean => {
+    if (text[i] !== '"') return false;
+    let run = 0;
+    while (i - run - 1 >= 0 && text[i - run - 1] === '\\') run++;
+    return run === escapes;
+  };
+  const start = from + escapes;
+  if (structuralQuote(start)) {
+    for (let i = start + 1; i < text.length; i++) if (structuralQuote(i)) return i + 1;
+    return text.length;
+  }
+  if (text[from] !== '{' && text[from] !== '[') {
+    const m = /[,}\]\s]/.exec(text.slice(from));
+    return m ? from + m.index : text.length;
+  }
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < text.length; i++) {
+    if (structuralQuote(i)) inString = !inString;
+    else if (inString) continue;
+    else if (text[i] === '{' || text[i] === '[') depth++;
+    else if (text[i] === '}' || text[i] === ']') {
+      depth--;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return text.length;
+}
+
+/** Removes private keys, bearer tokens, JWTs and the values of secret JSON fields from free text. */
+export function scrubText(text: string): string {
+  let out = text
+    .replace(PEM_PRIVATE_KEY, `${CENSOR} private key`)
+    .replace(BEARER, `$1 ${CENSOR}`)
+    .replace(JWT, CENSOR);
+  if (!out.includes('"')) return out;
+  let result = '';
+  let last = 0;
+  JSON_KEY.lastIndex = 0;
+  for (let m = JSON_KEY.exec(out); m; m = JSON_KEY.exec(out)) {
+    const valueStart = m.index + m[0].length;
+    const end = jsonValueEnd(out, valueStart, m[1]!.length);
+    result += `${out.slice(last, valueStart)}${m[1]}"${CENSOR}${m[1]}"`;
+    last = end;
+    JSON_KEY.lastIndex = Math.max(end, valueStart + 1);
+  }
+  out = result + out.slice(last);
+  return out;
+}
+
+const MAX_DEPTH = 12;
+
+function isErrorLike(v: object): v is Error {
+  return (
+    v instanceof Error || (typeof (v as Error).message === 'string' && typeof (v as Error).stack === 'string')
+  );
+}
+
+/**
+ * A copy of a log object with secret keys censored at any depth, text scrubbed, Buffers reduced to their size and
+ * errors serialized (pino's err shape, with causes) and scrubbed. Errors come out with a null prototype so that
+ * pino's err serializer, which Fastify's child loggers add again, passes them through unchanged.
+ */
+function scrub(value: unknown, depth: number, seen: WeakSet<object>): unknown {
+  if (typeof value === 'string') return scrubText(value);
+  if (typeof value !== 'object' || value === null) return value;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[${value.byteLength} bytes]`;
+  if (seen.has(value)) return '[Circular]';
+  if (depth > MAX_DEPTH) return '[too deep]';
+  seen.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1, seen));
+    if (isErrorLike(value)) {
+      const serialized = pino.stdSerializers.err(value) as unknown as Record<string, unknown>;
+      const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(serialized)) {
+        out[k] = SECRET_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
+      }
+      return out;
+    }
+    // Dates, URLs and the like print through toJSON and hold nothing secret.
+    if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = SECRET_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
+    }
+    return out;
+  } finally {
+    seen.delete(value);
+  }
+}
+
+/** The scrubbed copy of one log object or set of bindings. */
+export function scrubLogObject(obj: Record<string, unknown>): Record<string, unknown> {
+  return scrub(obj, 0, new WeakSet()) as Record<string, unknown>;
+}
+
 export function isLogLevel(value: string): value is LevelWithSilent {
   return (LOG_LEVELS as readonly string[]).includes(value);
 }
@@ -47,9 +190,15 @@ export function createLogger(opts: LogOptions): Logger {
     {
       name: opts.name,
       level: opts.level ?? 'info',
-      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      redact: { paths: REDACT_PATHS, censor: CENSOR },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: scrubLogObject,
+        bindings: scrubLogObject,
+      },
+      // The message too: an error passed as the only argument becomes the message.
+      serializers: { msg: (msg: unknown) => (typeof msg === 'string' ? scrubText(msg) : msg) },
     },
     opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );

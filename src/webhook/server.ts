@@ -1,5 +1,5 @@
 import type { Server as HttpsServer } from 'node:https';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { InjectorConfig } from '../injection/config.ts';
 import type { Logger } from '../shared/log.ts';
 import { BODY_LIMIT, webhookApp } from './app.ts';
@@ -48,7 +48,8 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
   const app = Fastify({
     https: { ...TLS_OPTIONS, ...tls.material },
     loggerInstance: log,
-    disableRequestLogging: true,
+    // Each review gets its own log line from the route; Fastify's per-request lines would double them.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     // The API server gives a webhook at most 30 s (timeoutSeconds); nothing legitimate takes longer.
     connectionTimeout: 30_000,
