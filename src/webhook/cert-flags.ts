@@ -3,6 +3,7 @@ import { serviceHosts } from '../certs/generate.ts';
 import { parseDuration, UsageError, type FlagSpec } from '../shared/cli.ts';
 import type { Logger } from '../shared/log.ts';
 import { isValidObjectName } from '../shared/source-spec.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { SelfManagedCerts } from './self-managed-certs.ts';
 
 /** The webhook's flags for self-managed certificates (see self-managed-certs.ts). */
@@ -12,7 +13,6 @@ export const selfManagedCertFlags = {
   'webhook-config': { type: 'string' },
   service: { type: 'string' },
   namespace: { type: 'string' },
-  kubeconfig: { type: 'string' },
   'cert-validity': { type: 'string' },
   'ca-validity': { type: 'string' },
   'cert-sync-interval': { type: 'string' },
@@ -40,7 +40,6 @@ export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster,
   --service NAME               the webhook's Service: the certificate's DNS names are NAME, NAME.NS, NAME.NS.svc
                                and NAME.NS.svc.cluster.local (default ${d.service})
   --namespace NS               namespace of the Secret and the Service (default: $POD_NAMESPACE)
-  --kubeconfig FILE            API access (default: the pod's service account, else $KUBECONFIG or ~/.kube/config)
   --cert-validity DURATION     serving certificate lifetime, renewed with a third left (default ${d.certValidity})
   --ca-validity DURATION       CA lifetime, rotated with a third left (default ${d.caValidity})
   --cert-sync-interval DURATION how often each replica re-reads the Secret (default ${d.syncInterval})
@@ -59,7 +58,6 @@ export interface SelfManagedSettings {
   secretName: string;
   webhookConfigName: string;
   service: string;
-  kubeconfig: string | undefined;
   replica: string;
   certValidityMs: number;
   caValidityMs: number;
@@ -89,7 +87,6 @@ export function selfManagedSettingsFromFlags(
     secretName: values['cert-secret'] ?? d.secret,
     webhookConfigName: values['webhook-config'] ?? d.webhookConfig,
     service: values.service ?? d.service,
-    kubeconfig: values.kubeconfig,
     replica: env.POD_NAME || hostname(),
     certValidityMs: parseDuration('cert-validity', values['cert-validity'] ?? d.certValidity),
     caValidityMs: parseDuration('ca-validity', values['ca-validity'] ?? d.caValidity),
@@ -120,27 +117,14 @@ export function selfManagedSettingsFromFlags(
   return settings;
 }
 
-/** Loads the API credentials and starts the self-managed certificates; the Kubernetes client is loaded only here. */
+/** Starts the self-managed certificates with the webhook's API credentials. */
 export async function startSelfManagedFromSettings(
   s: SelfManagedSettings,
-  env: NodeJS.ProcessEnv,
+  kc: KubeConfig,
   log: Logger,
 ): Promise<SelfManagedCerts> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { createCertApi } = await import('./cert-api.ts');
   const { startSelfManagedCerts } = await import('./self-managed-certs.ts');
-  const kc = new KubeConfig();
-  try {
-    if (s.kubeconfig) kc.loadFromFile(s.kubeconfig);
-    else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else kc.loadFromDefault();
-  } catch (err) {
-    throw new UsageError(
-      `cannot load the API credentials${s.kubeconfig ? ` from --kubeconfig ${s.kubeconfig}` : ''}: ${(err as Error).message}`,
-    );
-  }
-  if (!kc.getCurrentCluster())
-    throw new UsageError('no Kubernetes API to talk to: run in a pod, or give --kubeconfig');
   log.info(
     {
       namespace: s.namespace,

@@ -7,6 +7,8 @@ import {
   selfManagedSettingsFromFlags,
   startSelfManagedFromSettings,
 } from './cert-flags.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KUBECONFIG_FLAG_HELP, kubeConfigFlags, loadKubeConfig } from './kube-config.ts';
 import { startWebhookServer } from './server.ts';
 import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
 
@@ -28,6 +30,11 @@ Server flags:
   --log-level LEVEL         fatal, error, warn, info, debug, trace or silent (default info)
 
 ${SELF_MANAGED_FLAGS_HELP}
+Missed injections (pods that opted in but started without the sidecar, e.g. while the webhook was down):
+  --watch-missed-injections    watch pods and namespaces, count such pods in config_reloader_webhook_missed_injections
+                               and record a Warning Event on each that names the fix (RBAC: get/list/watch pods and
+                               namespaces, create events)
+${KUBECONFIG_FLAG_HELP}
 ${INJECTOR_FLAGS_HELP}
 `;
 
@@ -41,6 +48,8 @@ export async function run(argv: string[]): Promise<number> {
     'shutdown-delay': { type: 'string', default: '0s' },
     'log-level': { type: 'string', default: 'info' },
     ...selfManagedCertFlags,
+    ...kubeConfigFlags,
+    'watch-missed-injections': { type: 'boolean' },
     ...injectorFlags,
   });
   if (values.help) {
@@ -67,17 +76,42 @@ export async function run(argv: string[]): Promise<number> {
       '--self-managed-certs and --tls-cert-file/--tls-key-file are two certificate sources: choose one',
     );
 
+  const watchMissed = values['watch-missed-injections'] === true;
+  const kubeconfigPath = values.kubeconfig as string | undefined;
+  if (kubeconfigPath && !selfManaged && !watchMissed)
+    throw new UsageError('--kubeconfig applies only with --self-managed-certs or --watch-missed-injections');
+  let loaded: KubeConfig | undefined;
+  const kubeConfig = async (): Promise<KubeConfig> =>
+    (loaded ??= await loadKubeConfig(kubeconfigPath, process.env));
+
   const log = createLogger({ name: 'webhook', level });
   const host = values.host as string;
   let tls: TlsSource;
   try {
-    if (selfManaged) tls = await startSelfManagedFromSettings(selfManaged, process.env, log);
+    if (selfManaged) tls = await startSelfManagedFromSettings(selfManaged, await kubeConfig(), log);
     else if (certFile && keyFile) tls = await fileTlsSource(certFile, keyFile, log);
     else tls = await selfSignedTlsSource([host], values['ca-out'] as string | undefined, log);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   const server = await startWebhookServer({ host, port, tls, config, log });
+  let missed: { stop(): Promise<void> } | undefined;
+  if (watchMissed) {
+    const { startMissedInjectionWatcher } = await import('./missed-injections.ts');
+    missed = startMissedInjectionWatcher({
+      kubeConfig: await kubeConfig(),
+      registry: server.metrics.registry,
+      log,
+      config,
+      // The MutatingWebhookConfiguration excludes these too: their pods are never injected.
+      excludeNamespaces: [
+        'kube-system',
+        'kube-public',
+        'kube-node-lease',
+        ...(process.env.POD_NAMESPACE ? [process.env.POD_NAMESPACE] : []),
+      ],
+    });
+  }
   log.info(
     { url: server.url, reloaderImage: config.reloaderImage, sidecarMode: config.sidecarMode },
     'webhook listening',
@@ -89,8 +123,7 @@ export async function run(argv: string[]): Promise<number> {
       log.info({ signal, shutdownDelayMs: shutdownDelay }, 'shutting down: finishing in-flight reviews');
       server.drain();
       setTimeout(() => {
-        server
-          .close()
+        Promise.all([server.close(), missed?.stop()])
           .catch((err: unknown) => log.error({ err }, 'error while closing'))
           .finally(resolve);
       }, shutdownDelay);

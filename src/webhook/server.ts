@@ -55,10 +55,18 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
     keepAliveTimeout: 65_000,
-    return503OnClosing: true,
+    // A review that reaches the server while it closes is still answered: a 503 would make the API server apply
+    // failurePolicy (with Ignore, the pod starts without the sidecar). Closing stops the listener and closes idle
+    // connections; the Connection: close below makes busy ones close after their answer.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   const lifecycle = { draining: false };
+  // While draining, every answer asks the client to open a new connection for its next request, which the
+  // Service routes to a ready replica, instead of reusing this one.
+  app.addHook('onSend', async (_req, reply) => {
+    if (lifecycle.draining) reply.header('connection', 'close');
+  });
   await app.register(webhookApp, { config: opts.config, metrics, log, lifecycle });
   tls.onChange((material: TlsMaterial) => {
     // New connections get the new certificate; open ones keep theirs until they close.
@@ -76,6 +84,7 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
       lifecycle.draining = true;
     },
     close: async () => {
+      lifecycle.draining = true;
       tls.close();
       await app.close();
     },

@@ -368,9 +368,29 @@ describe('the webhook manifests', () => {
         );
       });
 
-      const roles = objs.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole') as unknown as Array<
+      const MISSED = 'config-reloader-injector-missed-injections';
+      const missedRbac = objs.filter((o) => o.metadata.name === MISSED);
+      // The RBAC of the certificate mode; the missed-injections watcher's is checked on its own below.
+      const certObjs = objs.filter((o) => o.metadata.name !== MISSED);
+      const roles = certObjs.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole') as unknown as Array<
         IRole | IClusterRole
       >;
+      if (target.startsWith('overlays/')) {
+        it('missed injections: the flag, a token, and a ClusterRole that reads pods and namespaces and creates events, nothing more', () => {
+          assert.ok(container.args?.includes('--watch-missed-injections'));
+          assert.equal(podSpec?.automountServiceAccountToken, true);
+          const clusterRole = one<IClusterRole>(missedRbac, 'ClusterRole');
+          assert.deepEqual(clusterRole.rules, [
+            { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
+            { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+          ]);
+          const crb = one<IClusterRoleBinding>(missedRbac, 'ClusterRoleBinding');
+          assert.deepEqual(crb.subjects, [
+            { kind: 'ServiceAccount', name: podSpec?.serviceAccountName, namespace: ns },
+          ]);
+          assert.equal(crb.roleRef.name, MISSED);
+        });
+      }
       if (target.startsWith('overlays/self-managed')) {
         it('self-managed: a token, and RBAC limited by resourceNames to its Secret and its webhook configuration', () => {
           assert.equal(podSpec?.automountServiceAccountToken, true);
@@ -386,7 +406,7 @@ describe('the webhook manifests', () => {
           assert.equal(argValue(container, 'service'), service.metadata?.name);
           assert.equal(argValue(container, 'webhook-config'), mwc.metadata?.name);
           const secret = argValue(container, 'cert-secret') as string;
-          const role = one<IRole>(objs, 'Role');
+          const role = one<IRole>(certObjs, 'Role');
           assert.equal(role.metadata?.namespace, ns);
           assert.deepEqual(role.rules, [
             {
@@ -397,7 +417,7 @@ describe('the webhook manifests', () => {
             },
             { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
           ]);
-          const clusterRole = one<IClusterRole>(objs, 'ClusterRole');
+          const clusterRole = one<IClusterRole>(certObjs, 'ClusterRole');
           assert.deepEqual(clusterRole.rules, [
             {
               apiGroups: ['admissionregistration.k8s.io'],
@@ -407,16 +427,16 @@ describe('the webhook manifests', () => {
             },
           ]);
           const sa = { kind: 'ServiceAccount', name: podSpec?.serviceAccountName, namespace: ns };
-          const rb = one<IRoleBinding>(objs, 'RoleBinding');
+          const rb = one<IRoleBinding>(certObjs, 'RoleBinding');
           assert.deepEqual(rb.subjects, [sa]);
           assert.equal(rb.roleRef.name, role.metadata?.name);
-          const crb = one<IClusterRoleBinding>(objs, 'ClusterRoleBinding');
+          const crb = one<IClusterRoleBinding>(certObjs, 'ClusterRoleBinding');
           assert.deepEqual(crb.subjects, [sa]);
           assert.equal(crb.roleRef.name, clusterRole.metadata?.name);
         });
       } else {
-        it('no API access: no token, no RBAC', () => {
-          assert.equal(podSpec?.automountServiceAccountToken, false);
+        it("no API access for certificates: no RBAC but the missed-injections watcher's", () => {
+          if (!target.startsWith('overlays/')) assert.equal(podSpec?.automountServiceAccountToken, false);
           assert.deepEqual(roles, []);
           assert.equal(container.args?.includes('--self-managed-certs'), false);
         });

@@ -40,7 +40,9 @@ describe('config-reloader-injector webhook (the process)', () => {
     const socket = connect({ host: '127.0.0.1', port: Number(port), ca, servername: 'localhost' });
     await new Promise((r) => socket.once('secureConnect', r));
     const body = Buffer.from(SAMPLE);
-    socket.write(`POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+    socket.write(
+      `POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`,
+    );
     socket.write(body.subarray(0, 100));
     let response = '';
     socket.on('data', (c: Buffer) => (response += c.toString()));
@@ -60,7 +62,8 @@ describe('config-reloader-injector webhook flags', () => {
   it('prints --help and exits 0', async () => {
     const { code, stdout } = await runCli(['webhook', '--help']);
     assert.equal(code, 0);
-    for (const flag of ['--port', '--tls-cert-file', '--tls-key-file', '--reloader-image', '--sidecar-mode']) assert.match(stdout, new RegExp(flag));
+    for (const flag of ['--port', '--tls-cert-file', '--tls-key-file', '--reloader-image', '--sidecar-mode'])
+      assert.match(stdout, new RegExp(flag));
   });
 
   for (const [args, needle] of [
@@ -77,4 +80,65 @@ describe('config-reloader-injector webhook flags', () => {
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
     });
   }
+});
+
+describe('config-reloader-injector webhook --watch-missed-injections (the process, against the test API server)', () => {
+  it('counts an opted-in pod that started without the sidecar and records an Event on it', async () => {
+    const { TestApiServer } = await import('../support/kube-apiserver/index.ts');
+    const api = await TestApiServer.start();
+    const dir = await mkdtemp(join(tmpdir(), 'webhook-missed-'));
+    let proc: CliChild | undefined;
+    try {
+      const token = api.addServiceAccount('config-reloader-injector', 'config-reloader-injector', [
+        { verbs: ['get', 'list', 'watch'], resource: 'pods' },
+        { verbs: ['get', 'list', 'watch'], resource: 'namespaces' },
+        { verbs: ['create'], resource: 'events' },
+      ]);
+      await api.writeKubeconfig(join(dir, 'kubeconfig'), { token });
+      const pod = JSON.parse(SAMPLE).request.object;
+      pod.metadata = { ...pod.metadata, name: 'vmagent-0', namespace: 'shop' };
+      delete pod.metadata.generateName;
+      api.create(pod); // straight into the store: as if the webhook had been down
+      proc = startCli([
+        'webhook',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--ca-out',
+        join(dir, 'ca.crt'),
+        '--watch-missed-injections',
+        '--kubeconfig',
+        join(dir, 'kubeconfig'),
+      ]);
+      const url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
+      const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
+      let metrics = '';
+      for (let i = 0; i < 200 && !/config_reloader_webhook_missed_injections 1\b/.test(metrics); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        metrics = (await httpsRequest(`${url}/metrics`, { ca })).body;
+      }
+      assert.match(metrics, /config_reloader_webhook_missed_injections 1\b/);
+      const events = api.list('events', 'shop') as Array<{
+        reason?: string;
+        message?: string;
+        involvedObject?: { name?: string };
+      }>;
+      assert.equal(events.length, 1);
+      assert.equal(events[0]?.reason, 'ConfigReloaderNotInjected');
+      assert.equal(events[0]?.involvedObject?.name, 'vmagent-0');
+      proc.child.kill('SIGTERM');
+      assert.equal((await proc.exited).code, 0);
+    } finally {
+      if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
+      await api.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects --kubeconfig without a feature that uses it', async () => {
+    const { code, stderr } = await runCli(['webhook', '--kubeconfig', '/nope']);
+    assert.equal(code, 2);
+    assert.match(stderr, /--kubeconfig applies only with --self-managed-certs or --watch-missed-injections/);
+  });
 });
