@@ -51,9 +51,9 @@ export function isValidKey(key: string): boolean {
   return key.length <= 253 && KEY_RE.test(key) && key !== '.' && key !== '..';
 }
 
-/** A relative path as the kubelet accepts it for `items[].path`: no `..` element, not absolute. */
+/** A relative path as the kubelet accepts it for `items[].path`: no `..` element, not absolute, well-formed text. */
 export function isValidItemPath(path: string): boolean {
-  if (path.length === 0 || path.startsWith('/')) return false;
+  if (path.length === 0 || path.startsWith('/') || !path.isWellFormed()) return false;
   return !path.split('/').some((part) => part === '..' || part === '') && !path.startsWith('..');
 }
 

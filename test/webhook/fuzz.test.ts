@@ -714,22 +714,14 @@ function hasLoneSurrogate(value: unknown): boolean {
   return Object.entries(value).some(([k, v]) => !k.isWellFormed() || hasLoneSurrogate(v));
 }
 
-/**
- * An internal error (the pod admitted unchanged, with a warning) is accepted only for input holding a lone
- * surrogate: the API server decodes JSON with Go, which turns those into U+FFFD, so no real review carries one.
- * Known case: an item path with one makes formatSourceSpec's encodeURIComponent throw.
- */
+/** No generated input, lone surrogates included, may make the webhook fail internally. */
 function inProcess(c: Case, internalErrors: { count: number }): Checked {
   const answer = review(c.body, c.optIn, c.config);
   if (answer.statusCode === 200 && answer.summary.decision === 'error') {
-    assert.ok(
-      hasLoneSurrogate(c.body),
-      `internal error on well-formed input: ${String(answer.summary.error)}`,
-    );
-    assert.equal(answer.body.response.allowed, true, 'an internal error is never a denial');
-    assert.equal(answer.body.response.patch, undefined);
-    assert.ok((answer.body.response.warnings ?? []).length > 0, 'an internal error comes with a warning');
     internalErrors.count++;
+    assert.fail(
+      `internal error (surrogates in input: ${hasLoneSurrogate(c.body)}): ${String(answer.summary.error)}`,
+    );
   }
   return checkCase(
     c,
@@ -856,7 +848,7 @@ void describe('webhook fuzzing', () => {
       { seed: SEED, numRuns: IN_PROCESS_RUNS },
     );
     t.diagnostic(
-      `decisions: ${JSON.stringify(counts)}; internal errors on lone surrogates: ${internalErrors.count}`,
+      `decisions: ${JSON.stringify(counts)}; internal errors: ${internalErrors.count}`,
     );
     // The generator must reach every branch in good measure, or the fuzzing proves little.
     assert.ok(counts.injected >= IN_PROCESS_RUNS / 5, `only ${counts.injected} injected`);
