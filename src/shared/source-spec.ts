@@ -72,7 +72,7 @@ function formatMode(mode: number): string {
 
 /** Percent-encodes what would split the argument (`:` `&` `?` `=` `%`, spaces, non-ASCII); keeps paths readable. */
 function encodePart(part: string): string {
-  return part.replace(/[^A-Za-z0-9._~/-]/g, (c) => encodeURIComponent(c));
+  return part.replace(/[^A-Za-z0-9._~/-]/gu, (c) => encodeURIComponent(c));
 }
 
 function safeDecode(arg: string, text: string): string {
