@@ -1,0 +1,55 @@
+/**
+ * The baseline of the admission section: a bare Fastify HTTPS server with the webhook's TLS and server options
+ * that parses the AdmissionReview (Fastify's JSON parser, as any webhook must) and answers with a fixed,
+ * precomputed response for the pod's size: what framework, TLS and JSON cost before any injection work.
+ *
+ *   node bench/bare-server.ts CERT_FILE KEY_FILE RESPONSES_JSON   (prints {"url": ...} once listening)
+ */
+import { readFileSync } from 'node:fs';
+import Fastify from 'fastify';
+
+const [certFile, keyFile, responsesFile] = process.argv.slice(2);
+if (!certFile || !keyFile || !responsesFile) throw new Error('usage: bare-server.ts CERT KEY RESPONSES_JSON');
+
+// The same TLS settings as src/webhook/server.ts, so that both sides pay for the same handshake and ciphers.
+const TLS_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256',
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+  honorCipherOrder: true,
+} as const;
+
+/** Size label (the pod's `bench-size` label) -> the serialized AdmissionReview response. */
+const responses = JSON.parse(readFileSync(responsesFile, 'utf8')) as Record<string, string>;
+
+const app = Fastify({
+  https: { ...TLS_OPTIONS, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') },
+  logger: false,
+  bodyLimit: 8 * 1024 * 1024,
+  connectionTimeout: 30_000,
+  requestTimeout: 30_000,
+  keepAliveTimeout: 65_000,
+});
+
+app.post('/mutate', async (req, reply) => {
+  const body = req.body as { request?: { object?: { metadata?: { labels?: Record<string, string> } } } };
+  const answer = responses[body.request?.object?.metadata?.labels?.['bench-size'] ?? ''];
+  if (answer === undefined) return reply.code(400).send({ message: 'unknown bench-size' });
+  return reply.code(200).type('application/json; charset=utf-8').send(answer);
+});
+
+await app.listen({ host: '127.0.0.1', port: 0 });
+const address = app.server.address();
+if (typeof address !== 'object' || !address) throw new Error('no address');
+process.stdout.write(`${JSON.stringify({ url: `https://127.0.0.1:${address.port}` })}\n`);
+const stop = (): void => void app.close().then(() => process.exit(0));
+process.once('SIGTERM', stop).once('SIGINT', stop);
