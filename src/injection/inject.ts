@@ -9,7 +9,7 @@ import {
   readAnnotations,
 } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
-import { arrayAt, isObject, objectAt, objectsOf, stringOf, type JsonObject } from './json.ts';
+import { arrayAt, cloneJson, isObject, objectAt, objectsOf, stringOf, type JsonObject } from './json.ts';
 import { createPatch } from './patch.ts';
 import { choosePort } from './ports.ts';
 import { findTokenVolume, ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
@@ -121,7 +121,7 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
   }
   warnings.push(...subPathWarnings(spec, plan));
 
-  const mutated = structuredClone(pod);
+  const mutated = cloneJson(pod);
   mutate(mutated, { settings, plan, targets, tokenVolume, port: port.port, config });
   return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
 }

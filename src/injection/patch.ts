@@ -1,4 +1,4 @@
-import { isDeepStrictEqual } from 'node:util';
+import { jsonEqual } from './json.ts';
 import jsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 
@@ -22,7 +22,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-const equal = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
+const equal = jsonEqual;
 
 function diff(before: unknown, after: unknown, path: string, ops: Operation[]): void {
   if (equal(before, after)) return;

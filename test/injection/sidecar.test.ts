@@ -69,13 +69,14 @@ describe('the native sidecar container', () => {
     assert.deepEqual(c.ports, [{ name: 'reloader-http', containerPort: 9533, protocol: 'TCP' }]);
   });
 
-  it('knows its namespace and name from the downward API', () => {
+  it('knows its namespace and name from the downward API, and runs Node with small young-generation spaces', () => {
     assert.deepEqual(c.env, [
       {
         name: 'POD_NAMESPACE',
         valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
     ]);
   });
 
