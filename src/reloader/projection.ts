@@ -1,4 +1,3 @@
-import { gunzipSync } from 'node:zlib';
 import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
 
 /** What goes into a source's directory: relative path → bytes and mode. */
@@ -32,7 +31,8 @@ function keysOf(kind: SourceSpec['kind'], object: KubeObject): Map<string, Buffe
 
 function gunzip(key: string, data: Buffer): Buffer {
   try {
-    return gunzipSync(data, { maxOutputLength: MAX_GUNZIPPED_BYTES });
+    // Loaded on first use: most sidecars never gunzip, and zlib costs memory in every pod.
+    return process.getBuiltinModule('node:zlib').gunzipSync(data, { maxOutputLength: MAX_GUNZIPPED_BYTES });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ProjectionError(

@@ -1,9 +1,13 @@
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
 import type { Logger } from '../shared/log.ts';
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.ts';
 import type { ReloadConfig } from './config.ts';
 import type { ReloaderMetrics } from './metrics.ts';
+
+// getBuiltinModule, not an import: an ES import of node:http evaluates its lazy web-API getters, which load undici,
+// http2, zlib and web streams the reloader never uses (about 3 MiB per pod, docs/benchmarks.md).
+const http = process.getBuiltinModule('node:http');
+const https = process.getBuiltinModule('node:https');
 
 export interface ReloadTriggerOptions extends ReloadConfig {
   log: Logger;
@@ -16,7 +20,7 @@ export interface ReloadTriggerOptions extends ReloadConfig {
 /** One reload request: resolves with the status code, rejects on a network error or timeout. */
 function send(url: URL, method: string, timeoutMs: number, agent: HttpAgent): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
+    const req = (url.protocol === 'https:' ? https.request : http.request)(
       url,
       { method, agent, headers: { 'content-length': '0', 'user-agent': 'config-reloader' } },
       (res) => {
@@ -60,7 +64,8 @@ export class ReloadTrigger {
   constructor(opts: ReloadTriggerOptions) {
     this.opts = opts;
     const agentOptions = { keepAlive: true, maxSockets: 1, timeout: 30_000 };
-    this.agent = opts.url.protocol === 'https:' ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    this.agent =
+      opts.url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   }
 
   /** Content changed: make sure a reload request is sent after now. */

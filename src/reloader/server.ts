@@ -1,6 +1,9 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { METRICS_CONTENT_TYPE, type Registry } from '../shared/metrics.ts';
+
+// getBuiltinModule, not an import: see src/reloader/reload.ts.
+const http = process.getBuiltinModule('node:http');
 
 export interface StatusProvider {
   readiness(): { ready: boolean; pending: string[] };
@@ -48,7 +51,7 @@ export function startStatusServer(
       json(res, 404, { status: 'not found', paths: ['/readyz', '/healthz', '/metrics'] });
     }
   };
-  const server = createServer(
+  const server = http.createServer(
     { requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 },
     handle,
   );

@@ -143,7 +143,7 @@ export class AtomicWriter {
     return h.digest('hex');
   }
 
-  /** Resolves once the previous timestamped directory is gone (tests, shutdown). */
+  /** Resolves once every replaced timestamped directory is gone (tests, shutdown). */
   settled(): Promise<void> {
     return this.cleanup;
   }
@@ -151,7 +151,6 @@ export class AtomicWriter {
   async write(payload: Payload, now = new Date()): Promise<WriteResult> {
     validatePayload(payload);
     if (!this.current) await this.load();
-    await this.cleanup;
     const current = this.current as Map<string, FileState>;
     const next = new Map<string, FileState>();
     for (const [path, file] of payload) next.set(path, { sha256: sha256(file.data), mode: file.mode });
@@ -164,7 +163,9 @@ export class AtomicWriter {
     const oldDir = this.currentDir;
     this.swapIn(payload, current, now);
     if (oldDir && oldDir !== this.currentDir) {
-      this.cleanup = rm(join(this.dir, oldDir), { recursive: true, force: true }).catch(() => {});
+      // Removals are chained, never awaited by the next write: in a burst the newest content goes to disk at once.
+      const old = join(this.dir, oldDir);
+      this.cleanup = this.cleanup.then(() => rm(old, { recursive: true, force: true })).catch(() => {});
     }
     this.current = next;
     this.written = true;

@@ -1,7 +1,12 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import { ApiError, parseStatus } from './api-error.ts';
 import type { ClusterAccess } from './cluster-access.ts';
+
+// getBuiltinModule, not an import: see src/reloader/reload.ts.
+const http = process.getBuiltinModule('node:http');
+const https = process.getBuiltinModule('node:https');
 
 /** Largest JSON body read into memory (a Secret is at most 1 MiB, 1.4 MB in base64). */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -45,7 +50,7 @@ export class KubeClient {
     this.access = access;
     this.secure = access.server.protocol === 'https:';
     this.agent = this.secure
-      ? new HttpsAgent({
+      ? new https.Agent({
           keepAlive: true,
           ca: access.tls.ca,
           cert: access.tls.cert,
@@ -53,7 +58,7 @@ export class KubeClient {
           rejectUnauthorized: access.tls.rejectUnauthorized,
           servername: access.tls.servername,
         })
-      : new HttpAgent({ keepAlive: true });
+      : new http.Agent({ keepAlive: true });
   }
 
   /** GETs `path` and parses the JSON body; a non-2xx answer becomes an ApiError carrying the Status. */
@@ -102,7 +107,7 @@ export class KubeClient {
     if (token) headers.authorization = `Bearer ${token}`;
     return new Promise((resolve, reject) => {
       let response: IncomingMessage | undefined;
-      const req = (this.secure ? httpsRequest : httpRequest)(
+      const req = (this.secure ? https.request : http.request)(
         url,
         { agent: this.agent, headers, signal: opts.signal },
         (res) => {
