@@ -22,10 +22,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-const equal = jsonEqual;
-
+/** One walk over both trees: unchanged subtrees produce no operation, without comparing them whole at every level. */
 function diff(before: unknown, after: unknown, path: string, ops: Operation[]): void {
-  if (equal(before, after)) return;
+  if (before === after) return;
   if (isPlainObject(before) && isPlainObject(after)) {
     for (const key of Object.keys(before)) {
       if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: pointer(path, key) });
@@ -50,7 +49,7 @@ function diffArrays(before: unknown[], after: unknown[], path: string, ops: Oper
     ops.push({ op: 'replace', path, value: after });
     return;
   }
-  const insertedAtStart = added > 0 && before.every((item, i) => equal(item, after[i + added]));
+  const insertedAtStart = added > 0 && before.every((item, i) => jsonEqual(item, after[i + added]));
   if (insertedAtStart) {
     for (let i = 0; i < added; i++) ops.push({ op: 'add', path: pointer(path, i), value: after[i] });
     return;
