@@ -7,26 +7,11 @@
  */
 import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
+// The webhook's own TLS settings, so that both sides pay for the same handshake and ciphers.
+import { TLS_OPTIONS } from '../src/webhook/tls-options.ts';
 
 const [certFile, keyFile, responsesFile] = process.argv.slice(2);
 if (!certFile || !keyFile || !responsesFile) throw new Error('usage: bare-server.ts CERT KEY RESPONSES_JSON');
-
-// The same TLS settings as src/webhook/server.ts, so that both sides pay for the same handshake and ciphers.
-const TLS_OPTIONS = {
-  minVersion: 'TLSv1.2',
-  ciphers: [
-    'TLS_AES_128_GCM_SHA256',
-    'TLS_AES_256_GCM_SHA384',
-    'TLS_CHACHA20_POLY1305_SHA256',
-    'ECDHE-ECDSA-AES128-GCM-SHA256',
-    'ECDHE-RSA-AES128-GCM-SHA256',
-    'ECDHE-ECDSA-AES256-GCM-SHA384',
-    'ECDHE-RSA-AES256-GCM-SHA384',
-    'ECDHE-ECDSA-CHACHA20-POLY1305',
-    'ECDHE-RSA-CHACHA20-POLY1305',
-  ].join(':'),
-  honorCipherOrder: true,
-} as const;
 
 /** Size label (the pod's `bench-size` label) -> the serialized AdmissionReview response. */
 const responses = JSON.parse(readFileSync(responsesFile, 'utf8')) as Record<string, string>;

@@ -5,6 +5,7 @@ import type { Logger } from '../shared/log.ts';
 import { BODY_LIMIT, webhookApp } from './app.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import type { TlsMaterial, TlsSource } from './tls.ts';
+import { TLS_OPTIONS } from './tls-options.ts';
 
 export interface ServerOptions {
   host: string;
@@ -24,23 +25,6 @@ export interface RunningServer {
   /** Stop accepting, finish the reviews in flight, then resolve. */
   close(): Promise<void>;
 }
-
-/** TLS 1.2 at least, and only AEAD suites with forward secrecy for 1.2 (1.3 suites are all strong). */
-const TLS_OPTIONS = {
-  minVersion: 'TLSv1.2',
-  ciphers: [
-    'TLS_AES_128_GCM_SHA256',
-    'TLS_AES_256_GCM_SHA384',
-    'TLS_CHACHA20_POLY1305_SHA256',
-    'ECDHE-ECDSA-AES128-GCM-SHA256',
-    'ECDHE-RSA-AES128-GCM-SHA256',
-    'ECDHE-ECDSA-AES256-GCM-SHA384',
-    'ECDHE-RSA-AES256-GCM-SHA384',
-    'ECDHE-ECDSA-CHACHA20-POLY1305',
-    'ECDHE-RSA-CHACHA20-POLY1305',
-  ].join(':'),
-  honorCipherOrder: true,
-} as const;
 
 export async function startWebhookServer(opts: ServerOptions): Promise<RunningServer> {
   const { tls, log } = opts;
