@@ -119,11 +119,13 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
         metrics = (await httpsRequest(`${url}/metrics`, { ca })).body;
       }
       assert.match(metrics, /config_reloader_webhook_missed_injections 1\b/);
-      const events = api.list('events', 'shop') as Array<{
-        reason?: string;
-        message?: string;
-        involvedObject?: { name?: string };
-      }>;
+      // The Event is created after the pod is counted: wait for it too.
+      type Ev = { reason?: string; message?: string; involvedObject?: { name?: string } };
+      let events: Ev[] = [];
+      for (let i = 0; i < 200 && events.length === 0; i++) {
+        events = api.list('events', 'shop') as Ev[];
+        if (events.length === 0) await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(events.length, 1);
       assert.equal(events[0]?.reason, 'ConfigReloaderNotInjected');
       assert.equal(events[0]?.involvedObject?.name, 'vmagent-0');
