@@ -4,13 +4,13 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
-import { generateCertBundle } from '../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from '../../src/injection/config.ts';
 import { ANNOTATIONS } from '../../src/injection/annotations.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import { webhookApp } from '../../src/webhook/app.ts';
 import { createWebhookMetrics } from '../../src/webhook/metrics.ts';
-import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
+import type { RunningServer } from '../../src/webhook/server.ts';
+import { startTestWebhook } from '../support/webhook-server.ts';
 import { httpsRequest } from '../support/https.ts';
 
 /**
@@ -68,17 +68,7 @@ void describe('the webhook makes no outbound connection from pod input', () => {
     });
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
     target = `127.0.0.1:${(listener.address() as { port: number }).port}`;
-    const bundle = await generateCertBundle({ hosts: ['localhost', '127.0.0.1'] });
-    ca = bundle.caCert;
-    const log = createLogger({ name: 'no-outbound-test', level: 'silent' });
-    const tls = { material: { cert: bundle.cert, key: bundle.key }, onChange: () => {}, close: () => {} };
-    server = await startWebhookServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls,
-      config: DEFAULT_INJECTOR_CONFIG,
-      log,
-    });
+    ({ server, ca } = await startTestWebhook());
   });
 
   after(async () => {

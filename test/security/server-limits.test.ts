@@ -3,11 +3,9 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { Server } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
-import { generateCertBundle } from '../../src/certs/generate.ts';
-import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { createLogger } from '../../src/shared/log.ts';
 import { BODY_LIMIT } from '../../src/webhook/app.ts';
-import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
+import type { RunningServer } from '../../src/webhook/server.ts';
+import { startTestWebhook } from '../support/webhook-server.ts';
 import { httpsRequest } from '../support/https.ts';
 
 /** Resource limits of the webhook's HTTPS server: request size and the timeouts that cut slow or stalled clients. */
@@ -48,17 +46,7 @@ void describe('webhook server limits', () => {
   let port: number;
 
   before(async () => {
-    const bundle = await generateCertBundle({ hosts: ['localhost', '127.0.0.1'] });
-    ca = bundle.caCert;
-    const log = createLogger({ name: 'limits-test', level: 'silent' });
-    const tls = { material: { cert: bundle.cert, key: bundle.key }, onChange: () => {}, close: () => {} };
-    server = await startWebhookServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls,
-      config: DEFAULT_INJECTOR_CONFIG,
-      log,
-    });
+    ({ server, ca } = await startTestWebhook());
     port = Number(new URL(server.url).port);
     // The server object is not part of RunningServer; node's own diagnostics channel hands it over.
     const seen: Server[] = [];

@@ -4,14 +4,13 @@ import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import fc from 'fast-check';
 import { applyPatch } from 'rfc6902';
-import { generateCertBundle } from '../../src/certs/generate.ts';
 import { ANNOTATIONS } from '../../src/injection/annotations.ts';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from '../../src/injection/config.ts';
 import type { OptIn } from '../../src/injection/inject.ts';
-import { createLogger } from '../../src/shared/log.ts';
 import { parseSourceSpec } from '../../src/shared/source-spec.ts';
 import { review } from '../../src/webhook/admission.ts';
-import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
+import type { RunningServer } from '../../src/webhook/server.ts';
+import { startTestWebhook } from '../support/webhook-server.ts';
 import { validatePod } from '../support/pod-validation.ts';
 
 /**
@@ -847,9 +846,7 @@ void describe('webhook fuzzing', () => {
       }),
       { seed: SEED, numRuns: IN_PROCESS_RUNS },
     );
-    t.diagnostic(
-      `decisions: ${JSON.stringify(counts)}; internal errors: ${internalErrors.count}`,
-    );
+    t.diagnostic(`decisions: ${JSON.stringify(counts)}; internal errors: ${internalErrors.count}`);
     // The generator must reach every branch in good measure, or the fuzzing proves little.
     assert.ok(counts.injected >= IN_PROCESS_RUNS / 5, `only ${counts.injected} injected`);
     assert.ok(counts.denied >= IN_PROCESS_RUNS / 20, `only ${counts.denied} denied`);
@@ -862,17 +859,7 @@ void describe('webhook fuzzing', () => {
     let agent: Agent;
 
     before(async () => {
-      const bundle = await generateCertBundle({ hosts: ['localhost', '127.0.0.1'] });
-      ca = bundle.caCert;
-      const log = createLogger({ name: 'fuzz', level: 'silent' });
-      const tls = { material: { cert: bundle.cert, key: bundle.key }, onChange: () => {}, close: () => {} };
-      server = await startWebhookServer({
-        host: '127.0.0.1',
-        port: 0,
-        tls,
-        config: DEFAULT_INJECTOR_CONFIG,
-        log,
-      });
+      ({ server, ca } = await startTestWebhook());
       agent = new Agent({ ca, keepAlive: true, maxSockets: 8 });
     });
 

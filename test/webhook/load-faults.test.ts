@@ -5,10 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { generateCertBundle } from '../../src/certs/generate.ts';
-import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { createLogger } from '../../src/shared/log.ts';
-import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
+import type { RunningServer } from '../../src/webhook/server.ts';
+import { startTestWebhook } from '../support/webhook-server.ts';
 import { httpsRequest } from '../support/https.ts';
 import { runLoad, startWebhookProcess, type LoadReport } from '../../soak/webhook-load.ts';
 
@@ -47,17 +45,7 @@ void describe('webhook under load with faults', () => {
   let ca: string;
 
   before(async () => {
-    const bundle = await generateCertBundle({ hosts: ['localhost', '127.0.0.1'] });
-    ca = bundle.caCert;
-    const log = createLogger({ name: 'load', level: 'silent' });
-    const tls = { material: { cert: bundle.cert, key: bundle.key }, onChange: () => {}, close: () => {} };
-    server = await startWebhookServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls,
-      config: DEFAULT_INJECTOR_CONFIG,
-      log,
-    });
+    ({ server, ca } = await startTestWebhook());
   });
 
   after(async () => {
