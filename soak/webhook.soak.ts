@@ -12,7 +12,8 @@ import { rssOf, runLoad, startWebhookProcess, type LoadReport } from './webhook-
  */
 
 const DURATION_MS = Number(process.env.SOAK_WEBHOOK_SECONDS ?? 30) * 1000;
-const SAMPLE_MS = 5000;
+// At least ten RSS samples, however short the run is set.
+const SAMPLE_MS = Math.min(5000, DURATION_MS / 10);
 const MiB = 1024 * 1024;
 
 void describe('webhook soak: the process under load with faults, then SIGTERM', () => {
