@@ -9,7 +9,7 @@ import {
 } from './cert-flags.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KUBECONFIG_FLAG_HELP, kubeConfigFlags, loadKubeConfig } from './kube-config.ts';
-import { startWebhookServer } from './server.ts';
+import { startWebhookServer, type RunningServer } from './server.ts';
 import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
 
 const HELP = `Usage: config-reloader-injector webhook [flags]
@@ -94,7 +94,20 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const server = await startWebhookServer({ host, port, tls, config, log });
+  let server: RunningServer;
+  try {
+    server = await startWebhookServer({ host, port, tls, config, log });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    tls.close();
+    if (code === 'EADDRINUSE')
+      throw new UsageError(
+        `${host}:${port} is already in use: stop the process that holds it, or pass another --port`,
+      );
+    if (code === 'EADDRNOTAVAIL' || code === 'EACCES')
+      throw new UsageError(`cannot listen on ${host}:${port} (${code}): check --host and --port`);
+    throw err;
+  }
   let missed: { stop(): Promise<void> } | undefined;
   if (watchMissed) {
     const { startMissedInjectionWatcher } = await import('./missed-injections.ts');

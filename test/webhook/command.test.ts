@@ -82,6 +82,32 @@ describe('config-reloader-injector webhook flags', () => {
   }
 });
 
+describe('config-reloader-injector webhook on a port already in use', () => {
+  it('exits 2 with a message naming the address and the fix', async () => {
+    const { createServer } = await import('node:net');
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    const dir = await mkdtemp(join(tmpdir(), 'webhook-busy-'));
+    try {
+      const { code, stderr } = await runCli([
+        'webhook',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--ca-out',
+        join(dir, 'ca.crt'),
+      ]);
+      assert.equal(code, 2);
+      assert.match(stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: .*--port`));
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('config-reloader-injector webhook --watch-missed-injections (the process, against the test API server)', () => {
   it('counts an opted-in pod that started without the sidecar and records an Event on it', async () => {
     const { TestApiServer } = await import('../support/kube-apiserver/index.ts');
