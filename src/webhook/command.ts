@@ -86,6 +86,8 @@ export async function run(argv: string[]): Promise<number> {
 
   const log = createLogger({ name: 'webhook', level });
   const host = values.host as string;
+  // Credentials are loaded before anything listens, so a bad kubeconfig ends the process with its message.
+  const watchKubeConfig = watchMissed ? await kubeConfig() : undefined;
   let tls: TlsSource;
   try {
     if (selfManaged) tls = await startSelfManagedFromSettings(selfManaged, await kubeConfig(), log);
@@ -109,10 +111,10 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   let missed: { stop(): Promise<void> } | undefined;
-  if (watchMissed) {
+  if (watchKubeConfig) {
     const { startMissedInjectionWatcher } = await import('./missed-injections.ts');
     missed = startMissedInjectionWatcher({
-      kubeConfig: await kubeConfig(),
+      kubeConfig: watchKubeConfig,
       registry: server.metrics.registry,
       log,
       config,

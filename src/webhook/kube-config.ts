@@ -22,8 +22,11 @@ export async function loadKubeConfig(path: string | undefined, env: NodeJS.Proce
     else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
     else kc.loadFromDefault();
   } catch (err) {
+    // A file-system error is worth showing; a parser's message quotes the kubeconfig's text, tokens included.
+    const code = (err as NodeJS.ErrnoException).code;
+    const problem = code ?? 'the file is not a valid kubeconfig (fix its syntax)';
     throw new UsageError(
-      `cannot load the API credentials${path ? ` from --kubeconfig ${path}` : ''}: ${(err as Error).message}`,
+      `cannot load the API credentials${path ? ` from --kubeconfig ${path}` : ''}: ${problem}`,
     );
   }
   if (!kc.getCurrentCluster())

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -160,6 +160,33 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
     } finally {
       if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
       await api.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 2 on an unparsable kubeconfig without quoting it (it holds tokens), before listening', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'webhook-badkc-'));
+    try {
+      await writeFile(
+        join(dir, 'kubeconfig'),
+        'users:\n- name: u\n  user:\n    token: SECRET-TOKEN-4242: x: y\n',
+      );
+      const { code, stderr } = await runCli([
+        'webhook',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--ca-out',
+        join(dir, 'ca.crt'),
+        '--watch-missed-injections',
+        '--kubeconfig',
+        join(dir, 'kubeconfig'),
+      ]);
+      assert.equal(code, 2);
+      assert.match(stderr, /not a valid kubeconfig/);
+      assert.doesNotMatch(stderr, /SECRET-TOKEN/);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

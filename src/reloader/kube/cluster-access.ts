@@ -48,7 +48,12 @@ async function parseKubeconfigText(text: string, path: string): Promise<Dict> {
     // JSON needs no parser module; YAML loads `yaml` only now, so in-cluster runs never pay for it.
     doc = text.trimStart().startsWith('{') ? JSON.parse(text) : (await import('yaml')).parse(text);
   } catch (err) {
-    throw new UsageError(`kubeconfig ${path} is neither valid YAML nor JSON: ${(err as Error).message}`);
+    // Only the position: the parsers quote the offending text, and a kubeconfig holds tokens and keys.
+    const pos = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0];
+    const where = pos ? ` (line ${pos.line}, column ${pos.col})` : '';
+    throw new UsageError(
+      `kubeconfig ${path} is neither valid YAML nor JSON${where}: fix its syntax, or point --kubeconfig at another file`,
+    );
   }
   if (!isDict(doc)) throw new UsageError(`kubeconfig ${path} is not a kubeconfig (no mapping at the top)`);
   return doc;

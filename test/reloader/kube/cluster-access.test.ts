@@ -124,6 +124,21 @@ void describe('loading cluster access', () => {
       loadClusterAccess({ mode: 'kubeconfig', path: join(dir, 'garbage.yaml') }),
       /neither valid YAML nor JSON/,
     );
+    // The parsers quote the text around a syntax error; a kubeconfig's text holds tokens.
+    for (const [name, text] of [
+      ['broken.yaml', 'users:\n- name: u\n  user:\n    token: SECRET-TOKEN-4242: x: y\n'],
+      ['broken.json', '{"users":[{"user":{"token":"SECRET-TOKEN-4242" bad}}]}'],
+    ] as const) {
+      await writeFile(join(dir, name), text);
+      await assert.rejects(
+        loadClusterAccess({ mode: 'kubeconfig', path: join(dir, name) }),
+        (e: unknown) =>
+          e instanceof UsageError &&
+          /neither valid YAML nor JSON/.test(e.message) &&
+          !e.message.includes('SECRET-TOKEN'),
+        name,
+      );
+    }
     await assert.rejects(
       loadClusterAccess({ mode: 'kubeconfig', path: join(dir, 'absent') }),
       /cannot read kubeconfig .*ENOENT/,
