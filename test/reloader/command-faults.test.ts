@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Harness, readTree, secret, secretValue, waitFor, type ReloaderProcess } from './harness.ts';
+import {
+  Harness,
+  readTree,
+  secret,
+  secretValue,
+  waitFor,
+  waitReady,
+  type ReloaderProcess,
+} from './harness.ts';
 
 void describe('the reloader process under faults', () => {
   let h: Harness;
@@ -11,8 +19,7 @@ void describe('the reloader process under faults', () => {
     await h.close();
   });
 
-  const ready = (r: ReloaderProcess) =>
-    waitFor(async () => (await r.get('/readyz')).status === 200, '/readyz 200');
+  const ready = waitReady;
   const hits = () => h.receiver.hits.length;
   /** Waits until the API server has a watch open for this reloader's source again. */
   const watching = (name: string, since: number) =>

@@ -13,7 +13,7 @@ import {
   secret,
   secretValue,
   waitFor,
-  type ReloaderProcess,
+  waitReady,
 } from './harness.ts';
 
 void describe('config-reloader-injector reloader (the process) against the test API server', () => {
@@ -25,8 +25,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
     await h.close();
   });
 
-  const ready = (r: ReloaderProcess) =>
-    waitFor(async () => (await r.get('/readyz')).status === 200, '/readyz 200');
+  const ready = waitReady;
   const hits = () => h.receiver.hits.length;
 
   void it('first sync: writes every source, becomes ready only then, and does not reload for it', async () => {

@@ -158,6 +158,10 @@ export interface ReloaderProcess {
 
 export const RW: Grant['verbs'] = ['get', 'list', 'watch'];
 
+/** Resolves once the reloader's /readyz answers 200. */
+export const waitReady = (r: ReloaderProcess): Promise<unknown> =>
+  waitFor(async () => (await r.get('/readyz')).status === 200, '/readyz 200');
+
 export class Harness {
   api!: TestApiServer;
   receiver = new ReloadReceiver();
