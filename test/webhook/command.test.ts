@@ -9,6 +9,17 @@ import { runCli, startCli, type CliChild } from '../support/cli.ts';
 
 const SAMPLE = await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
 
+/** The webhook on 127.0.0.1 (a free port unless given), its self-signed CA written into `dir`. */
+const localWebhook = (dir: string, port = 0): string[] => [
+  'webhook',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  String(port),
+  '--ca-out',
+  join(dir, 'ca.crt'),
+];
+
 describe('config-reloader-injector webhook (the process)', () => {
   let dir: string;
   let proc: CliChild;
@@ -17,7 +28,7 @@ describe('config-reloader-injector webhook (the process)', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'webhook-cmd-'));
-    proc = startCli(['webhook', '--host', '127.0.0.1', '--port', '0', '--ca-out', join(dir, 'ca.crt')]);
+    proc = startCli(localWebhook(dir));
     url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
     ca = await readFile(join(dir, 'ca.crt'), 'utf8');
   });
@@ -90,15 +101,7 @@ describe('config-reloader-injector webhook on a port already in use', () => {
     const port = (holder.address() as { port: number }).port;
     const dir = await mkdtemp(join(tmpdir(), 'webhook-busy-'));
     try {
-      const { code, stderr } = await runCli([
-        'webhook',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--ca-out',
-        join(dir, 'ca.crt'),
-      ]);
+      const { code, stderr } = await runCli(localWebhook(dir, port));
       assert.equal(code, 2);
       assert.match(stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: .*--port`));
     } finally {
@@ -126,13 +129,7 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
       delete pod.metadata.generateName;
       api.create(pod); // straight into the store: as if the webhook had been down
       proc = startCli([
-        'webhook',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--ca-out',
-        join(dir, 'ca.crt'),
+        ...localWebhook(dir),
         '--watch-missed-injections',
         '--kubeconfig',
         join(dir, 'kubeconfig'),
@@ -172,13 +169,7 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
         'users:\n- name: u\n  user:\n    token: SECRET-TOKEN-4242: x: y\n',
       );
       const { code, stderr } = await runCli([
-        'webhook',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--ca-out',
-        join(dir, 'ca.crt'),
+        ...localWebhook(dir),
         '--watch-missed-injections',
         '--kubeconfig',
         join(dir, 'kubeconfig'),
