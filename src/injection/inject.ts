@@ -9,7 +9,7 @@ import {
   readAnnotations,
 } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
-import { arrayAt, cloneJson, isObject, objectAt, objectsOf, stringOf, type JsonObject } from './json.ts';
+import { CopyOnWrite, isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
 import { createPatch } from './patch.ts';
 import { choosePort } from './ports.ts';
 import { findTokenVolume, ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
@@ -121,8 +121,7 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
   }
   warnings.push(...subPathWarnings(spec, plan));
 
-  const mutated = cloneJson(pod);
-  mutate(mutated, { settings, plan, targets, tokenVolume, port: port.port, config });
+  const mutated = mutate(pod, { settings, plan, targets, tokenVolume, port: port.port, config });
   return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
 }
 
@@ -219,38 +218,48 @@ interface Build {
   config: InjectorConfig;
 }
 
-/** Applies the injection to the clone; the patch is the difference, so only what changes here is touched. */
-function mutate(pod: JsonObject, build: Build): void {
+/**
+ * The injected pod, copy-on-write: every object and array on the way to a change is copied, everything else is
+ * shared with the pod as received, which is never written to. The diff then skips shared subtrees by identity,
+ * so its cost follows the size of the change, not of the pod.
+ */
+function mutate(original: JsonObject, build: Build): JsonObject {
   const { settings, plan, targets, config } = build;
-  const spec = pod.spec as JsonObject;
+  const draft = new CopyOnWrite();
+  const pod = draft.root(original);
+  const spec = draft.object(pod, 'spec');
   const volumeMounts: JsonObject[] = [];
 
   const converted = new Map(plan.converted.map((c) => [c.name, c]));
-  for (const volume of objectsOf(spec.volumes)) {
-    const entry = converted.get(stringOf(volume.name) ?? '');
-    if (entry === undefined) continue;
-    delete volume.secret;
-    delete volume.configMap;
-    // Secrets stay in memory, never on the node's disk.
-    volume.emptyDir = entry.fromSecret ? { medium: 'Memory' } : {};
-    volumeMounts.push({ name: entry.name, mountPath: `${VOLUMES_DIR}/${entry.name}` });
+  if (converted.size > 0) {
+    const volumes = draft.array(spec, 'volumes');
+    volumes.forEach((item, i) => {
+      const entry = isObject(item) ? converted.get(stringOf(item.name) ?? '') : undefined;
+      if (entry === undefined) return;
+      const volume = draft.object(volumes, i);
+      delete volume.secret;
+      delete volume.configMap;
+      // Secrets stay in memory, never on the node's disk.
+      volume.emptyDir = entry.fromSecret ? { medium: 'Memory' } : {};
+      volumeMounts.push({ name: entry.name, mountPath: `${VOLUMES_DIR}/${entry.name}` });
+    });
   }
   if (plan.explicit.length > 0) {
     const anySecret = plan.explicit.some((source) => source.kind === 'secret');
-    arrayAt(spec, 'volumes').push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
+    draft.array(spec, 'volumes').push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
     volumeMounts.push({ name: SHARED_VOLUME, mountPath: SHARED_DIR });
     for (const list of ['initContainers', 'containers'] as const) {
-      for (const container of objectsOf(spec[list])) {
-        if (!targets.includes(stringOf(container.name) ?? '')) continue;
-        arrayAt(container, 'volumeMounts').push({
-          name: SHARED_VOLUME,
-          mountPath: settings.mountPath,
-          readOnly: true,
-        });
-      }
+      if (!Array.isArray(spec[list])) continue;
+      const containers = draft.array(spec, list);
+      containers.forEach((item, i) => {
+        if (!isObject(item) || !targets.includes(stringOf(item.name) ?? '')) return;
+        draft
+          .array(draft.object(containers, i), 'volumeMounts')
+          .push({ name: SHARED_VOLUME, mountPath: settings.mountPath, readOnly: true });
+      });
     }
   }
-  if (build.tokenVolume === undefined) arrayAt(spec, 'volumes').push(ownTokenVolume());
+  if (build.tokenVolume === undefined) draft.array(spec, 'volumes').push(ownTokenVolume());
   volumeMounts.push({
     name: build.tokenVolume ?? TOKEN_VOLUME,
     mountPath: SERVICE_ACCOUNT_PATH,
@@ -270,14 +279,15 @@ function mutate(pod: JsonObject, build: Build): void {
   if (settings.reloadUrl !== undefined) sidecar.reloadUrl = settings.reloadUrl;
   if (settings.logLevel !== undefined) sidecar.logLevel = settings.logLevel;
 
-  const initContainers = arrayAt(spec, 'initContainers');
+  const initContainers = draft.array(spec, 'initContainers');
   if (settings.sidecarMode === 'native') {
     initContainers.unshift(nativeSidecar(sidecar));
   } else {
     initContainers.unshift(legacyInitContainer(sidecar));
-    arrayAt(spec, 'containers').push(legacySidecar(sidecar));
+    draft.array(spec, 'containers').push(legacySidecar(sidecar));
   }
-  objectAt(objectAt(pod, 'metadata'), 'annotations')[ANNOTATIONS.status] = STATUS_INJECTED;
+  draft.object(draft.object(pod, 'metadata'), 'annotations')[ANNOTATIONS.status] = STATUS_INJECTED;
+  return pod;
 }
 
 function portNameTaken(spec: JsonObject): boolean {

@@ -15,22 +15,36 @@ export function stringOf(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-/** The object at `obj[key]`, created (as `{}`) when missing or not an object. */
-export function objectAt(obj: JsonObject, key: string): JsonObject {
-  const current = obj[key];
-  if (isObject(current)) return current;
-  const created: JsonObject = {};
-  obj[key] = created;
-  return created;
-}
+/**
+ * Copy-on-write edits of a parsed JSON tree that must stay as it is. The first write access to `parent[key]`
+ * replaces it with a shallow copy (of the object or array there, or a new empty one when it is missing or of
+ * another type) and later accesses return that same copy; everything not on the way to a change stays shared
+ * with the original. Spread defines an own "__proto__" key (JSON.parse makes one) as a key, not a prototype.
+ */
+export class CopyOnWrite {
+  private readonly owned = new WeakSet<object>();
 
-/** The array at `obj[key]`, created when missing or not an array. */
-export function arrayAt(obj: JsonObject, key: string): unknown[] {
-  const current = obj[key];
-  if (Array.isArray(current)) return current;
-  const created: unknown[] = [];
-  obj[key] = created;
-  return created;
+  /** A shallow copy of `root`, the one object written to directly. */
+  root(original: JsonObject): JsonObject {
+    return this.own({ ...original });
+  }
+
+  object(parent: JsonObject | unknown[], key: string | number): JsonObject {
+    const current = (parent as JsonObject)[key];
+    if (isObject(current) && this.owned.has(current)) return current;
+    return ((parent as JsonObject)[key] = this.own(isObject(current) ? { ...current } : {}));
+  }
+
+  array(parent: JsonObject, key: string): unknown[] {
+    const current = parent[key];
+    if (Array.isArray(current) && this.owned.has(current)) return current;
+    return (parent[key] = this.own(Array.isArray(current) ? [...(current as unknown[])] : []));
+  }
+
+  private own<T extends object>(value: T): T {
+    this.owned.add(value);
+    return value;
+  }
 }
 
 /** A deep copy of a parsed JSON value; several times faster than structuredClone for plain objects. */

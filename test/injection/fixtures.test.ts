@@ -4,6 +4,7 @@ import { applyPatch } from 'rfc6902';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { injectPod, type OptIn } from '../../src/injection/inject.ts';
 import { loadPod, podFixtureNames } from '../support/fixtures.ts';
+import { deepFreeze } from './pod-builder.ts';
 import { validatePod } from '../support/pod-validation.ts';
 
 type Obj = Record<string, unknown>;
@@ -34,7 +35,8 @@ describe('every shared pod fixture, opted in', () => {
       describe(`optIn ${optIn}, ${sidecarMode} sidecar`, () => {
         for (const name of names) {
           it(name, () => {
-            const pod = optIn === 'annotation' ? optedIn(name) : loadPod(name);
+            // Frozen: injection must leave the pod it is given untouched (a write would be an internal error).
+            const pod = deepFreeze(optIn === 'annotation' ? optedIn(name) : loadPod(name));
             const config = { ...DEFAULT_INJECTOR_CONFIG, sidecarMode };
             const outcome = injectPod(pod, { namespace: 'fixtures', optIn }, config);
             if (!hasSyncableVolume(pod)) {

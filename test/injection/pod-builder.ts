@@ -33,12 +33,30 @@ export function makePod(
   };
 }
 
+/**
+ * Freezes a value and everything in it, in place. Injection must never write to the pod it is given (the
+ * patch is the difference between that pod and the result), so the tests hand it frozen pods: a write
+ * throws in strict mode, which injectPod reports as an internal error instead of a patch.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** Injects a frozen copy of `pod`: the caller's pod stays writable. */
 export function inject(
   pod: unknown,
   config: Partial<InjectorConfig> = {},
   optIn: OptIn = 'annotation',
 ): InjectionOutcome {
-  return injectPod(pod, { namespace: 'demo', optIn }, { ...DEFAULT_INJECTOR_CONFIG, ...config });
+  return injectPod(
+    deepFreeze(structuredClone(pod)),
+    { namespace: 'demo', optIn },
+    { ...DEFAULT_INJECTOR_CONFIG, ...config },
+  );
 }
 
 /** The patched pod, after checking the patch (applied by rfc6902) gives the returned pod and that pod is valid. */
