@@ -47,7 +47,7 @@ export interface StartOptions {
   namespaceControllers?: boolean;
 }
 
-/** Emitted as 'watch-event' on `events`, right after the event was handed to the watch's socket. */
+/** Emitted as 'watch-event' on `events` as the event is handed to the watch's socket (see ActiveWatch's flush). */
 export interface WatchEventRecord {
   type: WatchEventType;
   resource: string;

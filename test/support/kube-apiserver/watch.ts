@@ -30,9 +30,16 @@ export interface WatchHooks {
   onClose: (w: ActiveWatch) => void;
 }
 
+interface QueuedEvent {
+  type: WatchEventType;
+  object: KubeObject | StatusBody;
+  line: Buffer;
+}
+
 /**
  * One open watch: replays what the client missed since its resourceVersion (or the current objects when it
- * gave none), then streams live changes as newline-delimited JSON, one chunk per event.
+ * gave none), then streams live changes as newline-delimited JSON, one chunk per event (or per batch of events
+ * that queued behind a write in flight).
  */
 export class ActiveWatch {
   readonly #res: ServerResponse;
@@ -42,6 +49,9 @@ export class ActiveWatch {
   #unsubscribe: (() => void) | undefined;
   #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  /** Events made while a write is in flight: they leave together, in one chunk, when it completes. */
+  #queued: QueuedEvent[] = [];
+  #writing = false;
 
   constructor(store: Store, res: ServerResponse, params: WatchParams, hooks: WatchHooks) {
     this.#store = store;
@@ -69,7 +79,7 @@ export class ActiveWatch {
     } catch (err) {
       if (!(err instanceof KubeError)) throw err;
       this.#write('ERROR', err.status);
-      res.end();
+      this.#end();
       return;
     }
     // Subscribing and replaying happen in one synchronous step, so no change can fall between them.
@@ -87,7 +97,7 @@ export class ActiveWatch {
       this.#timers.push(t);
     }
     if (this.#params.timeoutSeconds !== undefined) {
-      const t = setTimeout(() => res.end(), this.#params.timeoutSeconds * 1000);
+      const t = setTimeout(() => this.#end(), this.#params.timeoutSeconds * 1000);
       t.unref();
       this.#timers.push(t);
     }
@@ -148,7 +158,40 @@ export class ActiveWatch {
     const res = this.#res;
     if (res.writableEnded || res.destroyed) return;
     const wire = raw || type === 'ERROR' ? object : this.#params.render(object as KubeObject);
-    res.write(`${JSON.stringify({ type, object: wire })}\n`);
-    this.#hooks.onWrite(type, object, process.hrtime.bigint());
+    this.#queued.push({ type, object, line: Buffer.from(`${JSON.stringify({ type, object: wire })}\n`) });
+    if (!this.#writing) this.#flush();
+  }
+
+  /**
+   * Hands the queued events to the socket now and stamps them, as the real server's watch loop sends each event
+   * when it is made (it flushes whenever nothing else is queued). Left to Node, events made by busy code (100
+   * updates in one tick) would stay in this process until that code ends, yet be stamped as sent: the response
+   * corks its socket until the next tick after a write, and a TLS write in flight keeps later ones in the
+   * stream's buffer until its completion comes back through the event loop. So one write is in flight at a
+   * time, and what queued behind it leaves in one write when it completes, stamped then.
+   */
+  #flush(): void {
+    const res = this.#res;
+    const batch = this.#queued;
+    if (batch.length === 0 || res.writableEnded || res.destroyed) return;
+    this.#queued = [];
+    this.#writing = true;
+    // Stamped as the hand-off begins: the bytes of a large batch may leave a little later, never earlier.
+    const sentAt = process.hrtime.bigint();
+    for (const e of batch) this.#hooks.onWrite(e.type, e.object, sentAt);
+    const data =
+      batch.length === 1 ? (batch[0] as QueuedEvent).line : Buffer.concat(batch.map((e) => e.line));
+    res.write(data, () => {
+      this.#writing = false;
+      this.#flush();
+    });
+    if (res.socket?.writableCorked) res.socket.uncork();
+  }
+
+  /** Ends the stream after whatever is still queued (Node keeps the order of writes already in its buffer). */
+  #end(): void {
+    this.#writing = false;
+    this.#flush();
+    this.#res.end();
   }
 }
