@@ -267,8 +267,15 @@ export class SourceWatcher {
     }
   }
 
-  /** Writes queued objects one at a time; objects that arrive meanwhile replace each other (the newest wins). */
+  /**
+   * Writes the newest queued object, then any that came while it was written. The first write waits for the
+   * rest of this event-loop turn: the watch stream hands over its events one decrypted chunk at a time, so a
+   * burst already received is parsed whole first and only its newest state is written (once), where writing
+   * in between would put one write per chunk before the reload of the newest. A lone event waits for nothing
+   * (setImmediate runs right after this turn's I/O callbacks).
+   */
   private async drain(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending) {
       const { object, receivedAt } = this.pending;
       this.pending = undefined;
@@ -288,6 +295,9 @@ export class SourceWatcher {
             source: this.id,
           });
         metrics.writes.inc({ source: this.id });
+        // The reload request goes out first; the log line would only delay it.
+        // The first write into an empty directory before the first sync is the app's startup content, not a change.
+        this.opts.onChange(result.initial && !this.synced);
         this.log.info(
           {
             dir: this.spec.dir,
@@ -297,8 +307,6 @@ export class SourceWatcher {
           },
           'content changed: files written',
         );
-        // The first write into an empty directory before the first sync is the app's startup content, not a change.
-        this.opts.onChange(result.initial && !this.synced);
       } else {
         this.log.debug(
           { resourceVersion: object.metadata?.resourceVersion },
