@@ -53,7 +53,14 @@ export class Counter extends Scalar {
     super(name, help, labelNames, 'counter');
   }
   inc(labels: Labels = {}, by = 1): void {
+    this.add(labelKey(this.labelNames, labels), by);
+  }
+  /** The series of these labels, for a hot path: its key is built once, not on every increment. */
+  labels(labels: Labels): { inc(by?: number): void } {
     const key = labelKey(this.labelNames, labels);
+    return { inc: (by = 1) => this.add(key, by) };
+  }
+  private add(key: string, by: number): void {
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 }
@@ -90,7 +97,14 @@ export class Histogram implements Metric {
     this.labelNames = labelNames;
   }
   observe(value: number, labels: Labels = {}): void {
+    this.record(labelKey(this.labelNames, labels), value);
+  }
+  /** The series of these labels, for a hot path: its key is built once, not on every observation. */
+  labels(labels: Labels): { observe(value: number): void } {
     const key = labelKey(this.labelNames, labels);
+    return { observe: (value) => this.record(key, value) };
+  }
+  private record(key: string, value: number): void {
     let s = this.series.get(key);
     if (!s) {
       s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };

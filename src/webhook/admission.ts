@@ -42,6 +42,18 @@ export interface AdmissionReviewResponse {
 
 type Json = Record<string, unknown>;
 
+/**
+ * The answer as JSON text, the same text as JSON.stringify(body), without JSON.stringify scanning the patch (most
+ * of the answer) for characters to escape: it is base64, which has none, and review() puts it last in response.
+ */
+export function encodeReview(body: AdmissionReviewResponse): string {
+  const { patch, ...rest } = body.response;
+  if (patch === undefined) return JSON.stringify(body);
+  const head = JSON.stringify({ ...body, response: rest });
+  // head ends with the closing braces of response and of the review: the patch goes in before them.
+  return `${head.slice(0, -2)},"patch":"${patch}"}}`;
+}
+
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -133,8 +145,9 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
       return answer({
         allowed: true,
         patchType: 'JSONPatch',
-        patch: Buffer.from(JSON.stringify(outcome.patch)).toString('base64'),
         ...warn(outcome.warnings),
+        // Last, for encodeReview.
+        patch: Buffer.from(JSON.stringify(outcome.patch)).toString('base64'),
       });
   }
 }

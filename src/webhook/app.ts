@@ -3,7 +3,7 @@ import type { InjectorConfig } from '../injection/config.ts';
 import type { OptIn } from '../injection/inject.ts';
 import { METRICS_CONTENT_TYPE } from '../shared/metrics.ts';
 import type { Logger } from '../shared/log.ts';
-import { review } from './admission.ts';
+import { encodeReview, review, type Decision } from './admission.ts';
 import type { WebhookMetrics } from './metrics.ts';
 
 export interface AppOptions {
@@ -47,18 +47,26 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
   });
 
   for (const [path, optIn] of ROUTES) {
+    // This route's metric series, looked up once rather than on every review.
+    const duration = metrics.duration.labels({ path });
+    const results = Object.fromEntries(
+      (['injected', 'skipped', 'denied', 'error', 'bad_request'] as const).map((result) => [
+        result,
+        metrics.requests.labels({ path, result }),
+      ]),
+    ) as Record<Decision | 'bad_request', { inc(): void }>;
     app.post(path, async (req, reply) => {
       const started = process.hrtime.bigint();
       const answer = review(req.body, optIn, config);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.duration.observe(seconds, { path });
+      duration.observe(seconds);
       if (answer.statusCode === 400) {
-        metrics.requests.inc({ path, result: 'bad_request' });
+        results.bad_request.inc();
         log.warn({ path, status: 400, problem: answer.message }, 'rejected an admission request');
         return reply.code(400).send({ message: answer.message });
       }
       const { summary } = answer;
-      metrics.requests.inc({ path, result: summary.decision });
+      results[summary.decision].inc();
       if (summary.decision === 'injected') metrics.injections.inc();
       if (summary.decision === 'denied') metrics.denials.inc();
       if (summary.decision === 'error') metrics.internalErrors.inc();
@@ -76,7 +84,7 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
       };
       if (summary.decision === 'error') log.error({ ...line, err: summary.error }, 'admission review failed internally; pod admitted unchanged');
       else log.info(line, 'admission review');
-      return reply.code(200).send(answer.body);
+      return reply.code(200).type('application/json; charset=utf-8').send(encodeReview(answer.body));
     });
   }
 

@@ -48,8 +48,9 @@ export async function startWebhookServer(opts: ServerOptions): Promise<RunningSe
   const lifecycle = { draining: false };
   // While draining, every answer asks the client to open a new connection for its next request, which the
   // Service routes to a ready replica, instead of reusing this one.
-  app.addHook('onSend', async (_req, reply) => {
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (lifecycle.draining) reply.header('connection', 'close');
+    done(null, payload);
   });
   await app.register(webhookApp, { config: opts.config, metrics, log, lifecycle });
   tls.onChange((material: TlsMaterial) => {

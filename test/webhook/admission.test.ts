@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { applyPatch } from 'rfc6902';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from '../../src/injection/config.ts';
-import { review, type AdmissionReviewResponse } from '../../src/webhook/admission.ts';
+import { encodeReview, review, type AdmissionReviewResponse } from '../../src/webhook/admission.ts';
 import { validatePod } from '../support/pod-validation.ts';
 
 const SAMPLE = readFileSync(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
@@ -111,5 +111,34 @@ describe('review: the AdmissionReview envelope', () => {
     assert.equal(res.patch, undefined);
     assert.match(res.warnings?.[0] ?? '', /admitted without the (config-reloader )?sidecar/);
     assert.equal(answer.statusCode === 200 && answer.summary.decision, 'error');
+  });
+});
+
+describe('encodeReview', () => {
+  const annotated = (annotations: Record<string, string>) => {
+    const body = sample();
+    Object.assign(body.request.object.metadata.annotations, annotations);
+    return body;
+  };
+  for (const [what, body, optIn] of [
+    ['a patch', sample(), 'annotation'],
+    ['a patch with warnings', annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation'],
+    ['a skip', sample(), 'namespace'],
+    ['a denial', annotated({ 'config-reloader.io/port': 'nope' }), 'annotation'],
+    ['a skip with a warning', annotated({ 'config-reloader.io/status': 'injected' }), 'annotation'],
+  ] as const) {
+    it(`gives exactly JSON.stringify's text for ${what}`, () => {
+      const answer = review(body, optIn, DEFAULT_INJECTOR_CONFIG);
+      assert.equal(answer.statusCode, 200);
+      if (answer.statusCode !== 200) return;
+      assert.equal(encodeReview(answer.body), JSON.stringify(answer.body));
+    });
+  }
+
+  it('keeps the patch last in the response, where encodeReview puts it', () => {
+    const answer = review(annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation', DEFAULT_INJECTOR_CONFIG);
+    assert.equal(answer.statusCode === 200 && answer.body.response.warnings?.length, 1);
+    const response = (answer as { body: AdmissionReviewResponse }).body.response;
+    assert.equal(Object.keys(response).at(-1), 'patch');
   });
 });
