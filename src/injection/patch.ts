@@ -29,10 +29,12 @@ function diff(before: unknown, after: unknown, path: string, ops: Operation[]): 
     for (const key of Object.keys(before)) {
       if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: pointer(path, key) });
     }
-    for (const [key, value] of Object.entries(after)) {
+    for (const key of Object.keys(after)) {
+      const value = after[key];
       if (value === undefined) continue;
-      if (Object.hasOwn(before, key)) diff(before[key], value, pointer(path, key), ops);
-      else ops.push({ op: 'add', path: pointer(path, key), value });
+      // Shared (unchanged) subtrees are the common case: no pointer is built for them.
+      if (!Object.hasOwn(before, key)) ops.push({ op: 'add', path: pointer(path, key), value });
+      else if (before[key] !== value) diff(before[key], value, pointer(path, key), ops);
     }
     return;
   }
@@ -55,7 +57,9 @@ function diffArrays(before: unknown[], after: unknown[], path: string, ops: Oper
     return;
   }
   // Changed elements in place, then elements appended at the end.
-  before.forEach((item, i) => diff(item, after[i], pointer(path, i), ops));
+  before.forEach((item, i) => {
+    if (item !== after[i]) diff(item, after[i], pointer(path, i), ops);
+  });
   for (let i = before.length; i < after.length; i++)
     ops.push({ op: 'add', path: pointer(path, i), value: after[i] });
 }
