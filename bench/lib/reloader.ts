@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { TestApiServer } from '../../test/support/kube-apiserver/index.ts';
 import type { BenchContext } from './context.ts';
 import { BENCH_DIR } from './paths.ts';
-import { RELOADER_NODE_OPTIONS } from '../../src/injection/sidecar.ts';
+import { RELOADER_ENV } from '../../src/injection/sidecar.ts';
 import { spawnNode, waitForLine, waitUntil, type BenchChild } from './proc.ts';
 
 export const NS = 'bench';
@@ -185,8 +185,8 @@ export async function startReloader(
     {
       stdoutFile: join(ctx.tmp, `reloader-${opts.label}.log`),
       ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
-      // The Node flags the injected sidecar runs with (its container env), so the figures are the deployed ones.
-      env: { NODE_OPTIONS: RELOADER_NODE_OPTIONS, ...opts.env },
+      // The settings the injected sidecar runs with (its container env), so the figures are the deployed ones.
+      env: { ...RELOADER_ENV, ...opts.env },
     },
   );
   const line = await waitForLine(child, (l) => typeof l.address === 'string', 30_000);

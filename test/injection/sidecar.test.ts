@@ -69,7 +69,7 @@ describe('the native sidecar container', () => {
     assert.deepEqual(c.ports, [{ name: 'reloader-http', containerPort: 9533, protocol: 'TCP' }]);
   });
 
-  it('knows its namespace and name from the downward API, and runs Node with small young-generation spaces', () => {
+  it('knows its namespace and name from the downward API, and runs Node with small young-generation spaces and two malloc arenas', () => {
     assert.deepEqual(c.env, [
       {
         name: 'POD_NAMESPACE',
@@ -77,6 +77,7 @@ describe('the native sidecar container', () => {
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
       { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
+      { name: 'MALLOC_ARENA_MAX', value: '2' },
     ]);
   });
 
