@@ -336,6 +336,14 @@ describe('the webhook manifests', () => {
         assert.ok(container.ports?.some((p) => p.name === 'https' && p.containerPort === 8443));
       });
 
+      it('runs Node with young-generation spaces sized for throughput, not from the memory limit', () => {
+        assert.equal(
+          container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value,
+          '--max-semi-space-size=16',
+        );
+        assert.equal(container.resources?.limits?.memory, '256Mi', 'the limit the setting was measured under');
+      });
+
       it('injects its own image as the sidecar (--reloader-image follows the images transformer)', () => {
         assert.equal(argValue(container, 'reloader-image'), '$(RELOADER_IMAGE)');
         assert.equal(container.env?.find((e) => e.name === 'RELOADER_IMAGE')?.value, container.image);
