@@ -171,7 +171,8 @@ let stdoutSink: LineSink | undefined;
  * when the process exits, at exit. An asynchronous write per line (pino's async destination) costs a thread-pool
  * round trip per line, about 20 µs of CPU per admission review on the benchmark machines, and a synchronous
  * write per line a system call each; under load one write now carries the lines of many reviews. sonic-boom does
- * the writing, retrying when a full pipe answers EAGAIN.
+ * the writing, retrying when a full pipe answers EAGAIN: if whatever reads stdout (the container runtime) stalls,
+ * the process waits for it instead of buffering lines without bound.
  */
 export function batchedStdout(): LineSink {
   if (stdoutSink) return stdoutSink;
