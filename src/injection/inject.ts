@@ -106,7 +106,7 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
 
   const targets = explicitTargets(spec, settings, plan);
   if (typeof targets === 'string') return deny(targets, warnings);
-  const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadUrl));
+  const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadPort));
   if (!port.ok) {
     return deny(
       `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
@@ -184,12 +184,9 @@ function explicitTargets(spec: JsonObject, settings: PodSettings, plan: SourcePl
 }
 
 /** The app's port in the reload URL is in use even when no container declares it. */
-function reloadUrlPort(reloadUrl: string | undefined): Map<number, string> {
+function reloadUrlPort(port: number | undefined): Map<number, string> {
   const taken = new Map<number, string>();
-  if (reloadUrl === undefined) return taken;
-  const url = new URL(reloadUrl);
-  const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
-  taken.set(port, `the app's reload URL (${ANNOTATIONS.reloadUrl})`);
+  if (port !== undefined) taken.set(port, `the app's reload URL (${ANNOTATIONS.reloadUrl})`);
   return taken;
 }
 

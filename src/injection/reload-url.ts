@@ -10,7 +10,8 @@ export function isLoopbackHost(hostname: string): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-export type UrlCheck = { ok: true; url: string } | { ok: false; problem: string };
+/** `port`: the URL's port, or its scheme's default (the app listens there, so no sidecar port may take it). */
+export type UrlCheck = { ok: true; url: string; port: number } | { ok: false; problem: string };
 
 /** The normalised URL, or why it cannot be a reload URL. */
 export function checkReloadUrl(text: string, allowed: 'loopback' | 'any'): UrlCheck {
@@ -35,7 +36,8 @@ export function checkReloadUrl(text: string, allowed: 'loopback' | 'any'): UrlCh
       problem: `host "${url.hostname}" is not a loopback address: the reload URL must point into the pod itself (127.0.0.1, ::1 or localhost), for example http://127.0.0.1:8080/-/reload`,
     };
   }
-  return { ok: true, url: url.href };
+  const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+  return { ok: true, url: url.href, port };
 }
 
 export function parseReloadMethod(text: string): ReloadMethod | undefined {

@@ -12,6 +12,8 @@ export interface PodSettings {
   portFixed: boolean;
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   reloadUrl?: string;
+  /** The reload URL's port (its scheme's default when it names none). */
+  reloadPort?: number;
   reloadMethod: ReloadMethod;
   logLevel?: string;
   gunzip: boolean;
@@ -170,7 +172,7 @@ function parseReload(
   methodValue: string | undefined,
   config: InjectorConfig,
   warnings: string[],
-): { reloadUrl?: string; reloadMethod: ReloadMethod } {
+): { reloadUrl?: string; reloadPort?: number; reloadMethod: ReloadMethod } {
   let reloadMethod: ReloadMethod = 'POST';
   if (methodValue !== undefined) {
     const method = parseReloadMethod(methodValue);
@@ -194,7 +196,7 @@ function parseReload(
       "set it to the http(s) URL of the app's reload endpoint inside the pod, for example http://127.0.0.1:8429/-/reload",
     );
   }
-  return { reloadUrl: check.url, reloadMethod };
+  return { reloadUrl: check.url, reloadPort: check.port, reloadMethod };
 }
 
 type ResourceKey = 'cpuRequest' | 'cpuLimit' | 'memoryRequest' | 'memoryLimit';
@@ -216,9 +218,10 @@ function parseResources(
     const text = fromPod ?? config.resources[key];
     if (text === undefined) continue;
     const origin = fromPod !== undefined ? annotation : `the injector flag ${flag}`;
-    const problem = quantityProblem(text);
-    if (problem !== undefined) deny(origin, problem, 'fix the value or remove it to use the default');
-    values[key] = { text, value: parseQuantity(text) as number, origin };
+    const value = parseQuantity(text);
+    if (value === undefined || value < 0)
+      deny(origin, quantityProblem(text) as string, 'fix the value or remove it to use the default');
+    values[key] = { text, value, origin };
   }
   for (const [request, limit, resource] of [
     [values.cpuRequest, values.cpuLimit, 'cpu'],

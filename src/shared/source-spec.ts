@@ -70,9 +70,11 @@ function formatMode(mode: number): string {
   return '0' + mode.toString(8).padStart(3, '0');
 }
 
+const SAFE_PART = /^[A-Za-z0-9._~/-]*$/;
+
 /** Percent-encodes what would split the argument (`:` `&` `?` `=` `%`, spaces, non-ASCII); keeps paths readable. */
 function encodePart(part: string): string {
-  return part.replace(/[^A-Za-z0-9._~/-]/gu, (c) => encodeURIComponent(c));
+  return SAFE_PART.test(part) ? part : part.replace(/[^A-Za-z0-9._~/-]/gu, (c) => encodeURIComponent(c));
 }
 
 function safeDecode(arg: string, text: string): string {

@@ -21,9 +21,20 @@ describe('reload URL validation', () => {
     assert.deepEqual(checkReloadUrl('http://127.1:9090/-/reload', 'loopback'), {
       ok: true,
       url: 'http://127.0.0.1:9090/-/reload',
+      port: 9090,
     });
     assert.equal(checkReloadUrl('http://2130706433/', 'loopback').ok, true);
     assert.equal(checkReloadUrl('http://0x7f000001/', 'loopback').ok, true);
+  });
+  it("gives the URL's port, or its scheme's default", () => {
+    const port = (url: string): number | undefined => {
+      const check = checkReloadUrl(url, 'loopback');
+      return check.ok ? check.port : undefined;
+    };
+    assert.equal(port('http://127.0.0.1:8429/-/reload'), 8429);
+    assert.equal(port('http://localhost/-/reload'), 80);
+    assert.equal(port('https://[::1]/reload'), 443);
+    assert.equal(port('http://127.0.0.1:80/'), 80);
   });
   it('accepts http and https, IPv6 loopback, and any host when allowed', () => {
     assert.equal(checkReloadUrl('https://[::1]:8443/reload', 'loopback').ok, true);
