@@ -1,12 +1,12 @@
 import {
   AdmissionregistrationV1Api,
-  ApiException,
   CoreV1Api,
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
   type V1Secret,
 } from '@kubernetes/client-node';
+import { apiStatus } from './api-errors.ts';
 import { ANNOTATIONS, SERVED_PREFIX } from './cert-state.ts';
 
 /** The Kubernetes calls of the self-managed certificates: one Secret and one MutatingWebhookConfiguration, by name. */
@@ -40,32 +40,6 @@ export interface CertApiTarget {
   namespace: string;
   secretName: string;
   webhookConfigName: string;
-}
-
-/** The HTTP status of a failed call, when it came from the API server. */
-export function apiStatus(err: unknown): number | undefined {
-  return err instanceof ApiException ? (err.code as number) : undefined;
-}
-
-/** A failed call described without its body's data: status code and the Status message only. */
-export function describeApiError(err: unknown): { code?: number; reason: string } {
-  if (err instanceof ApiException) {
-    const body = (typeof err.body === 'string' ? safeJson(err.body) : err.body) as
-      { message?: unknown } | undefined;
-    return {
-      code: err.code as number,
-      reason: typeof body?.message === 'string' ? body.message : `HTTP ${String(err.code)}`,
-    };
-  }
-  return { reason: (err as Error).message };
-}
-
-function safeJson(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return undefined;
-  }
 }
 
 function isOurs(annotation: string): boolean {

@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import {
-  ApiException,
   CoreV1Api,
   makeInformer,
   type CoreV1Event,
@@ -17,6 +16,7 @@ import type { InjectorConfig } from '../injection/config.ts';
 import { injectPod, type OptIn } from '../injection/inject.ts';
 import type { Logger } from '../shared/log.ts';
 import type { Gauge, Registry } from '../shared/metrics.ts';
+import { describeApiError } from './api-errors.ts';
 
 /**
  * Missed injections. With `failurePolicy: Ignore`, a pod created while the webhook was unreachable starts without
@@ -171,26 +171,6 @@ function timeoutOptions(ms: number): {
   };
 }
 
-function describeError(err: unknown): { code?: number; problem: string } {
-  if (err instanceof ApiException) {
-    const body = (typeof err.body === 'string' ? safeJson(err.body) : err.body) as
-      { message?: unknown } | undefined;
-    return {
-      code: err.code as number,
-      problem: typeof body?.message === 'string' ? body.message : `HTTP ${String(err.code)}`,
-    };
-  }
-  return { problem: err instanceof Error ? err.message : String(err) };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 export function startMissedInjectionWatcher(opts: MissedInjectionWatcherOptions): MissedInjectionWatcher {
   const { kubeConfig, log, config } = opts;
   const excluded = new Set(opts.excludeNamespaces ?? []);
@@ -228,7 +208,7 @@ export function startMissedInjectionWatcher(opts: MissedInjectionWatcherOptions)
         'pod opted in but runs without the config-reloader sidecar; Event recorded',
       );
     } catch (err) {
-      const described = describeError(err);
+      const described = describeApiError(err);
       // Another webhook replica recorded it first.
       if (described.code === 409) return;
       // Try again on the pod's next change (or the next relist).
@@ -280,7 +260,7 @@ export function startMissedInjectionWatcher(opts: MissedInjectionWatcherOptions)
     let timer: NodeJS.Timeout | undefined;
     return (err: unknown) => {
       if (stopped) return;
-      log.warn({ informer: name, ...describeError(err), retryInMs: delay }, 'watch failed; listing again');
+      log.warn({ informer: name, ...describeApiError(err), retryInMs: delay }, 'watch failed; listing again');
       clearTimeout(timer);
       timer = setTimeout(() => {
         if (!stopped) informer.start().catch(() => {});
@@ -301,7 +281,7 @@ export function startMissedInjectionWatcher(opts: MissedInjectionWatcherOptions)
     for (const pod of pods.list()) evaluate(pod);
   })();
   ready.catch((err: unknown) =>
-    log.warn(describeError(err), 'missed-injection watcher: first list failed; retrying'),
+    log.warn(describeApiError(err), 'missed-injection watcher: first list failed; retrying'),
   );
 
   return {

@@ -2,7 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateCertBundle } from '../certs/generate.ts';
 import type { Logger } from '../shared/log.ts';
-import { describeApiError, type CertApi } from './cert-api.ts';
+import { describeApiError } from './api-errors.ts';
+import type { CertApi } from './cert-api.ts';
 import {
   certFingerprint,
   formatAck,
