@@ -30,7 +30,7 @@ describe('metrics registry', () => {
     assert.match(text, /^duration_seconds_sum\{path="\/mutate"\} 1.0055$/m);
   });
 
-  it('escapes label values once, when the series is bound', () => {
+  it('escapes the label values of a bound series', () => {
     const registry = new Registry();
     registry.counter('c_total', 'C.', ['v']).labels({ v: 'a"b\\c\nd' }).inc();
     assert.match(registry.render(), /^c_total\{v="a\\"b\\\\c\\nd"\} 1$/m);

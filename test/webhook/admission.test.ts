@@ -120,17 +120,26 @@ describe('encodeReview', () => {
     Object.assign(body.request.object.metadata.annotations, annotations);
     return body;
   };
-  for (const [what, body, optIn] of [
-    ['a patch', sample(), 'annotation'],
-    ['a patch with warnings', annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation'],
-    ['a skip', sample(), 'namespace'],
-    ['a denial', annotated({ 'config-reloader.io/port': 'nope' }), 'annotation'],
-    ['a skip with a warning', annotated({ 'config-reloader.io/status': 'injected' }), 'annotation'],
+  /** Opted in, but no secret or configMap volume: skipped, with a warning that says so. */
+  const nothingToSync = () => {
+    const body = sample();
+    body.request.object.spec.volumes = [];
+    for (const c of body.request.object.spec.containers) c.volumeMounts = [];
+    return body;
+  };
+  for (const [what, body, optIn, decision] of [
+    ['a patch', sample(), 'annotation', 'injected'],
+    ['a patch with warnings', annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation', 'injected'],
+    ['a skip', annotated({ 'config-reloader.io/inject': 'false' }), 'namespace', 'skipped'],
+    ['a denial', annotated({ 'config-reloader.io/port': 'nope' }), 'annotation', 'denied'],
+    ['a skip with a warning', nothingToSync(), 'annotation', 'skipped'],
   ] as const) {
     it(`gives exactly JSON.stringify's text for ${what}`, () => {
       const answer = review(body, optIn, DEFAULT_INJECTOR_CONFIG);
       assert.equal(answer.statusCode, 200);
       if (answer.statusCode !== 200) return;
+      assert.equal(answer.summary.decision, decision);
+      if (what.includes('warning')) assert.ok(answer.body.response.warnings?.length, 'the case has a warning');
       assert.equal(encodeReview(answer.body), JSON.stringify(answer.body));
     });
   }
