@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { apiAccessVolume, TOKEN_MOUNT_PATH } from '../../test/support/kube-apiserver/service-account-admission.ts';
 import { REPO_ROOT } from './paths.ts';
 
 export type SizeName = 'small' | 'typical' | 'large';
@@ -30,27 +31,12 @@ export const SIZES: Record<SizeName, { containers: number; volumes: number; desc
 
 type Json = Record<string, unknown>;
 
-const TOKEN_MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export function makePod(containers: number, volumes: number, label = `c${containers}-v${volumes}`): Json {
   const vols: Json[] = [];
   const hasToken = volumes >= 2;
   if (hasToken) {
-    vols.push({
-      name: 'kube-api-access-x7k2p',
-      projected: {
-        defaultMode: 420,
-        sources: [
-          { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-          {
-            downwardAPI: {
-              items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
-            },
-          },
-        ],
-      },
-    });
+    vols.push(apiAccessVolume('kube-api-access-x7k2p'));
   }
   if (volumes >= 3) vols.push({ name: 'scratch', emptyDir: {} });
   const dataVolumes: string[] = [];
@@ -80,7 +66,7 @@ export function makePod(containers: number, volumes: number, label = `c${contain
       if (k % containers === j) mounts.push({ name, mountPath: `/etc/app/${name}`, readOnly: true });
     });
     if (j === 0 && volumes >= 3) mounts.push({ name: 'scratch', mountPath: '/tmp' });
-    if (hasToken) mounts.push({ name: 'kube-api-access-x7k2p', mountPath: TOKEN_MOUNT, readOnly: true });
+    if (hasToken) mounts.push({ name: 'kube-api-access-x7k2p', mountPath: TOKEN_MOUNT_PATH, readOnly: true });
     list.push({
       name: `app-${j}`,
       image: `registry.example.com/team/app-${j}:v1.2.${j}`,

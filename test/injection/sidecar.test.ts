@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { apiAccessVolume, TOKEN_MOUNT_PATH } from '../support/kube-apiserver/service-account-admission.ts';
 import {
   containers,
   flag,
@@ -14,24 +15,10 @@ import {
   type Obj,
 } from './pod-builder.ts';
 
-const SA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 const tokenMount = (container: Obj): Obj | undefined =>
-  ((container.volumeMounts ?? []) as Obj[]).find((m) => m.mountPath === SA_PATH);
-const kubeApiAccess = {
-  name: 'kube-api-access-x7k2p',
-  projected: {
-    defaultMode: 420,
-    sources: [
-      { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-      {
-        downwardAPI: {
-          items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
-        },
-      },
-    ],
-  },
-};
+  ((container.volumeMounts ?? []) as Obj[]).find((m) => m.mountPath === TOKEN_MOUNT_PATH);
+/** The volume the ServiceAccount admission step adds before any webhook runs. */
+const kubeApiAccess = apiAccessVolume('kube-api-access-x7k2p');
 
 describe('the native sidecar container', () => {
   const out = injected(
@@ -284,7 +271,7 @@ describe('API access for the sidecar', () => {
     const out = injected(pod).pod;
     assert.deepEqual(tokenMount(sidecar(out)), {
       name: 'kube-api-access-x7k2p',
-      mountPath: SA_PATH,
+      mountPath: TOKEN_MOUNT_PATH,
       readOnly: true,
     });
     assert.equal(volume(out, 'config-reloader-api-access'), undefined);
@@ -299,7 +286,7 @@ describe('API access for the sidecar', () => {
       ],
       mounts: [
         { name: 'config', mountPath: '/c' },
-        { name: 'legacy-token', mountPath: `${SA_PATH}/`, readOnly: true },
+        { name: 'legacy-token', mountPath: `${TOKEN_MOUNT_PATH}/`, readOnly: true },
       ],
     });
     const out = injected(pod).pod;

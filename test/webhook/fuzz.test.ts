@@ -10,6 +10,7 @@ import type { OptIn } from '../../src/injection/inject.ts';
 import { parseSourceSpec } from '../../src/shared/source-spec.ts';
 import { review } from '../../src/webhook/admission.ts';
 import type { RunningServer } from '../../src/webhook/server.ts';
+import { apiAccessVolume, TOKEN_MOUNT_PATH } from '../support/kube-apiserver/service-account-admission.ts';
 import { startTestWebhook } from '../support/webhook-server.ts';
 import { validatePod } from '../support/pod-validation.ts';
 
@@ -292,22 +293,6 @@ const volumeSource: fc.Arbitrary<Obj> = fc.oneof(
   fc.record({ vsphereVolume: fc.record({ volumePath: dns }) }),
 );
 
-const SERVICE_ACCOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
-const TOKEN_VOLUME = {
-  projected: {
-    defaultMode: 420,
-    sources: [
-      { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-      {
-        downwardAPI: {
-          items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
-        },
-      },
-    ],
-  },
-};
-
 // The names injection adds, rarely: a pod that already has one is denied.
 const containerName = fc.oneof(
   { weight: 300, arbitrary: dns },
@@ -546,7 +531,7 @@ const caseArb: fc.Arbitrary<Case> = fc
       .filter(([n]) => n !== g.tokenVolume)
       .map(([name, source]) => ({ name, ...source }));
     const appVolumes = volumes.map((v) => v.name);
-    if (g.tokenVolume) volumes.push({ name: g.tokenVolume, ...TOKEN_VOLUME });
+    if (g.tokenVolume) volumes.push(apiAccessVolume(g.tokenVolume));
     let nameIndex = 0;
     // Names, mounts resolved; what the ServiceAccount admission step adds before webhooks run (the token mount).
     const build = (c: Obj, withToken: boolean): Obj => {
@@ -555,7 +540,7 @@ const caseArb: fc.Arbitrary<Case> = fc
           appVolumes.length ? [{ ...m, name: appVolumes[volume % appVolumes.length] }] : [],
       );
       if (withToken && g.tokenVolume)
-        resolved.push({ name: g.tokenVolume, mountPath: SERVICE_ACCOUNT_PATH, readOnly: true });
+        resolved.push({ name: g.tokenVolume, mountPath: TOKEN_MOUNT_PATH, readOnly: true });
       const { volumeMounts: _, ...rest } = c;
       return {
         name: g.containerNames[nameIndex++],

@@ -59,7 +59,7 @@ function mountToken(spec: Obj): void {
   spec.volumes = [...objs(spec.volumes), apiAccessVolume(volumeName)];
 }
 
-export function apiAccessVolume(name: string): Obj {
+export function apiAccessVolume(name: string): Obj & { name: string } {
   return {
     name,
     projected: {
