@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { admissionFixtures, closedLoad } from './admission.ts';
 import type { BenchContext, SectionResult } from './lib/context.ts';
 import { GC_ON_SIGNAL_NODE_ARGS } from './lib/gc-on-signal.ts';
-import { pinning, procCpuMs, procMemory, spawnNode, waitUntil, type ProcMemory } from './lib/proc.ts';
+import { waitFor } from '../test/support/wait.ts';
+import { pinning, procCpuMs, procMemory, spawnNode, type ProcMemory } from './lib/proc.ts';
 import { benchSecret, ReloadReceiver, startApi, startReloader, type ApiSetup } from './lib/reloader.ts';
 import { figure, type Figure } from './lib/report.ts';
 import { runLoad, startWebhook } from './lib/servers.ts';
@@ -122,7 +123,7 @@ export async function measureGrowth(
   const sample = async (): Promise<void> => {
     const before = run.child.stderr().length;
     run.child.proc.kill('SIGUSR2');
-    const line = await waitUntil(
+    const line = await waitFor(
       () => /\{"benchMemory":.*\}\n/.exec(run.child.stderr().slice(before))?.[0],
       'the memory report',
       10_000,

@@ -114,21 +114,6 @@ export async function waitForLine(
   }
 }
 
-export async function waitUntil<T>(
-  check: () => T | Promise<T>,
-  what: string,
-  timeoutMs = 30_000,
-  everyMs = 10,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
 export interface ProcMemory {
   /** Anonymous resident memory (heap, stacks, malloc): what grows with use. */
   rssAnonKiB: number;

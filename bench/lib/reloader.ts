@@ -11,7 +11,8 @@ import { TestApiServer } from '../../test/support/kube-apiserver/index.ts';
 import type { BenchContext } from './context.ts';
 import { BENCH_DIR } from './paths.ts';
 import { RELOADER_ENV } from '../../src/injection/sidecar.ts';
-import { spawnNode, waitForLine, waitUntil, type BenchChild } from './proc.ts';
+import { waitFor } from '../../test/support/wait.ts';
+import { spawnNode, waitForLine, type BenchChild } from './proc.ts';
 
 export const NS = 'bench';
 
@@ -191,7 +192,7 @@ export async function startReloader(
   );
   const line = await waitForLine(child, (l) => typeof l.address === 'string', 30_000);
   const address = String(line.address);
-  await waitUntil(
+  await waitFor(
     async () => (await status(`http://${address}/readyz`)) === 200,
     'the reloader to be ready',
     30_000,
@@ -200,6 +201,6 @@ export async function startReloader(
   const startToReadyMs = performance.now() - started;
   const starting = await waitForLine(child, (l) => l.msg === 'starting');
   const startToLogMs = Date.parse(String(starting.time)) - startedWall;
-  await waitUntil(() => setup.api.openWatches >= sources.length, 'every watch to be open', 30_000);
+  await waitFor(() => setup.api.openWatches >= sources.length, 'every watch to be open', 30_000);
   return { child, address, startToReadyMs, startToLogMs };
 }

@@ -3,21 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiException, CoreV1Api, KubeConfig, Watch, makeInformer } from '@kubernetes/client-node';
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import { TestApiServer } from '../support/kube-apiserver/index.ts';
 import type { KubeObject } from '../support/kube-apiserver/index.ts';
+import { waitFor } from '../support/wait.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 void describe('test kube-apiserver: @kubernetes/client-node against it', () => {
   let api: TestApiServer;
@@ -91,7 +83,7 @@ void describe('test kube-apiserver: @kubernetes/client-node against it', () => {
       },
       (err: unknown) => (doneErr = err),
     );
-    await until('the watch to be open', () => api.openWatches > 0);
+    await waitFor(() => api.openWatches > 0, 'the watch to be open');
     await core.createNamespacedConfigMap({
       namespace: 'cw',
       body: { metadata: { name: 'w' }, data: { k: '1' } },
@@ -102,7 +94,7 @@ void describe('test kube-apiserver: @kubernetes/client-node against it', () => {
       body: { metadata: { name: 'w' }, data: { k: '2' } },
     });
     await core.deleteNamespacedConfigMap({ namespace: 'cw', name: 'w' });
-    await until('three events', () => seen.length >= 3);
+    await waitFor(() => seen.length >= 3, 'three events');
     assert.deepEqual(seen, [
       ['ADDED', 'w', '1'],
       ['MODIFIED', 'w', '2'],
@@ -136,14 +128,14 @@ void describe('test kube-apiserver: @kubernetes/client-node against it', () => {
     try {
       await informer.start();
       api.create(secret('1'));
-      await until('add', () => log.includes('add s=1'));
+      await waitFor(() => log.includes('add s=1'), 'add');
       api.update(secret('2'));
-      await until('update', () => log.includes('update s=2'));
+      await waitFor(() => log.includes('update s=2'), 'update');
 
       const watchesBefore = api.requests.filter((r) => r.query.includes('watch=true')).length;
       api.dropWatches();
       api.update(secret('3'));
-      await until('update after a dropped watch', () => log.includes('update s=3'));
+      await waitFor(() => log.includes('update s=3'), 'update after a dropped watch');
       assert.ok(
         api.requests.filter((r) => r.query.includes('watch=true')).length > watchesBefore,
         'the informer watched again',
@@ -162,14 +154,14 @@ void describe('test kube-apiserver: @kubernetes/client-node against it', () => {
       api.compact();
       api.dropWatches();
       api.update(secret('4'));
-      await until('update after compaction', () => log.includes('update s=4'));
+      await waitFor(() => log.includes('update s=4'), 'update after compaction');
       const lists = api.requests.filter(
         (r) => r.path === '/api/v1/namespaces/ci/secrets' && !r.query.includes('watch'),
       ).length;
       assert.ok(lists > listsBefore, 'the 410 made the informer list again');
 
       api.delete('secrets', 'ci', 's');
-      await until('delete', () => log.includes('delete s'));
+      await waitFor(() => log.includes('delete s'), 'delete');
       assert.equal(informer.list('ci').length, 0);
     } finally {
       stopped = true;

@@ -6,9 +6,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TestApiServer } from '../support/kube-apiserver/index.ts';
 import type { RequestRecord } from '../support/kube-apiserver/index.ts';
+import { waitFor } from '../support/wait.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -31,14 +31,6 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 void describe('test kube-apiserver: kubectl against it', () => {
@@ -167,11 +159,11 @@ void describe('test kube-apiserver: kubectl against it', () => {
       'jsonpath={.data.k}{"\\n"}',
       '--request-timeout=15s',
     ]);
-    await until('kubectl to open its watch', () => api.requests.some(watching));
+    await waitFor(() => api.requests.some(watching), 'kubectl to open its watch');
     const current = api.get('configmaps', 'kc', 'watched');
     assert.ok(current);
     api.update({ ...current, data: { k: 'after' } });
-    await until('kubectl to print the update', () => w.out.stdout.includes('after'));
+    await waitFor(() => w.out.stdout.includes('after'), 'kubectl to print the update');
     assert.deepEqual(w.out.stdout.trim().split('\n'), ['before', 'after']);
     w.child.kill('SIGTERM');
     await w.done;

@@ -19,7 +19,6 @@ void describe('the reloader process under faults', () => {
     await h.close();
   });
 
-  const ready = waitReady;
   const hits = () => h.receiver.hits.length;
   /** Waits until the API server has a watch open for this reloader's source again. */
   const watching = (name: string, since: number) =>
@@ -40,7 +39,7 @@ void describe('the reloader process under faults', () => {
     const dir = h.dir(name);
     h.api.create(secret(name, { k: secretValue(`${name}-0`) }));
     const r = await h.reloader(['--source', `secret/${name}=${dir}`], { watch: [dir] });
-    await ready(r);
+    await waitReady(r);
     await watching(name, 0);
     return { r, dir };
   }
@@ -113,7 +112,7 @@ void describe('the reloader process under faults', () => {
     const r = await h.reloader(['--source', `secret/down=${dir}`, '--health-timeout', '1s'], {
       watch: [dir],
     });
-    await ready(r);
+    await waitReady(r);
     await waitFor(async () => (await r.get('/healthz')).status === 200, 'healthy');
     await h.api.stop();
     const v = secretValue('down-1');

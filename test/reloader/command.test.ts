@@ -25,7 +25,6 @@ void describe('config-reloader-injector reloader (the process) against the test 
     await h.close();
   });
 
-  const ready = waitReady;
   const hits = () => h.receiver.hits.length;
 
   void it('first sync: writes every source, becomes ready only then, and does not reload for it', async () => {
@@ -53,7 +52,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
     assert.deepEqual(readTree(dir), { password: v1 });
 
     h.api.create(secret('first-later', { token: secretValue('later') }));
-    await ready(r);
+    await waitReady(r);
     const before = hits();
     // A change now is reloaded; had either first sync reloaded, there would be more than one request.
     const v2 = secretValue('first-v2');
@@ -71,7 +70,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
     const dir = h.dir('upd');
     h.api.create(secret('upd', { a: secretValue('a1'), b: secretValue('b1') }));
     const r = await h.reloader(['--source', `secret/upd=${dir}`], { watch: [dir] });
-    await ready(r);
+    await waitReady(r);
     const start = hits();
     const a2 = secretValue('a2');
     h.api.update(secret('upd', { a: a2 }));
@@ -115,7 +114,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
       ],
       { watch: [sdir, cdir] },
     );
-    await ready(r);
+    await waitReady(r);
     const files = readTree(sdir);
     assert.deepEqual(Object.keys(files).sort(), ['certs/private/tls.key', 'certs/tls.crt']);
     assert.equal(files['certs/tls.crt'], 'CERT');
@@ -134,7 +133,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
     const v1 = secretValue('del1');
     h.api.create(secret('del', { k: v1 }));
     const r = await h.reloader(['--source', `secret/del=${dir}`], { watch: [dir] });
-    await ready(r);
+    await waitReady(r);
     h.api.delete('secrets', NS, 'del');
     const warn = await r.cli.waitForLog((l) => l.source === 'secret/shop/del' && l.level === 'warn');
     assert.match(String(warn.msg), /deleted: keeping its last files/);
@@ -152,7 +151,7 @@ void describe('config-reloader-injector reloader (the process) against the test 
   void it('an optional source may be missing; when it appears later the app is told', async () => {
     const dir = h.dir('opt');
     const r = await h.reloader(['--source', `secret/opt=${dir}?optional=true`], { watch: [dir] });
-    await ready(r);
+    await waitReady(r);
     await r.cli.waitForLog(
       (l) => l.msg === 'optional object not found: nothing to write until it is created',
     );
@@ -168,12 +167,12 @@ void describe('config-reloader-injector reloader (the process) against the test 
     const dir = h.dir('restart');
     h.api.create(secret('restart', { k: secretValue('r1') }));
     const first = await h.reloader(['--source', `secret/restart=${dir}`], { watch: [dir] });
-    await ready(first);
+    await waitReady(first);
     assert.equal(await first.stop(), 0);
 
     const start = hits();
     const same = await h.reloader(['--source', `secret/restart=${dir}`], { watch: [dir] });
-    await ready(same);
+    await waitReady(same);
     assert.equal(await same.metric('config_reloader_writes_total{source="secret/shop/restart"}'), undefined);
     await same.stop();
     const v2 = secretValue('r2');

@@ -13,6 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, type CliChild } from '../support/cli.ts';
 import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
+import { waitFor } from '../support/wait.ts';
+
+export { waitFor };
 
 export const NS = 'shop';
 
@@ -59,20 +62,6 @@ export function configMap(
   };
 }
 
-/** Polls `check` until it returns something truthy; tests wait on conditions, never on fixed delays. */
-export async function waitFor<T>(
-  check: () => T | Promise<T>,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** `name -> content` of the regular files a directory shows through its symlinks (what an app reads). */
 export function readTree(dir: string, prefix = ''): Record<string, string> {

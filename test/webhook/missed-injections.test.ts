@@ -19,16 +19,9 @@ import {
   type MissedInjectionWatcher,
 } from '../../src/webhook/missed-injections.ts';
 import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
+import { waitFor } from '../support/wait.ts';
 
 type Obj = Record<string, unknown>;
-
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 function pod(
   namespace: string,
@@ -263,9 +256,9 @@ void describe('missed-injection watcher against the test API server', () => {
     });
     watchers.push(watcher);
     await watcher.ready;
-    await until('three missed pods', () => gaugeValue(metrics.registry) === 3);
+    await waitFor(() => gaugeValue(metrics.registry) === 3, 'three missed pods');
     assert.deepEqual(watcher.missed(), ['labelled/by-namespace', 'shop/bad-url', 'shop/web-5f6d7c8b9-abcde']);
-    await until('three events', () => events().length === 3);
+    await waitFor(() => events().length === 3, 'three events');
 
     const [web] = events('web-5f6d7c8b9-abcde');
     assert.ok(web);
@@ -287,29 +280,29 @@ void describe('missed-injection watcher against the test API server', () => {
     // A new pod created while the webhook was down, and a namespace that gets the label later.
     api.create(pod('shop', 'late', { annotations: OPT_IN, volumes: SECRET_VOLUME }));
     api.create(pod('later', 'in-later', { volumes: CONFIG_VOLUME }));
-    await until('the late pod', () => gaugeValue(metrics.registry) === 4);
+    await waitFor(() => gaugeValue(metrics.registry) === 4, 'the late pod');
     const later = api.get('namespaces', undefined, 'later')!;
     api.update({
       ...later,
       metadata: { ...(later.metadata as Obj), labels: { 'config-reloader.io/injection': 'enabled' } },
     } as unknown as KubeObject);
-    await until('the labelled namespace', () => gaugeValue(metrics.registry) === 5);
+    await waitFor(() => gaugeValue(metrics.registry) === 5, 'the labelled namespace');
     assert.ok(watcher.missed().includes('later/in-later'));
 
     // Pods that go (deleted, or restarted with the sidecar) stop counting.
     api.delete('pods', 'shop', 'late');
-    await until('the deleted pod', () => gaugeValue(metrics.registry) === 4);
+    await waitFor(() => gaugeValue(metrics.registry) === 4, 'the deleted pod');
     const bad = api.get('pods', 'shop', 'bad-url')!;
     api.update({
       ...bad,
       metadata: { ...(bad.metadata as Obj), annotations: INJECTED },
     } as unknown as KubeObject);
-    await until('the fixed pod', () => gaugeValue(metrics.registry) === 3);
+    await waitFor(() => gaugeValue(metrics.registry) === 3, 'the fixed pod');
 
     // Reconnects and a 410 relist: nothing counted twice, no second Event for a pod.
     api.dropWatches();
     api.create(pod('shop', 'after-drop', { annotations: OPT_IN, volumes: CONFIG_VOLUME }));
-    await until('a pod after a dropped watch', () => gaugeValue(metrics.registry) === 4);
+    await waitFor(() => gaugeValue(metrics.registry) === 4, 'a pod after a dropped watch');
     api.create({
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -319,11 +312,8 @@ void describe('missed-injection watcher against the test API server', () => {
     api.compact();
     api.dropWatches();
     api.create(pod('shop', 'after-compaction', { annotations: OPT_IN, volumes: CONFIG_VOLUME }));
-    await until('a pod after compaction', () => gaugeValue(metrics.registry) === 5);
-    await until(
-      'events for the new pods',
-      () => events('after-compaction').length === 1 && events('after-drop').length === 1,
-    );
+    await waitFor(() => gaugeValue(metrics.registry) === 5, 'a pod after compaction');
+    await waitFor(() => events('after-compaction').length === 1 && events('after-drop').length === 1, 'events for the new pods');
     for (const name of ['web-5f6d7c8b9-abcde', 'by-namespace', 'bad-url', 'in-later', 'late', 'after-drop']) {
       assert.equal(events(name).length, 1, `one Event for ${name}`);
     }
@@ -352,11 +342,8 @@ void describe('missed-injection watcher against the test API server', () => {
     });
     watchers.push(replica);
     await replica.ready;
-    await until('the replica counts', () => gaugeValue(metrics.registry) === 5);
-    await until(
-      'its Event attempts answered',
-      () => api.requests.filter((r) => r.method === 'POST' && r.status === 409).length >= 5,
-    );
+    await waitFor(() => gaugeValue(metrics.registry) === 5, 'the replica counts');
+    await waitFor(() => api.requests.filter((r) => r.method === 'POST' && r.status === 409).length >= 5, 'its Event attempts answered');
     assert.equal(events().length, before);
   });
 
@@ -364,12 +351,9 @@ void describe('missed-injection watcher against the test API server', () => {
     const watcher = watchers[0]!;
     api.failRequests(500, { count: 2, paths: /\/namespaces\/shop\/events/ });
     api.create(pod('shop', 'unlucky', { annotations: OPT_IN, volumes: CONFIG_VOLUME }));
-    await until(
-      'the failed attempts logged',
-      () =>
+    await waitFor(() =>
         logLines.filter((l) => l.msg === 'cannot record the missed-injection Event' && l.pod === 'unlucky')
-          .length >= 2,
-    );
+          .length >= 2, 'the failed attempts logged');
     assert.equal(events('unlucky').length, 0);
     assert.ok(watcher.missed().includes('shop/unlucky'));
     const current = api.get('pods', 'shop', 'unlucky')!;
@@ -377,7 +361,7 @@ void describe('missed-injection watcher against the test API server', () => {
       ...current,
       metadata: { ...(current.metadata as Obj), labels: { touched: 'yes' } },
     } as unknown as KubeObject);
-    await until('the Event recorded after the change', () => events('unlucky').length === 1);
+    await waitFor(() => events('unlucky').length === 1, 'the Event recorded after the change');
   });
 
   void it('keeps counting across an API server outage', async () => {
@@ -386,12 +370,8 @@ void describe('missed-injection watcher against the test API server', () => {
     await sleep(300);
     await api.restart();
     api.create(pod('shop', 'after-outage', { annotations: OPT_IN, volumes: CONFIG_VOLUME }));
-    await until(
-      'the pod created after the outage',
-      () => watcher.missed().includes('shop/after-outage'),
-      60_000,
-    );
-    await until('its Event', () => events('after-outage').length === 1, 30_000);
+    await waitFor(() => watcher.missed().includes('shop/after-outage'), 'the pod created after the outage', 60_000);
+    await waitFor(() => events('after-outage').length === 1, 'its Event', 30_000);
   });
 
   void it('needs no permission beyond reading pods and namespaces and creating events: without events create it still counts', async () => {
@@ -408,9 +388,8 @@ void describe('missed-injection watcher against the test API server', () => {
     });
     watchers.push(watcher);
     await watcher.ready;
-    await until('it counts', () => gaugeValue(metrics.registry) > 0);
-    await until('the refusal logged', () =>
-      logLines.some((l) => l.msg === 'cannot record the missed-injection Event' && l.code === 403),
-    );
+    await waitFor(() => gaugeValue(metrics.registry) > 0, 'it counts');
+    await waitFor(() =>
+      logLines.some((l) => l.msg === 'cannot record the missed-injection Event' && l.code === 403), 'the refusal logged');
   });
 });
