@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { connect, createNamespace, installWebhookConfiguration } from './kube.ts';
-import { kubectlPath } from './manifests.ts';
+import { kubectlPath } from '../support/kubectl.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 

@@ -1,29 +1,13 @@
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import type { KubeObject } from '../support/kube-apiserver/index.ts';
 import { REPO_ROOT } from '../support/cli.ts';
+import { kubectlPath } from '../support/kubectl.ts';
 
 const run = promisify(execFile);
-
-/** kubectl from PATH; the e2e tests need it (for kustomize and for kubectl itself) and fail without it. */
-export function kubectlPath(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).concat('/usr/bin', '/usr/local/bin')) {
-    const candidate = join(dir, 'kubectl');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new Error(
-    'kubectl is not installed: the e2e tests render deploy/ with `kubectl kustomize` and drive the cluster with it (Debian: apt-get install kubernetes-client)',
-  );
-}
 
 /** `kubectl kustomize DIR` (DIR relative to the repository), parsed into objects. */
 export async function renderKustomize(dir: string): Promise<KubeObject[]> {

@@ -1,31 +1,16 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TestApiServer } from '../support/kube-apiserver/index.ts';
 import type { RequestRecord } from '../support/kube-apiserver/index.ts';
+import { kubectlPath } from '../support/kubectl.ts';
 import { waitFor } from '../support/wait.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
-
-function findKubectl(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).concat('/usr/bin', '/usr/local/bin')) {
-    const candidate = join(dir, 'kubectl');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  assert.fail(
-    'kubectl is not installed: these fidelity tests need it (Debian: apt-get install kubernetes-client)',
-  );
-}
 
 interface Run {
   code: number | null;
@@ -76,7 +61,7 @@ void describe('test kube-apiserver: kubectl against it', () => {
   }
 
   before(async () => {
-    kubectl = findKubectl();
+    kubectl = kubectlPath();
     api = await TestApiServer.start();
     dir = await mkdtemp(join(tmpdir(), 'kas-kubectl-'));
     await api.writeKubeconfig(join(dir, 'admin.yaml'));
