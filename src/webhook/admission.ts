@@ -6,7 +6,8 @@ import type { InjectorConfig } from '../injection/config.ts';
  * No I/O here, so every branch is tested without a socket.
  */
 
-export type Decision = 'injected' | 'skipped' | 'denied' | 'error';
+export const DECISIONS = ['injected', 'skipped', 'denied', 'error'] as const;
+export type Decision = (typeof DECISIONS)[number];
 
 export interface ReviewSummary {
   uid: string;

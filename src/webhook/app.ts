@@ -3,7 +3,7 @@ import type { InjectorConfig } from '../injection/config.ts';
 import type { OptIn } from '../injection/inject.ts';
 import { METRICS_CONTENT_TYPE } from '../shared/metrics.ts';
 import type { Logger } from '../shared/log.ts';
-import { encodeReview, review, type Decision } from './admission.ts';
+import { DECISIONS, encodeReview, review, type Decision } from './admission.ts';
 import type { WebhookMetrics } from './metrics.ts';
 
 export interface AppOptions {
@@ -50,10 +50,7 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
     // This route's metric series, looked up once rather than on every review.
     const duration = metrics.duration.labels({ path });
     const results = Object.fromEntries(
-      (['injected', 'skipped', 'denied', 'error', 'bad_request'] as const).map((result) => [
-        result,
-        metrics.requests.labels({ path, result }),
-      ]),
+      [...DECISIONS, 'bad_request' as const].map((result) => [result, metrics.requests.labels({ path, result })]),
     ) as Record<Decision | 'bad_request', { inc(): void }>;
     app.post(path, async (req, reply) => {
       const started = process.hrtime.bigint();
