@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Kube } from './kube.ts';
-import { apiErrorOf, connect, createNamespace, createPod, installWebhookConfiguration } from './kube.ts';
+import { apiErrorOf, connect, createNamespace, createPod } from './kube.ts';
+import { findObject } from './manifests.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -36,7 +37,10 @@ void describe('e2e: pods while the webhook is down, with the base (Ignore) and t
   after(() => cluster.close());
 
   void test('failurePolicy Ignore (deploy/base): the pod is admitted unchanged', async () => {
-    const installed = await installWebhookConfiguration(kube, 'deploy/base', cluster.webhook.caBundle);
+    const installed = findObject(
+      await cluster.install('deploy/overlays/self-managed'),
+      'MutatingWebhookConfiguration',
+    );
     assert.deepEqual(
       (installed.webhooks as Array<{ failurePolicy: string }>).map((w) => w.failurePolicy),
       ['Ignore', 'Ignore'],
@@ -49,10 +53,9 @@ void describe('e2e: pods while the webhook is down, with the base (Ignore) and t
   });
 
   void test("failurePolicy Fail (overlays/self-managed-fail-closed): an opted-in pod is rejected with the call's error", async () => {
-    const installed = await installWebhookConfiguration(
-      kube,
-      'deploy/overlays/self-managed-fail-closed',
-      cluster.webhook.caBundle,
+    const installed = findObject(
+      await cluster.install('deploy/overlays/self-managed-fail-closed'),
+      'MutatingWebhookConfiguration',
     );
     assert.deepEqual(
       (installed.webhooks as Array<{ failurePolicy: string }>).map((w) => w.failurePolicy),
@@ -69,7 +72,7 @@ void describe('e2e: pods while the webhook is down, with the base (Ignore) and t
           message,
           new RegExp(
             `^Internal error occurred: failed calling webhook "${webhook.replace(/\./g, '\\.')}": failed to call webhook: ` +
-              `Post "https://config-reloader-injector\\.config-reloader-injector\\.svc:443${path}\\?timeout=\\d+s": .*connection refused`,
+              `Post "${cluster.webhook.url.replace(/\./g, '\\.')}${path}\\?timeout=\\d+s": .*connection refused`,
           ),
         );
         return true;

@@ -3,14 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { startStubWebhook } from '../support/kube-apiserver/stub-webhook.ts';
 import type { Kube } from './kube.ts';
-import {
-  apiErrorOf,
-  applyObjects,
-  connect,
-  createNamespace,
-  createPod,
-  installWebhookConfiguration,
-} from './kube.ts';
+import { apiErrorOf, applyObjects, connect, createNamespace, createPod } from './kube.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -37,7 +30,7 @@ function mountAt(container: V1Container | undefined, path: string): string | und
   return container?.volumeMounts?.find((m) => m.mountPath === path)?.name;
 }
 
-void describe('e2e: the webhook behind the API server, installed from deploy/base', () => {
+void describe('e2e (real kube-apiserver): the webhook installed from deploy/overlays/self-managed', () => {
   let cluster: TestCluster;
   let kube: Kube;
   /** The webhook's own record of the reviews it answered, by pod name. */
@@ -51,7 +44,7 @@ void describe('e2e: the webhook behind the API server, installed from deploy/bas
   before(async () => {
     cluster = await startTestCluster();
     kube = connect(cluster.kubeconfig);
-    await installWebhookConfiguration(kube, 'deploy/base', cluster.webhook.caBundle);
+    await cluster.install('deploy/overlays/self-managed');
     await createNamespace(kube, 'labelled', { 'config-reloader.io/injection': 'enabled' });
     await createNamespace(kube, 'plain');
     for (const namespace of ['labelled', 'plain', 'kube-system'])

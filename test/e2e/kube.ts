@@ -2,7 +2,6 @@
 import { ApiException, CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import type { KubeObject } from '../support/kube-apiserver/index.ts';
-import { findObject, renderKustomize, withCaBundle } from './manifests.ts';
 
 export interface Kube {
   kc: KubeConfig;
@@ -33,22 +32,6 @@ export async function applyObjects(kube: Kube, objects: KubeObject[]): Promise<v
       await kube.objects.replace(spec);
     }
   }
-}
-
-/**
- * Installs what the API server itself acts on from a rendered deploy/ directory: the webhook's Namespace and
- * its MutatingWebhookConfiguration, trusting `caBundle`. (The Deployment, Service and the rest are what the
- * webhook runs as; here the test runs the webhook.) Returns the configuration as installed.
- */
-export async function installWebhookConfiguration(
-  kube: Kube,
-  deployDir: string,
-  caBundle: string,
-): Promise<KubeObject> {
-  const rendered = await renderKustomize(deployDir);
-  const config = withCaBundle(findObject(rendered, 'MutatingWebhookConfiguration'), caBundle);
-  await applyObjects(kube, [findObject(rendered, 'Namespace'), config]);
-  return config;
 }
 
 export async function createNamespace(

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { connect, createNamespace, installWebhookConfiguration } from './kube.ts';
+import { connect, createNamespace } from './kube.ts';
 import { kubectlPath } from '../support/kubectl.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
@@ -67,7 +67,7 @@ void describe('e2e: kubectl create -f against the API server with the webhook in
     kubectl = kubectlPath();
     cluster = await startTestCluster();
     const kube = connect(cluster.kubeconfig);
-    await installWebhookConfiguration(kube, 'deploy/base', cluster.webhook.caBundle);
+    await cluster.install('deploy/overlays/self-managed');
     await createNamespace(kube, 'shop');
   });
   after(() => cluster.close());

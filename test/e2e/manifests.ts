@@ -30,11 +30,3 @@ export function findObject(objects: KubeObject[], kind: string, name?: string): 
     );
   return structuredClone(found[0] as KubeObject);
 }
-
-/** The MutatingWebhookConfiguration with every webhook trusting `caBundle` (what cert-manager or the webhook writes). */
-export function withCaBundle(config: KubeObject, caBundle: string): KubeObject {
-  const copy = structuredClone(config);
-  for (const webhook of copy.webhooks as Array<{ clientConfig: Record<string, unknown> }>)
-    webhook.clientConfig.caBundle = caBundle;
-  return copy;
-}

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { KubeObject } from '../support/kube-apiserver/index.ts';
 import type { Kube } from './kube.ts';
-import { applyObjects, connect, createPod, installWebhookConfiguration, waitFor } from './kube.ts';
+import { applyObjects, connect, createPod, waitFor } from './kube.ts';
 import type { PodSandbox, RunningContainer } from './kubelet.ts';
 import { preparePod } from './kubelet.ts';
 import { findObject, renderKustomize } from './manifests.ts';
@@ -45,7 +45,7 @@ void describe("e2e: the injected reloader keeps deploy/example's app current", (
   before(async () => {
     cluster = await startTestCluster();
     kube = connect(cluster.kubeconfig);
-    await installWebhookConfiguration(kube, 'deploy/base', cluster.webhook.caBundle);
+    await cluster.install('deploy/overlays/self-managed');
     example = await renderKustomize('deploy/example');
     namespace = findObject(example, 'Namespace').metadata.name;
     await applyObjects(kube, [
@@ -85,7 +85,15 @@ void describe("e2e: the injected reloader keeps deploy/example's app current", (
   });
 
   void test("the sidecar, run from the pod's spec, writes the Secret into the app's directory and becomes ready", async () => {
-    const token = cluster.serviceAccountToken(namespace, pod.spec?.serviceAccountName as string, example);
+    const token = await cluster.serviceAccountToken(
+      namespace,
+      pod.spec?.serviceAccountName as string,
+      example,
+      {
+        name: pod.metadata?.name as string,
+        uid: pod.metadata?.uid as string,
+      },
+    );
     sandbox = await preparePod(kube, pod, token);
     const sidecar = pod.spec?.initContainers?.find((c) => c.name === 'config-reloader');
     const reloadUrl = new URL(pod.metadata?.annotations?.['config-reloader.io/reload-url'] as string);

@@ -1,15 +1,18 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-/** The shared test data lives next to the checkout (`<repo>/../shared/fixtures`) and is read in place, never copied. */
-export const FIXTURES_DIR = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures');
+/**
+ * The real-world test data: the project's copy of the shared fixtures (test/fixtures/real-world, with their
+ * SOURCES.md), so that a clone made anywhere passes. When ../shared/fixtures grows, refresh the copy.
+ */
+export const FIXTURES_DIR = resolve(import.meta.dirname, '..', 'fixtures', 'real-world');
 
 const cache = new Map<string, unknown>();
 
 function fixturePath(relative: string): string {
   if (!existsSync(FIXTURES_DIR)) {
     throw new Error(
-      `test fixtures not found at ${FIXTURES_DIR}: check out the shared fixtures next to the repository (<repo>/../shared/fixtures)`,
+      `test fixtures not found at ${FIXTURES_DIR}: the repository's copy of the real-world fixtures is missing`,
     );
   }
   const path = join(FIXTURES_DIR, relative);
