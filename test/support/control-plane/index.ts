@@ -397,7 +397,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       startMs,
       request,
       restartApiServer: async () => {
-        await terminate(components['kube-apiserver']);
+        // It stops listening at once on SIGTERM, then lingers on its long-running connections (watches) for
+        // longer than a test should wait: what is left after 2 s is killed.
+        await terminate(components['kube-apiserver'], 2_000);
         await startApiServer();
       },
       compactEtcd: async () => {
