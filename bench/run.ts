@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every section of issue 5, one table, results as JSON and Markdown.
  *
- *   node bench/run.ts [--quick] [--only admission,scaling,propagation,footprint] [--runtime compiled|source] [--note TEXT]
+ *   node bench/run.ts [--quick] [--only admission,scaling,propagation,propagation-real,footprint] [--runtime compiled|source] [--note TEXT]
  *
  * A full run of every section writes bench/results/latest.json and latest.md; a quick or partial run writes
  * the same files under $TMPDIR/config-reloader-injector-bench/ so that it never replaces the committed results.
@@ -17,6 +17,7 @@ import { prepareCli, type Runtime } from './lib/build.ts';
 import type { BenchContext, SectionResult } from './lib/context.ts';
 import { BENCH_DIR } from './lib/paths.ts';
 import { machine, markdown, textTable, type Figure, type Results } from './lib/report.ts';
+import { runPropagationReal } from './propagation-real.ts';
 import { runPropagation } from './propagation.ts';
 import { runScaling } from './scaling.ts';
 
@@ -24,12 +25,15 @@ const SECTIONS: Record<string, (ctx: BenchContext) => Promise<SectionResult>> = 
   admission: runAdmission,
   scaling: runScaling,
   propagation: runPropagation,
+  'propagation-real': runPropagationReal,
   footprint: runFootprint,
 };
 
 const HELP = `Usage: npm run bench -- [--quick] [--only SECTION[,SECTION]] [--runtime compiled|source] [--note TEXT]
 
 Sections: ${Object.keys(SECTIONS).join(', ')} (default: all, in that order).
+  propagation-real starts a real control plane (etcd, kube-apiserver, kube-controller-manager, built by
+  \`npm run cluster:build\`, which needs Go, on first use) on 127.0.0.1 for the length of the section.
   --quick     shorter runs (about a minute in all); results go to the temp directory
   --only      run only these sections; results go to the temp directory
   --runtime   compiled (default): the tsc build, as in the image; source: src/*.ts through Node's type

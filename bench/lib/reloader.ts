@@ -1,18 +1,23 @@
 /**
  * The reloader as its own process against the test Kubernetes API server (HTTPS, bearer token, RBAC by name;
- * in this process) and a reload receiver (its own process). The receiver stamps each reload request as it
- * arrives, on the same monotonic clock as the API server's `sentAt`, then reads the files the app would reload.
+ * in this process) or a real kube-apiserver, and a reload receiver (its own process). The receiver stamps each
+ * reload request as it arrives, on the same monotonic clock as the API server's `sentAt` (or the bench's own
+ * stamp of an update it sent), then reads the files the app would reload.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { TestApiServer } from '../../test/support/kube-apiserver/index.ts';
+import { kubeconfigYaml, type KubeconfigParams } from '../../test/support/kube-apiserver/kubeconfig.ts';
 import type { BenchContext } from './context.ts';
 import { BENCH_DIR } from './paths.ts';
 import { RELOADER_ENV } from '../../src/injection/sidecar.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { spawnNode, waitForLine, type BenchChild } from './proc.ts';
+import { nsToMs } from './stats.ts';
 
 export const NS = 'bench';
 
@@ -23,6 +28,8 @@ export interface ReloadHit {
   versions: string[];
   /** Every directory's `config.yaml` names the same version as its `version` key (no mixed content). */
   consistent: boolean;
+  /** SHA-256 (base64) of every watched directory's `config.yaml` ('' when unreadable): the whole content. */
+  digests: string[];
 }
 
 /** The app's reload endpoint (bench/receiver.ts, its own process): records each arrival and what the files held. */
@@ -41,7 +48,7 @@ export class ReloadReceiver {
     this.url = await new Promise<string>((resolve, reject) => {
       child.proc.on(
         'message',
-        (m: { url?: string; hit?: { arrivedAt: string; versions: string[]; consistent: boolean } }) => {
+        (m: { url?: string; hit?: Omit<ReloadHit, 'arrivedAt'> & { arrivedAt: string } }) => {
           if (m.url) resolve(m.url);
           if (m.hit) {
             this.hits.push({ ...m.hit, arrivedAt: BigInt(m.hit.arrivedAt) });
@@ -80,9 +87,24 @@ export class ReloadReceiver {
   }
 }
 
+/** About 2 KiB of random configuration (two lines of base64), for a Secret the size of a typical config. */
+export function benchPadding(): string {
+  return `${randomBytes(768).toString('base64')}\n`.repeat(2);
+}
+
+/** The `config.yaml` of version `version`: the version line, then `configBytes`. */
+export function benchConfig(version: number, configBytes: string): string {
+  return `version: ${version}\n${configBytes}`;
+}
+
+/** SHA-256 (base64) of `content`, as the receiver reports each `config.yaml` (ReloadHit.digests). */
+export function digest(content: string): string {
+  return createHash('sha256').update(content).digest('base64');
+}
+
 /** A Secret whose two keys both name the version, padded to `size` bytes of config. */
 export function benchSecret(name: string, version: number, configBytes: string): Record<string, unknown> {
-  const config = `version: ${version}\n${configBytes}`;
+  const config = benchConfig(version, configBytes);
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -99,6 +121,15 @@ export interface ApiSetup {
   kubeconfig: string;
 }
 
+/**
+ * Writes a token kubeconfig as JSON, which the reloader reads without loading a YAML parser: in a pod it uses
+ * the in-cluster service account and never loads one, and a YAML kubeconfig would add about 4 MiB to what is
+ * measured.
+ */
+export function writeJsonKubeconfig(path: string, params: KubeconfigParams): void {
+  writeFileSync(path, JSON.stringify(parseYaml(kubeconfigYaml(params))), { mode: 0o600 });
+}
+
 /** The API server, with a service account that may get/list/watch exactly these Secrets (RBAC resourceNames). */
 export async function startApi(ctx: BenchContext, secretNames: string[], label: string): Promise<ApiSetup> {
   // The real API server sends a bookmark about every minute; the test server's default (1 s) would keep an idle reloader busy.
@@ -107,10 +138,7 @@ export async function startApi(ctx: BenchContext, secretNames: string[], label: 
     { verbs: ['get', 'list', 'watch'], resource: 'secrets', namespace: NS, names: secretNames },
   ]);
   const kubeconfig = join(ctx.tmp, `kubeconfig-${label}.json`);
-  await api.writeKubeconfig(kubeconfig, { token, namespace: NS });
-  // JSON, which the reloader reads without loading a YAML parser: in a pod it uses the in-cluster service
-  // account and never loads one, and a YAML kubeconfig would add about 4 MiB to what is measured here.
-  writeFileSync(kubeconfig, JSON.stringify(parseYaml(readFileSync(kubeconfig, 'utf8'))), { mode: 0o600 });
+  writeJsonKubeconfig(kubeconfig, { server: api.url, caCert: api.caCert, token, namespace: NS });
   return { api, kubeconfig };
 }
 
@@ -154,10 +182,14 @@ function status(url: string): Promise<number> {
   });
 }
 
-/** Starts `reloader` (default log level, as deployed) with one `--source secret/NAME=DIR` per entry. */
+/**
+ * Starts `reloader` (default log level, as deployed) with one `--source secret/NAME=DIR` per entry; resolves
+ * once it is ready and every watch is open: as the test API server counts them (`setup.api`), or else as the
+ * reloader's own `config_reloader_watches_open` gauge says (set when the API server answered the watch).
+ */
 export async function startReloader(
   ctx: BenchContext,
-  setup: ApiSetup,
+  setup: { kubeconfig: string; api?: Pick<TestApiServer, 'openWatches'> },
   sources: Array<{ name: string; dir: string }>,
   opts: {
     reloadUrl?: string;
@@ -201,6 +233,79 @@ export async function startReloader(
   const startToReadyMs = performance.now() - started;
   const starting = await waitForLine(child, (l) => l.msg === 'starting');
   const startToLogMs = Date.parse(String(starting.time)) - startedWall;
-  await waitFor(() => setup.api.openWatches >= sources.length, 'every watch to be open', 30_000);
+  const { api } = setup;
+  await waitFor(
+    async () =>
+      (api ? api.openWatches : await metricTotal(address, 'config_reloader_watches_open')) >= sources.length,
+    'every watch to be open',
+    30_000,
+  );
   return { child, address, startToReadyMs, startToLogMs };
+}
+
+/** When one update left the bench, on the receiver's clock (process.hrtime). */
+export interface UpdateStamp {
+  version: number;
+  /** The update left: the test API server wrote its watch event, or the request to a real one was sent. */
+  sentAt: bigint;
+  /** A real API server's answer (its status line) arrived. */
+  answeredAt?: bigint;
+}
+
+export interface SingleUpdates {
+  /** ms from each update's `sentAt` to its reload request arriving. */
+  fromSent: number[];
+  /** ms from each update's `answeredAt` to its reload (negative: the reload came first); [] without answers. */
+  fromAnswer: number[];
+  /** ms from `sentAt` to `answeredAt`; [] without answers. */
+  answer: number[];
+  /** Reloads that found an older version. */
+  stale: number;
+  /** Reloads that found the two keys at different versions. */
+  mixed: number;
+  /** Reloads whose `config.yaml` was not, byte for byte, the one of that update. */
+  notWhole: number;
+  /** Reloads that failed any of the three checks. */
+  wrong: number;
+}
+
+/**
+ * `count` updates one at a time, the single-update figure of both propagation sections: `update()` makes the
+ * next version (1, 2, …) of a Secret watched into one directory and resolves with its stamps; the next update
+ * follows once its reload arrived (and its answer, if any) and 10 ms. Every reload must find that version,
+ * both keys, and `config.yaml` whole (`config(version)`).
+ */
+export async function singleUpdates(
+  receiver: ReloadReceiver,
+  count: number,
+  update: () => UpdateStamp | Promise<UpdateStamp>,
+  config: (version: number) => string,
+): Promise<SingleUpdates> {
+  const out: SingleUpdates = {
+    fromSent: [],
+    fromAnswer: [],
+    answer: [],
+    stale: 0,
+    mixed: 0,
+    notWhole: 0,
+    wrong: 0,
+  };
+  for (let i = 0; i < count; i++) {
+    const from = receiver.hits.length;
+    // Together: the reload may arrive before the API server's answer.
+    const [stamp, hit] = await Promise.all([update(), receiver.waitFor(() => true, from)]);
+    out.fromSent.push(nsToMs(hit.arrivedAt - stamp.sentAt));
+    if (stamp.answeredAt !== undefined) {
+      out.fromAnswer.push(nsToMs(hit.arrivedAt - stamp.answeredAt));
+      out.answer.push(nsToMs(stamp.answeredAt - stamp.sentAt));
+    }
+    const stale = hit.versions[0] !== String(stamp.version);
+    const notWhole = hit.digests[0] !== digest(config(stamp.version));
+    if (stale) out.stale++;
+    if (!hit.consistent) out.mixed++;
+    if (notWhole) out.notWhole++;
+    if (stale || !hit.consistent || notWhole) out.wrong++;
+    await sleep(10);
+  }
+  return out;
 }
