@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,7 @@ import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role'
 import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IService } from 'kubernetes-models/v1/Service';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { serviceHosts } from '../../src/certs/generate.ts';
 import { parseDuration } from '../../src/shared/cli.ts';
 
@@ -341,7 +342,11 @@ describe('the webhook manifests', () => {
           container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value,
           '--max-semi-space-size=16',
         );
-        assert.equal(container.resources?.limits?.memory, '256Mi', 'the limit the setting was measured under');
+        assert.equal(
+          container.resources?.limits?.memory,
+          '256Mi',
+          'the limit the setting was measured under',
+        );
       });
 
       it('injects its own image as the sidecar (--reloader-image follows the images transformer)', () => {
@@ -544,4 +549,44 @@ describe('deploy/example', () => {
       'restricted',
     );
   });
+});
+
+describe("a user's own overlay, as the README's install steps write it", () => {
+  const renderUserOverlay = (image: Record<string, string>): KubeObject[] => {
+    const dir = mkdtempSync(join(tmpdir(), 'my-install-'));
+    try {
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        stringify({
+          resources: [relative(dir, join(DEPLOY, 'overlays/self-managed'))],
+          images: [{ name: 'config-reloader-injector', ...image }],
+        }),
+      );
+      const yaml = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+      return parseAllDocuments(yaml).map((d) => d.toJS() as KubeObject);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const webhookContainer = (objs: KubeObject[]): IContainer =>
+    (one<IDeployment>(objs, 'Deployment').spec?.template.spec?.containers ?? [])[0] as IContainer;
+
+  for (const [what, image, expected] of [
+    [
+      'a tag',
+      { newName: 'registry.example.com/config-reloader-injector', newTag: '0.1.0' },
+      'registry.example.com/config-reloader-injector:0.1.0',
+    ],
+    [
+      'a digest',
+      { newName: 'registry.example.com/cri', digest: `sha256:${'ab'.repeat(32)}` },
+      `registry.example.com/cri@sha256:${'ab'.repeat(32)}`,
+    ],
+  ] as const)
+    it(`setting the image by ${what} changes the webhook's image and the sidecar image it injects together`, () => {
+      const container = webhookContainer(renderUserOverlay(image));
+      assert.equal(container.image, expected);
+      assert.equal(container.env?.find((e) => e.name === 'RELOADER_IMAGE')?.value, expected);
+      assert.equal(argValue(container, 'reloader-image'), '$(RELOADER_IMAGE)');
+    });
 });
