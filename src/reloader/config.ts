@@ -29,6 +29,11 @@ export interface ReloaderConfig {
   healthTimeoutMs: number;
   /** 0 disables the periodic relist. */
   resyncMs: number;
+  /**
+   * The pod's fsGroup (--fs-group): every file and directory written gets this group, files mode | 0440 and
+   * directories setgid + group r-x, as the kubelet does for Secret/ConfigMap volumes. Absent: exact modes.
+   */
+  fsGroup?: number;
 }
 
 export const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -54,6 +59,9 @@ Flags:
                                    for this long (default 60s)
   --resync DURATION                relist every source this often as a safety net; 0 disables (default 5m)
   --log-level LEVEL                fatal, error, warn, info, debug, trace or silent (default info)
+  --fs-group GID                   the pod's fsGroup: files and directories get this group, files mode | 0440,
+                                   directories setgid and group r-x, as the kubelet does (default: none, exact
+                                   modes, the process's own group)
   -h, --help                       this help
 
 Durations: 500ms, 5s, 2m, 1h, or a number of seconds.
@@ -72,6 +80,7 @@ const FLAGS = {
   'health-timeout': { type: 'string', default: '60s' },
   resync: { type: 'string', default: '5m' },
   'log-level': { type: 'string', default: 'info' },
+  'fs-group': { type: 'string' },
   // Hidden: where the in-cluster CA, token and namespace files live (tests point it at a temp dir).
   'serviceaccount-dir': { type: 'string', default: DEFAULT_SERVICE_ACCOUNT_DIR },
 } as const;
@@ -96,6 +105,19 @@ function positiveDuration(flag: string, value: string, allowZero = false): numbe
   const ms = parseDuration(flag, value);
   if (ms === 0 && !allowZero) throw new UsageError(`--${flag} must be longer than 0`);
   return ms;
+}
+
+/** Largest group ID Kubernetes accepts for fsGroup (and the largest the webhook passes). */
+export const MAX_FS_GROUP = 2147483647;
+
+function parseFsGroup(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const gid = /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+  if (!(gid <= MAX_FS_GROUP))
+    throw new UsageError(
+      `--fs-group "${value}" is not a group ID: give the pod's securityContext.fsGroup, an integer from 0 to ${MAX_FS_GROUP}`,
+    );
+  return gid;
 }
 
 function parseSources(args: string[]): SourceSpec[] {
@@ -188,5 +210,6 @@ export function parseReloaderConfig(argv: string[], env: NodeJS.ProcessEnv): Rel
     logLevel,
     healthTimeoutMs: positiveDuration('health-timeout', values['health-timeout']),
     resyncMs: positiveDuration('resync', values.resync, true),
+    fsGroup: parseFsGroup(values['fs-group']),
   };
 }

@@ -43,7 +43,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
   const client = new KubeClient(access);
   const metrics = createReloaderMetrics();
   const health = new ApiHealth(config.healthTimeoutMs);
-  const writers = config.sources.map((spec) => new AtomicWriter(spec.dir));
+  const writers = config.sources.map((spec) => new AtomicWriter(spec.dir, { fsGroup: config.fsGroup }));
   const trigger =
     config.reload && !config.once
       ? new ReloadTrigger({

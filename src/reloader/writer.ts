@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
   closeSync,
   fchmodSync,
+  fchownSync,
+  lchownSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -13,7 +16,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Payload } from './projection.ts';
 
@@ -22,6 +25,20 @@ export const DATA_DIR = '..data';
 const DATA_TMP = '..data_tmp';
 const LINK_TMP = '..link_tmp';
 const DIR_MODE = 0o755;
+const SETGID = 0o2000;
+/** What the kubelet adds for a pod with an fsGroup (read-only volumes): group read on files, r-x + setgid on directories. */
+const FS_GROUP_FILE_BITS = 0o440;
+const FS_GROUP_DIR_BITS = SETGID | 0o550;
+
+export interface WriterOptions {
+  /**
+   * The pod's fsGroup. Set: every file, directory and symlink written gets this group (the kubelet puts it in
+   * every container's supplementary groups, so a non-root writer may chown to it), files get mode | 0440 and
+   * directories setgid + group r-x, the kubelet's rules for Secret/ConfigMap volumes. Unset: files get exactly
+   * their mode and the writer's group (or the directory's, when it is setgid).
+   */
+  fsGroup?: number;
+}
 
 interface FileState {
   sha256: string;
@@ -89,17 +106,22 @@ function readlinkSyncOrUndefined(path: string): string | undefined {
   }
 }
 
-/** Every regular file under `root`, relative path → hash and mode (the state left by an earlier run). */
-async function scan(root: string, prefix = ''): Promise<Map<string, FileState>> {
+/**
+ * Every regular file under `root`, relative path → hash and mode (the state left by an earlier run). A file
+ * or directory whose group is not `gid` (when given) gets mode -1, so that the next write rewrites it.
+ */
+async function scan(root: string, gid: number | undefined, prefix = ''): Promise<Map<string, FileState>> {
   const files = new Map<string, FileState>();
+  const wrongGroup = gid !== undefined && (await stat(join(root, prefix))).gid !== gid;
   for (const entry of await readdir(join(root, prefix), { withFileTypes: true })) {
     const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
     if (entry.isDirectory()) {
-      for (const [p, s] of await scan(root, rel)) files.set(p, s);
+      for (const [p, s] of await scan(root, gid, rel)) files.set(p, wrongGroup ? { ...s, mode: -1 } : s);
     } else if (entry.isFile()) {
       const path = join(root, rel);
       const [data, st] = await Promise.all([readFile(path), lstat(path)]);
-      files.set(rel, { sha256: sha256(data), mode: st.mode & 0o777 });
+      const mode = wrongGroup || (gid !== undefined && st.gid !== gid) ? -1 : st.mode & 0o777;
+      files.set(rel, { sha256: sha256(data), mode });
     }
   }
   return files;
@@ -120,6 +142,9 @@ async function scan(root: string, prefix = ''): Promise<Map<string, FileState>> 
  */
 export class AtomicWriter {
   readonly dir: string;
+  private readonly fsGroup: number | undefined;
+  /** Mode of every directory made: 0755, plus setgid (and group r-x) with an fsGroup or in a setgid target. */
+  private dirMode = DIR_MODE;
   private current: Map<string, FileState> | undefined;
   private currentDir: string | undefined;
   private hadData = false;
@@ -128,8 +153,14 @@ export class AtomicWriter {
   private readonly linked = new Set<string>();
   private cleanup: Promise<void> = Promise.resolve();
 
-  constructor(dir: string) {
+  constructor(dir: string, opts: WriterOptions = {}) {
     this.dir = dir;
+    this.fsGroup = opts.fsGroup;
+  }
+
+  /** The mode a file gets on disk: with an fsGroup, group-readable as the kubelet makes it. */
+  private fileMode(mode: number): number {
+    return this.fsGroup === undefined ? mode : mode | FS_GROUP_FILE_BITS;
   }
 
   /** SHA-256 over the paths, modes and content on disk; undefined before the first write. */
@@ -153,7 +184,8 @@ export class AtomicWriter {
     if (!this.current) await this.load();
     const current = this.current as Map<string, FileState>;
     const next = new Map<string, FileState>();
-    for (const [path, file] of payload) next.set(path, { sha256: sha256(file.data), mode: file.mode });
+    for (const [path, file] of payload)
+      next.set(path, { sha256: sha256(file.data), mode: this.fileMode(file.mode) });
     const initial = !this.hadData && !this.written;
     if (!initial && sameFiles(current, next)) {
       // After a restart with identical content, still repair symlinks an interrupted run may have missed.
@@ -177,11 +209,12 @@ export class AtomicWriter {
     const tsDir = mkdtempSync(join(this.dir, timestampPrefix(now)));
     const tsName = tsDir.slice(this.dir.length + 1);
     try {
-      chmodSync(tsDir, DIR_MODE); // mkdtemp makes 0700; the application may run as another user
-      writeFiles(tsDir, payload);
+      this.ownDir(tsDir); // mkdtemp makes 0700; the application may run as another user
+      this.writeFiles(tsDir, payload);
       const tmp = join(this.dir, DATA_TMP);
       rmSync(tmp, { force: true });
       symlinkSync(tsName, tmp);
+      this.ownLink(tmp);
       renameSync(tmp, join(this.dir, DATA_DIR));
     } catch (err) {
       rmSync(tsDir, { recursive: true, force: true });
@@ -191,16 +224,29 @@ export class AtomicWriter {
     this.linkTopLevel(payload, previous);
   }
 
-  /** Reads what an earlier run left, and removes leftovers of an interrupted write. */
+  /**
+   * Reads what an earlier run left, and removes leftovers of an interrupted write. A target directory that
+   * exists (the emptyDir) is never chmodded or chowned: its setgid bit and group stay as the kubelet set them.
+   * One made here gets the group and setgid bit of an fsGroup volume.
+   */
   private async load(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    const created = await mkdir(this.dir, { recursive: true });
+    if (created !== undefined && this.fsGroup !== undefined) {
+      for (let d = this.dir; d.length >= created.length; d = dirname(d)) {
+        await chown(d, -1, this.fsGroup);
+        await chmod(d, DIR_MODE | FS_GROUP_DIR_BITS);
+      }
+    }
+    // Directories inside a setgid target keep the bit, so that they keep inheriting its group.
+    const setgid = this.fsGroup !== undefined || ((await stat(this.dir)).mode & SETGID) !== 0;
+    this.dirMode = DIR_MODE | (setgid ? SETGID : 0) | (this.fsGroup !== undefined ? FS_GROUP_DIR_BITS : 0);
     const target = await readlinkOrUndefined(join(this.dir, DATA_DIR));
     this.hadData = target !== undefined;
     this.currentDir = target;
     let files = new Map<string, FileState>();
     if (target !== undefined) {
       try {
-        files = await scan(join(this.dir, target));
+        files = await scan(join(this.dir, target), this.fsGroup);
       } catch {
         this.hadData = false; // a dangling ..data: rewrite everything
       }
@@ -225,6 +271,7 @@ export class AtomicWriter {
         const tmp = join(this.dir, LINK_TMP);
         rmSync(tmp, { force: true });
         symlinkSync(wanted, tmp);
+        this.ownLink(tmp);
         renameSync(tmp, link);
       }
       this.linked.add(name);
@@ -236,6 +283,39 @@ export class AtomicWriter {
       if (readlinkSyncOrUndefined(link) === `${DATA_DIR}/${name}`) unlinkSync(link);
     }
   }
+
+  /** A directory made here: the fsGroup's group (before the chmod, which sets setgid), then its mode. */
+  private ownDir(path: string): void {
+    if (this.fsGroup !== undefined) chownSync(path, -1, this.fsGroup);
+    chmodSync(path, this.dirMode);
+  }
+
+  /** Symlinks carry no permissions, but the kubelet gives them the fsGroup too. */
+  private ownLink(path: string): void {
+    if (this.fsGroup !== undefined) lchownSync(path, -1, this.fsGroup);
+  }
+
+  private writeFiles(tsDir: string, payload: Payload): void {
+    const dirs = new Set<string>();
+    for (const path of payload.keys()) {
+      for (let d = dirname(path); d !== '.' && !dirs.has(d); d = dirname(d)) dirs.add(d);
+    }
+    for (const d of [...dirs].sort()) {
+      mkdirSync(join(tsDir, d));
+      this.ownDir(join(tsDir, d));
+    }
+    for (const [path, file] of payload) {
+      const mode = this.fileMode(file.mode);
+      const fd = openSync(join(tsDir, path), 'wx', mode);
+      try {
+        writeFileSync(fd, file.data);
+        if (this.fsGroup !== undefined) fchownSync(fd, -1, this.fsGroup);
+        fchmodSync(fd, mode); // the umask must not change the mode the source asked for
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
 }
 
 function sameFiles(a: Map<string, FileState>, b: Map<string, FileState>): boolean {
@@ -245,24 +325,4 @@ function sameFiles(a: Map<string, FileState>, b: Map<string, FileState>): boolea
     if (!c || c.sha256 !== s.sha256 || c.mode !== s.mode) return false;
   }
   return true;
-}
-
-function writeFiles(tsDir: string, payload: Payload): void {
-  const dirs = new Set<string>();
-  for (const path of payload.keys()) {
-    for (let d = dirname(path); d !== '.' && !dirs.has(d); d = dirname(d)) dirs.add(d);
-  }
-  for (const d of [...dirs].sort()) {
-    mkdirSync(join(tsDir, d));
-    chmodSync(join(tsDir, d), DIR_MODE);
-  }
-  for (const [path, file] of payload) {
-    const fd = openSync(join(tsDir, path), 'wx', file.mode);
-    try {
-      writeFileSync(fd, file.data);
-      fchmodSync(fd, file.mode); // the umask must not change the mode the source asked for
-    } finally {
-      closeSync(fd);
-    }
-  }
 }

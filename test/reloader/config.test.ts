@@ -36,6 +36,20 @@ void describe('reloader config', () => {
     assert.equal(c.healthTimeoutMs, 60_000);
     assert.equal(c.resyncMs, 300_000);
     assert.equal(c.namespace, undefined);
+    assert.equal(c.fsGroup, undefined);
+  });
+
+  void it('takes --fs-group as a group ID from 0 to 2147483647, and names the flag for anything else', () => {
+    const at = (v: string): number | undefined =>
+      parse(['--source', 'secret/a=/a', ...KUBE, `--fs-group=${v}`]).fsGroup;
+    assert.equal(at('2000'), 2000);
+    assert.equal(at('0'), 0);
+    assert.equal(at('2147483647'), 2147483647);
+    for (const bad of ['-1', '2147483648', '99999999999', '1.5', '1e3', '0x10', 'root', '', ' 2000'])
+      rejects(
+        ['--source', 'secret/a=/a', ...KUBE, `--fs-group=${bad}`],
+        /^--fs-group ".*" is not a group ID: give the pod's securityContext.fsGroup, an integer from 0 to 2147483647$/,
+      );
   });
 
   void it('parses every flag', () => {
@@ -131,6 +145,7 @@ void describe('reloader config', () => {
       '--health-timeout',
       '--resync',
       '--log-level',
+      '--fs-group',
     ]) {
       assert.match(RELOADER_HELP, new RegExp(`${flag} `), flag);
     }
