@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { httpsRequest } from '../support/https.ts';
@@ -134,6 +134,25 @@ describe('the production artefact (what the Dockerfile builds)', () => {
       '*',
       '.dockerignore starts from nothing',
     );
+  });
+
+  it('prints the package version from dist/ (the image has package.json beside dist/)', async () => {
+    const { version } = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    const r = await run(process.execPath, [join(dir, 'dist/cli.js'), '--version'], dir, 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${version}\n`);
+  });
+
+  it("runs package.json's bin on dist/ when there is no src/ (a compiled tree, no build step at run time)", async () => {
+    const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    const bin = pkg.bin['config-reloader-injector'] ?? 'missing';
+    await mkdir(dirname(join(dir, bin)), { recursive: true });
+    await copyFile(join(REPO, bin), join(dir, bin));
+    const r = await run(process.execPath, [join(dir, bin), 'reloader', '--help'], dir, 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: config-reloader-injector reloader/);
   });
 
   for (const command of ['webhook', 'reloader']) {
