@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { serviceHosts } from '../certs/generate.ts';
 import { parseDuration, UsageError, type FlagSpec } from '../shared/cli.ts';
@@ -12,6 +13,7 @@ export const selfManagedCertFlags = {
   'cert-secret': { type: 'string' },
   'webhook-config': { type: 'string' },
   service: { type: 'string' },
+  'cert-host': { type: 'string', multiple: true },
   namespace: { type: 'string' },
   'cert-validity': { type: 'string' },
   'ca-validity': { type: 'string' },
@@ -39,6 +41,10 @@ export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster,
   --webhook-config NAME        the MutatingWebhookConfiguration whose webhooks get the caBundle (default ${d.webhookConfig})
   --service NAME               the webhook's Service: the certificate's DNS names are NAME, NAME.NS, NAME.NS.svc
                                and NAME.NS.svc.cluster.local (default ${d.service})
+  --cert-host HOST             one more DNS name or IP address in the serving certificate, for a webhook
+                               configuration that calls a url: instead of the Service (a webhook on the host
+                               network or outside the cluster); repeatable. A certificate in the Secret that
+                               lacks it is reissued (same CA)
   --namespace NS               namespace of the Secret and the Service (default: $POD_NAMESPACE)
   --cert-validity DURATION     serving certificate lifetime, renewed with a third left (default ${d.certValidity})
   --ca-validity DURATION       CA lifetime, rotated with a third left (default ${d.caValidity})
@@ -48,9 +54,11 @@ export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster,
 `;
 
 export type SelfManagedFlagValues = {
-  [K in keyof typeof selfManagedCertFlags]?: (typeof selfManagedCertFlags)[K]['type'] extends 'boolean'
-    ? boolean
-    : string;
+  [K in keyof typeof selfManagedCertFlags]?: (typeof selfManagedCertFlags)[K] extends { multiple: true }
+    ? string[]
+    : (typeof selfManagedCertFlags)[K]['type'] extends 'boolean'
+      ? boolean
+      : string;
 };
 
 export interface SelfManagedSettings {
@@ -58,6 +66,8 @@ export interface SelfManagedSettings {
   secretName: string;
   webhookConfigName: string;
   service: string;
+  /** --cert-host: SANs beyond the Service's DNS names, as given (validated). */
+  extraHosts: string[];
   replica: string;
   certValidityMs: number;
   caValidityMs: number;
@@ -87,6 +97,7 @@ export function selfManagedSettingsFromFlags(
     secretName: values['cert-secret'] ?? d.secret,
     webhookConfigName: values['webhook-config'] ?? d.webhookConfig,
     service: values.service ?? d.service,
+    extraHosts: [...new Set(values['cert-host'] ?? [])],
     replica: env.POD_NAME || hostname(),
     certValidityMs: parseDuration('cert-validity', values['cert-validity'] ?? d.certValidity),
     caValidityMs: parseDuration('ca-validity', values['ca-validity'] ?? d.caValidity),
@@ -109,12 +120,41 @@ export function selfManagedSettingsFromFlags(
   ] as const) {
     if (!isValidObjectName(v)) throw new UsageError(`--${flag} "${v}" is not a valid object name`);
   }
+  for (const host of settings.extraHosts) {
+    const problem = certHostProblem(host);
+    if (problem)
+      throw new UsageError(
+        `--cert-host "${host}" ${problem}: give the host name or IP address of the url the webhook ` +
+          'configuration calls, e.g. --cert-host 10.0.0.5 or --cert-host webhook.example.com',
+      );
+  }
   const hour = 3_600_000;
   if (settings.certValidityMs < hour) throw new UsageError('--cert-validity must be at least 1h');
   if (settings.caValidityMs < 2 * settings.certValidityMs)
     throw new UsageError('--ca-validity must be at least twice --cert-validity');
   if (settings.syncIntervalMs < 1000) throw new UsageError('--cert-sync-interval must be at least 1s');
   return settings;
+}
+
+const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Why a --cert-host value cannot be a SAN of the serving certificate, or undefined when it can. */
+export function certHostProblem(host: string): string | undefined {
+  if (host.startsWith('[') || host.endsWith(']')) return 'has brackets (write an IPv6 address without them)';
+  if (host.includes(':') || /^[\d.]+$/.test(host)) {
+    // generateCertBundle and the certificate check read these shapes as IP addresses.
+    if (isIP(host) === 0 || host.includes('%')) return 'is not a valid IP address';
+    return undefined;
+  }
+  if (host.length > 253 || !host.split('.').every((label) => DNS_LABEL_RE.test(label)))
+    return "is neither an IP address nor a DNS name (lowercase letters, digits, '-' and '.')";
+  return undefined;
+}
+
+/** The serving certificate's SANs: the Service's DNS names, then the --cert-host values not among them. */
+export function selfManagedHosts(s: SelfManagedSettings): string[] {
+  const hosts = serviceHosts(s.service, s.namespace);
+  return [...hosts, ...s.extraHosts.filter((h) => !hosts.includes(h))];
 }
 
 /** Starts the self-managed certificates with the webhook's API credentials. */
@@ -130,6 +170,7 @@ export async function startSelfManagedFromSettings(
       namespace: s.namespace,
       secret: s.secretName,
       webhookConfig: s.webhookConfigName,
+      extraHosts: s.extraHosts.length > 0 ? s.extraHosts : undefined,
       server: kc.getCurrentCluster()?.server,
     },
     'self-managed certificates: setting up',
@@ -140,7 +181,7 @@ export async function startSelfManagedFromSettings(
       secretName: s.secretName,
       webhookConfigName: s.webhookConfigName,
     }),
-    hosts: serviceHosts(s.service, s.namespace),
+    hosts: selfManagedHosts(s),
     replica: s.replica,
     log,
     certValidityMs: s.certValidityMs,

@@ -13,6 +13,7 @@ import {
   replicaKey,
   secretContent,
   SERVED_PREFIX,
+  splitPemCerts,
   type CertPolicy,
   type CertState,
   type KeyPair,
@@ -62,6 +63,16 @@ export interface SelfManagedCerts extends TlsSource {
 const DAY_MS = 86_400_000;
 const MAX_ATTEMPTS = 10;
 
+/**
+ * A CA bundle as readCertState reads it back from the Secret (each certificate cut by splitPemCerts, ending in
+ * a newline; the generated PEMs have none). Built any other way, the caBundle a replica writes from a state it
+ * made and the one a replica writes from its read of the Secret differ in bytes, and the second rewrites the
+ * webhook configuration for nothing.
+ */
+function bundleOf(...cas: string[]): string[] {
+  return cas.flatMap(splitPemCerts);
+}
+
 export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<SelfManagedCerts> {
   const { api, log, hosts } = opts;
   const syncIntervalMs = opts.syncIntervalMs ?? 30_000;
@@ -104,7 +115,7 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     return {
       ca,
       serving: await issueServing(ca),
-      bundle: [ca.cert],
+      bundle: bundleOf(ca.cert),
       nextCa: undefined,
       phase: 'none',
       phaseSince: undefined,
@@ -131,7 +142,7 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         return {
           ...state,
           nextCa,
-          bundle: [state.ca.cert, nextCa.cert],
+          bundle: bundleOf(state.ca.cert, nextCa.cert),
           phase: 'trust-new',
           phaseSince: now,
           generation: nextGeneration(state.generation),
@@ -153,7 +164,7 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         const served = new Map([...state.served].filter(([, ack]) => ack.fingerprint === current));
         return {
           ...state,
-          bundle: [state.ca.cert],
+          bundle: bundleOf(state.ca.cert),
           phase: 'none',
           phaseSince: undefined,
           generation: nextGeneration(state.generation),

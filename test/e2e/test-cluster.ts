@@ -40,6 +40,14 @@ export interface WebhookHandle {
   start(): Promise<void>;
 }
 
+/** Where a rendered MutatingWebhookConfiguration sends its reviews. */
+export interface WebhookTarget {
+  /** https://127.0.0.1:PORT; each webhook's Service path is appended. */
+  url: string;
+  /** base64 PEM; left out of the configuration when undefined. */
+  caBundle?: string;
+}
+
 export interface TestCluster {
   readonly controlPlane: ControlPlane;
   /** An admin kubeconfig. */
@@ -52,8 +60,11 @@ export interface TestCluster {
   /**
    * Renders a deploy/ overlay, points its MutatingWebhookConfiguration at the test's webhook (url + caBundle,
    * see the file comment) and applies it with `kubectl apply --server-side`. Returns the objects applied.
+   * `target` points it at another webhook on 127.0.0.1 instead (e.g. the webhook process on a port chosen
+   * first); without a caBundle there the field is left out, for a webhook that writes it itself
+   * (--self-managed-certs).
    */
-  install(overlay: string): Promise<KubeObject[]>;
+  install(overlay: string, target?: WebhookTarget): Promise<KubeObject[]>;
   /**
    * Applies `rbac` (Roles and RoleBindings) and asks the TokenRequest API for a token of the ServiceAccount,
    * bound to `pod` as the kubelet's projected token is.
@@ -142,12 +153,20 @@ export function assertNoServiceCalls(objects: KubeObject[]): void {
   }
 }
 
-/** The rendered configuration with every webhook called at `base` + its Service path, trusting `caBundle`. */
-export function pointWebhooksAt(config: KubeObject, base: string, caBundle: string): KubeObject {
+/**
+ * The rendered configuration with every webhook called at `base` + its Service path, trusting `caBundle`
+ * (no caBundle when it is undefined). `base` must be a loopback URL: tests send traffic to 127.0.0.1 only.
+ */
+export function pointWebhooksAt(config: KubeObject, base: string, caBundle: string | undefined): KubeObject {
+  if (!base.startsWith('https://127.0.0.1:'))
+    throw new Error(`webhook url ${base}: tests call https://127.0.0.1:<port> only`);
   const copy = structuredClone(config);
   for (const webhook of copy.webhooks as Array<{ clientConfig: Record<string, unknown> }>) {
     const service = webhook.clientConfig.service as { path?: string } | undefined;
-    webhook.clientConfig = { url: `${base}${service?.path ?? '/'}`, caBundle };
+    webhook.clientConfig = {
+      url: `${base}${service?.path ?? '/'}`,
+      ...(caBundle === undefined ? {} : { caBundle }),
+    };
   }
   return copy;
 }
@@ -198,9 +217,9 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
     dir,
     webhook: hook,
     kubectl,
-    install: async (overlay) => {
+    install: async (overlay, target = { url: hook.url, caBundle: hook.caBundle }) => {
       const objects = (await renderKustomize(overlay)).map((o) =>
-        o.kind === 'MutatingWebhookConfiguration' ? pointWebhooksAt(o, hook.url, hook.caBundle) : o,
+        o.kind === 'MutatingWebhookConfiguration' ? pointWebhooksAt(o, target.url, target.caBundle) : o,
       );
       await applyServerSide(objects);
       return objects;

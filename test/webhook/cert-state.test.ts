@@ -99,6 +99,29 @@ describe('cert-state: reading the Secret and planning the next step', () => {
     });
   });
 
+  it('renews a serving certificate that misses a wanted IP address (--cert-host 127.0.0.1 added later)', async () => {
+    for (const ip of ['127.0.0.1', '::1'])
+      assert.deepEqual(
+        planStep(state, {
+          now: new Date(),
+          policy: { ...POLICY, hosts: [...HOSTS, ip] },
+          webhookGeneration: 7,
+        }),
+        { kind: 'renew-serving', reason: `the serving certificate does not cover ${ip}` },
+      );
+    // Once reissued with the addresses (same CA), it stays.
+    const withIps = await generateCertBundle({ hosts: [...HOSTS, '127.0.0.1', '::1'], ca: state.ca });
+    const reissued = { ...state, serving: { cert: withIps.cert, key: withIps.key } };
+    assert.deepEqual(
+      planStep(reissued, {
+        now: new Date(),
+        policy: { ...POLICY, hosts: [...HOSTS, '127.0.0.1', '::1'] },
+        webhookGeneration: 7,
+      }),
+      { kind: 'none' },
+    );
+  });
+
   it('renews with a third of the lifetime left, and starts a CA rotation with a third of the CA lifetime left', async () => {
     const later = (days: number): Date => new Date(Date.now() + days * 86_400_000);
     assert.equal(planStep(state, { now: later(240), policy: POLICY, webhookGeneration: 7 }).kind, 'none');

@@ -11,12 +11,19 @@ import { generate } from 'selfsigned';
 import { parseAllDocuments } from 'yaml';
 import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
+import { UsageError } from '../../src/shared/cli.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import { createCertApi } from '../../src/webhook/cert-api.ts';
+import {
+  certHostProblem,
+  selfManagedHosts,
+  selfManagedSettingsFromFlags,
+} from '../../src/webhook/cert-flags.ts';
 import { ANNOTATIONS, certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/webhook/cert-state.ts';
 import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/webhook/self-managed-certs.ts';
 import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
 import { runCli, startCli, type CliChild } from '../support/cli.ts';
+import { httpsRequest } from '../support/https.ts';
 import { kubeconfigYaml } from '../support/kube-apiserver/kubeconfig.ts';
 import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
 
@@ -237,12 +244,40 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       assert.ok(annotations[`${SERVED_PREFIX}${r.name}`], `${r.name} said which certificate it serves`);
   });
 
+  it('the caBundle is written once, as the Secret holds it: a replica that read the Secret finds nothing to change', async () => {
+    const patches = api.requests.filter(
+      (r) =>
+        r.method === 'PATCH' &&
+        r.path.endsWith(`/mutatingwebhookconfigurations/${WEBHOOK_CONFIG}`) &&
+        r.status === 200,
+    );
+    assert.equal(patches.length, 1, 'one caBundle write for one new CA');
+    const stored = secret().data?.['ca-bundle.crt'];
+    const mwc = api.get('mutatingwebhookconfigurations', undefined, WEBHOOK_CONFIG) as unknown as {
+      webhooks: Array<{ clientConfig: { caBundle?: string } }>;
+    };
+    for (const w of mwc.webhooks) assert.equal(w.clientConfig.caBundle, stored, 'byte for byte');
+    await Promise.all(replicas.map((r) => r.certs.sync()));
+    assert.equal(
+      api.requests.filter(
+        (r) => r.method === 'PATCH' && r.path.endsWith(`/mutatingwebhookconfigurations/${WEBHOOK_CONFIG}`),
+      ).length,
+      patches.length,
+      'another sync of every replica writes nothing',
+    );
+  });
+
   it('a replica that starts later reads the existing Secret and creates or replaces nothing', async () => {
     const posts = secretRequests('POST');
     const puts = secretRequests('PUT');
+    const webhookPatches = (): number =>
+      api.requests.filter((r) => r.method === 'PATCH' && r.path.includes('mutatingwebhookconfigurations'))
+        .length;
+    const patches = webhookPatches();
     const late = await startReplica('replica-late');
     assert.equal(secretRequests('POST'), posts);
     assert.equal(secretRequests('PUT'), puts);
+    assert.equal(webhookPatches(), patches, 'nor the caBundle');
     assert.equal(
       certFingerprint(late.certs.material.cert),
       certFingerprint(unb64(secret().data?.['tls.crt'])),
@@ -511,8 +546,78 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
     );
   });
 
+  it('--cert-host: a Secret whose certificate lacks the host gets a new serving certificate of the same CA', async () => {
+    const before = api.get('secrets', 'tools', 'hook-certs') as KubeObject & {
+      data?: Record<string, string>;
+    };
+    const caBefore = unb64(before.data?.['ca.crt']);
+    assert.equal(
+      new X509Certificate(unb64(before.data?.['tls.crt'])).checkIP('127.0.0.1'),
+      undefined,
+      'made without --cert-host',
+    );
+    proc = startCli(
+      [
+        'webhook',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--self-managed-certs',
+        '--kubeconfig',
+        join(dir, 'kubeconfig'),
+        '--cert-secret',
+        'hook-certs',
+        '--webhook-config',
+        'hook',
+        '--service',
+        'hook',
+        '--cert-host',
+        '127.0.0.1',
+        '--cert-host',
+        'hook.example.com',
+      ],
+      { env: { POD_NAMESPACE: 'tools', POD_NAME: 'hook-7d9f8-abcde' } },
+    );
+    const url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
+    const updated = await proc.waitForLog((l) => l.msg === 'certificate Secret updated');
+    assert.equal(updated.step, 'renew-serving');
+    assert.match(
+      String(updated.reason),
+      /the serving certificate does not cover (127\.0\.0\.1|hook\.example\.com)/,
+    );
+    const after = api.get('secrets', 'tools', 'hook-certs') as KubeObject & { data?: Record<string, string> };
+    assert.equal(unb64(after.data?.['ca.crt']), caBefore, 'the same CA: the caBundle stays valid');
+    assert.equal(after.data?.['ca-bundle.crt'], before.data?.['ca-bundle.crt']);
+    assert.equal(
+      proc.stdout().includes('caBundle written'),
+      false,
+      'the webhook configuration already held the bundle: not written again',
+    );
+    const leaf = new X509Certificate(unb64(after.data?.['tls.crt']));
+    assert.ok(leaf.checkIP('127.0.0.1'));
+    assert.ok(leaf.checkHost('hook.example.com', { subject: 'never' }));
+    for (const host of serviceHosts('hook', 'tools'))
+      assert.ok(leaf.checkHost(host, { subject: 'never' }), `still ${host}`);
+    // A client that calls the address itself (no Service name) verifies the certificate with the caBundle's CA.
+    const res = await httpsRequest(`${url}/mutate`, {
+      ca: caBefore,
+      method: 'POST',
+      body: await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8'),
+    });
+    assert.equal(res.status, 200);
+    proc.child.kill('SIGTERM');
+    assert.equal((await proc.exited).code, 0);
+  });
+
   for (const [args, env, message] of [
     [['--cert-secret', 'x'], {}, /--cert-secret applies only with --self-managed-certs/],
+    [['--cert-host', '127.0.0.1'], {}, /--cert-host applies only with --self-managed-certs/],
+    [
+      ['--self-managed-certs', '--namespace', 'tools', '--cert-host', 'Hook.Example.com'],
+      {},
+      /--cert-host "Hook\.Example\.com" is neither an IP address nor a DNS name .*: give the host name or IP address of the url the webhook configuration calls/,
+    ],
     [
       ['--self-managed-certs'],
       { POD_NAMESPACE: '' },
@@ -534,6 +639,78 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
       const { code, stderr } = await runCli(['webhook', ...args], { env });
       assert.equal(code, 2);
       assert.match(stderr, message);
+    });
+  }
+});
+
+describe('selfManagedSettingsFromFlags: --cert-host', () => {
+  const base = { 'self-managed-certs': true, namespace: 'tools' } as const;
+
+  it('adds each value once to the Service names, in the order given', () => {
+    const settings = selfManagedSettingsFromFlags(
+      {
+        ...base,
+        'cert-host': ['127.0.0.1', 'hook.example.com', '::1', '127.0.0.1', 'config-reloader-injector'],
+      },
+      {},
+    );
+    assert.ok(settings);
+    assert.deepEqual(settings.extraHosts, [
+      '127.0.0.1',
+      'hook.example.com',
+      '::1',
+      'config-reloader-injector',
+    ]);
+    assert.deepEqual(selfManagedHosts(settings), [
+      ...serviceHosts('config-reloader-injector', 'tools'),
+      '127.0.0.1',
+      'hook.example.com',
+      '::1',
+    ]);
+  });
+
+  it('without it, the certificate names only the Service', () => {
+    const settings = selfManagedSettingsFromFlags(base, {});
+    assert.ok(settings);
+    assert.deepEqual(settings.extraHosts, []);
+    assert.deepEqual(selfManagedHosts(settings), serviceHosts('config-reloader-injector', 'tools'));
+  });
+
+  it('accepts DNS names and IPv4/IPv6 addresses', () => {
+    for (const host of [
+      '10.0.0.5',
+      '::1',
+      '2001:db8::5',
+      'webhook',
+      'webhook.example.com',
+      'a-1.b-2.internal',
+    ])
+      assert.equal(certHostProblem(host), undefined, host);
+  });
+
+  for (const [host, problem] of [
+    ['[::1]', /has brackets \(write an IPv6 address without them\)/],
+    ['1.2.3', /is not a valid IP address/],
+    ['10.0.0.256', /is not a valid IP address/],
+    ['fe80::1%eth0', /is not a valid IP address/],
+    ['Webhook.example.com', /is neither an IP address nor a DNS name/],
+    ['*.example.com', /is neither an IP address nor a DNS name/],
+    ['example.com.', /is neither an IP address nor a DNS name/],
+    ['https://10.0.0.5:8443', /is not a valid IP address/],
+    ['-bad.example.com', /is neither an IP address nor a DNS name/],
+    ['', /is neither an IP address nor a DNS name/],
+  ] as const) {
+    it(`rejects ${JSON.stringify(host)}, naming the flag and the fix`, () => {
+      assert.throws(
+        () => selfManagedSettingsFromFlags({ ...base, 'cert-host': [host] }, {}),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError);
+          assert.ok(err.message.startsWith(`--cert-host ${JSON.stringify(host)} `), err.message);
+          assert.match(err.message, problem);
+          assert.match(err.message, /e\.g\. --cert-host 10\.0\.0\.5 or --cert-host webhook\.example\.com$/);
+          return true;
+        },
+      );
     });
   }
 });
