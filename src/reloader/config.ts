@@ -1,5 +1,5 @@
 import type { LevelWithSilent } from 'pino';
-import { parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
+import { findKubeconfig, parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { isLogLevel } from '../shared/log.ts';
 import { parseSourceSpec, SourceSpecError, type SourceSpec } from '../shared/source-spec.ts';
 
@@ -48,7 +48,8 @@ Flags:
                                    optional=true, defaultMode=0644, gunzip=true, item=KEY:PATH[:MODE] (repeatable)
   --namespace NAME                 namespace of every source (default $POD_NAMESPACE, else the kubeconfig
                                    context's namespace, else the in-cluster namespace file)
-  --kubeconfig FILE                kubeconfig to use (default $KUBECONFIG, else the in-cluster service account)
+  --kubeconfig FILE                kubeconfig to use (default $KUBECONFIG's first file, else the in-cluster
+                                   service account, else ~/.kube/config; the webhook looks in the same order)
   --reload-url URL                 http(s) URL called after each change (default: none, files only)
   --reload-method METHOD           HTTP method of the reload request (default POST)
   --reload-timeout DURATION        timeout of one reload request (default 5s)
@@ -166,19 +167,12 @@ function parseReload(values: Record<string, unknown>): ReloadConfig | undefined 
 }
 
 function parseCluster(values: Record<string, unknown>, env: NodeJS.ProcessEnv): ClusterConfig {
-  const kubeconfig =
-    (values.kubeconfig as string | undefined) ?? env.KUBECONFIG?.split(':').find((p) => p !== '');
-  if (kubeconfig) return { mode: 'kubeconfig', path: kubeconfig };
-  const host = env.KUBERNETES_SERVICE_HOST;
-  if (!host) {
-    throw new UsageError(
-      'no --kubeconfig, no KUBECONFIG and not running in a cluster (KUBERNETES_SERVICE_HOST is unset)',
-    );
-  }
+  const source = findKubeconfig(values.kubeconfig as string | undefined, env);
+  if (source.kind === 'file') return { mode: 'kubeconfig', path: source.path };
   return {
     mode: 'in-cluster',
-    host,
-    port: env.KUBERNETES_SERVICE_PORT || '443',
+    host: source.host,
+    port: source.port,
     serviceAccountDir: values['serviceaccount-dir'] as string,
   };
 }

@@ -80,11 +80,17 @@ export async function run(argv: string[]): Promise<number> {
   const kubeconfigPath = values.kubeconfig as string | undefined;
   if (kubeconfigPath && !selfManaged && !watchMissed)
     throw new UsageError('--kubeconfig applies only with --self-managed-certs or --watch-missed-injections');
-  let loaded: KubeConfig | undefined;
-  const kubeConfig = async (): Promise<KubeConfig> =>
-    (loaded ??= await loadKubeConfig(kubeconfigPath, process.env));
-
   const log = createLogger({ name: 'webhook', level });
+  let loaded: KubeConfig | undefined;
+  const kubeConfig = async (): Promise<KubeConfig> => {
+    if (!loaded) {
+      const { kubeConfig, origin } = await loadKubeConfig(kubeconfigPath, process.env);
+      log.info({ apiServer: kubeConfig.getCurrentCluster()?.server, via: origin }, 'Kubernetes API access');
+      loaded = kubeConfig;
+    }
+    return loaded;
+  };
+
   const host = values.host as string;
   // Credentials are loaded before anything listens, so a bad kubeconfig ends the process with its message.
   const watchKubeConfig = watchMissed ? await kubeConfig() : undefined;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -187,4 +188,155 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
     assert.equal(code, 2);
     assert.match(stderr, /--kubeconfig applies only with --self-managed-certs or --watch-missed-injections/);
   });
+});
+
+/** A kubeconfig for `server` (nothing needs to answer: the webhook loads it before listening). */
+const kubeconfigFor = (server: string, currentContext = 'ctx'): string =>
+  JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'c', cluster: { server, 'insecure-skip-tls-verify': false } }],
+    users: [{ name: 'u', user: { token: 'SECRET-TOKEN-4242' } }],
+    contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+    'current-context': currentContext,
+  });
+
+/**
+ * The webhook's API credentials come from the lookup the reloader uses too (src/shared/cli.ts findKubeconfig):
+ * --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config. Without a usable one it exits 2 before listening.
+ */
+describe('config-reloader-injector webhook: API credentials', () => {
+  let dir: string;
+  let home: string;
+  /** An environment with none of the places the lookup reads, HOME an empty directory. */
+  let bare: NodeJS.ProcessEnv;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'webhook-kubeconfig-'));
+    home = join(dir, 'home');
+    await mkdir(home);
+    bare = {
+      KUBECONFIG: undefined,
+      KUBERNETES_SERVICE_HOST: undefined,
+      KUBERNETES_SERVICE_PORT: undefined,
+      HOME: home,
+    };
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs the webhook to its exit, killing it (and failing) if it is still running after 20 s. */
+  async function exitOf(args: string[], env: NodeJS.ProcessEnv) {
+    const proc = startCli(args, { env });
+    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 20_000);
+    const { code, signal } = await proc.exited;
+    clearTimeout(timer);
+    assert.equal(signal, null, `still running after 20 s (stdout: ${proc.stdout().slice(-1500)})`);
+    return { code, stdout: proc.stdout(), stderr: proc.stderr() };
+  }
+
+  it('--watch-missed-injections with no kubeconfig anywhere: exit 2 with a message, before listening', async () => {
+    const { code, stdout, stderr } = await exitOf([...localWebhook(dir), '--watch-missed-injections'], bare);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      'error: no --kubeconfig, no KUBECONFIG and not running in a cluster (KUBERNETES_SERVICE_HOST is unset), ' +
+        `and no ${join(home, '.kube', 'config')}: there is no Kubernetes API to talk to; give --kubeconfig FILE\n`,
+    );
+    assert.doesNotMatch(stdout, /webhook listening/);
+  });
+
+  it('--self-managed-certs with no kubeconfig anywhere: the same exit 2', async () => {
+    const { code, stderr } = await exitOf(
+      [...localWebhook(dir), '--self-managed-certs', '--namespace', 'config-reloader-injector'],
+      bare,
+    );
+    assert.equal(code, 2);
+    assert.match(stderr, /^error: no --kubeconfig, no KUBECONFIG and not running in a cluster/);
+  });
+
+  it(
+    'in a cluster (KUBERNETES_SERVICE_HOST set) without the service account token: exit 2 naming the file',
+    { skip: existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token') && 'this machine has one' },
+    async () => {
+      const { code, stderr } = await exitOf([...localWebhook(dir), '--watch-missed-injections'], {
+        ...bare,
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        KUBERNETES_SERVICE_PORT: '1',
+      });
+      assert.equal(code, 2);
+      assert.match(
+        stderr,
+        /^error: running in a cluster \(KUBERNETES_SERVICE_HOST is set\) but \/var\/run\/secrets\/kubernetes\.io\/serviceaccount\/token cannot be read \(ENOENT\): .*give --kubeconfig\n$/,
+      );
+    },
+  );
+
+  for (const [name, text, message] of [
+    [
+      'no current cluster',
+      kubeconfigFor('https://127.0.0.1:1', 'nowhere'),
+      /no current-context, or its cluster is not defined/,
+    ],
+    [
+      'a plain HTTP server',
+      kubeconfigFor('http://127.0.0.1:1'),
+      /cluster "c" has the plain HTTP server http:\/\/127\.0\.0\.1:1, which the API client refuses; use https/,
+    ],
+  ] as const) {
+    it(`a kubeconfig with ${name}: exit 2 with a message, not an API client retrying forever`, async () => {
+      const file = join(dir, `kubeconfig-${name.replaceAll(' ', '-')}`);
+      await writeFile(file, text);
+      const { code, stdout, stderr } = await exitOf(
+        [...localWebhook(dir), '--watch-missed-injections', '--kubeconfig', file],
+        bare,
+      );
+      assert.equal(code, 2);
+      assert.ok(
+        stderr.startsWith(`error: cannot load the API credentials from --kubeconfig ${file}: `),
+        stderr,
+      );
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr + stdout, /SECRET-TOKEN/);
+      assert.doesNotMatch(stdout, /webhook listening/);
+    });
+  }
+
+  for (const c of [
+    {
+      name: '$KUBECONFIG before the in-cluster service account',
+      env: (file: string) => ({
+        ...bare,
+        KUBECONFIG: `:${file}:/elsewhere`,
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      }),
+      via: (file: string) => `${file} (KUBECONFIG), context ctx`,
+    },
+    {
+      name: '~/.kube/config when nothing else is there',
+      env: () => bare,
+      via: () => `${join(home, '.kube', 'config')} (~/.kube/config), context ctx`,
+    },
+  ]) {
+    it(`looks up ${c.name}, and logs where the credentials came from`, async () => {
+      const file = join(dir, 'kubeconfig-env');
+      await writeFile(file, kubeconfigFor('https://127.0.0.1:1'));
+      await mkdir(join(home, '.kube'), { recursive: true });
+      await writeFile(join(home, '.kube', 'config'), kubeconfigFor('https://127.0.0.1:1'));
+      const proc = startCli([...localWebhook(dir), '--watch-missed-injections'], { env: c.env(file) });
+      try {
+        const line = await proc.waitForLog((l) => l.msg === 'Kubernetes API access');
+        assert.equal(line.via, c.via(file));
+        assert.equal(line.apiServer, 'https://127.0.0.1:1');
+        await proc.waitForLog((l) => l.msg === 'webhook listening');
+        proc.child.kill('SIGTERM');
+        assert.equal((await proc.exited).code, 0);
+      } finally {
+        if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+        await rm(join(home, '.kube'), { recursive: true, force: true });
+      }
+    });
+  }
 });

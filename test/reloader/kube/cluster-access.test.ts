@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { loadClusterAccess } from '../../../src/reloader/kube/cluster-access.ts';
 import { BearerToken } from '../../../src/reloader/kube/token.ts';
 import { UsageError } from '../../../src/shared/cli.ts';
+import { runCli } from '../../support/cli.ts';
 
 function kubeconfig(
   cluster: Record<string, unknown>,
@@ -192,5 +193,91 @@ void describe('BearerToken', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/**
+ * Which kubeconfig the reloader process uses: the lookup the webhook shares (src/shared/cli.ts findKubeconfig),
+ * --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config; none is exit 2 before anything starts.
+ */
+void describe('the reloader process: where its API credentials come from', () => {
+  let dir: string;
+  let home: string;
+  let bare: NodeJS.ProcessEnv;
+  /** Nothing listens on port 1: the reloader logs where it connects, then --once gives up and exits 1. */
+  const unreachable = stringify(
+    kubeconfig({ server: 'https://127.0.0.1:1' }, { token: 't' }, { namespace: 'shop' }),
+  );
+  const once = (): string[] => [
+    'reloader',
+    '--source',
+    `secret/app=${join(dir, 'out')}`,
+    '--once',
+    '--once-timeout',
+    '500ms',
+    '--listen',
+    '127.0.0.1:0',
+  ];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'reloader-lookup-'));
+    home = join(dir, 'home');
+    await mkdir(join(home, '.kube'), { recursive: true });
+    bare = {
+      KUBECONFIG: undefined,
+      KUBERNETES_SERVICE_HOST: undefined,
+      KUBERNETES_SERVICE_PORT: undefined,
+      POD_NAMESPACE: undefined,
+      HOME: join(dir, 'empty-home'),
+    };
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const via = (stdout: string): unknown =>
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg?: string; via?: string })
+      .find((l) => l.msg === 'starting')?.via;
+
+  void it('none: exit 2 with the message the webhook gives too', async () => {
+    const { code, stderr } = await runCli(once(), { env: bare });
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      'error: no --kubeconfig, no KUBECONFIG and not running in a cluster (KUBERNETES_SERVICE_HOST is unset), ' +
+        `and no ${join(dir, 'empty-home', '.kube', 'config')}: there is no Kubernetes API to talk to; give --kubeconfig FILE\n`,
+    );
+  });
+
+  void it('~/.kube/config when nothing else is there', async () => {
+    await writeFile(join(home, '.kube', 'config'), unreachable);
+    const { code, stdout } = await runCli(once(), { env: { ...bare, HOME: home } });
+    assert.equal(code, 1);
+    assert.equal(via(stdout), `kubeconfig ${join(home, '.kube', 'config')} (context ctx)`);
+  });
+
+  void it('$KUBECONFIG before the in-cluster service account and before ~/.kube/config', async () => {
+    await writeFile(join(dir, 'env-kubeconfig'), unreachable);
+    const { code, stdout } = await runCli(once(), {
+      env: {
+        ...bare,
+        HOME: home,
+        KUBECONFIG: join(dir, 'env-kubeconfig'),
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      },
+    });
+    assert.equal(code, 1);
+    assert.equal(via(stdout), `kubeconfig ${join(dir, 'env-kubeconfig')} (context ctx)`);
+  });
+
+  void it('the in-cluster service account before ~/.kube/config', async () => {
+    const { code, stderr } = await runCli([...once(), '--serviceaccount-dir', join(dir, 'no-sa')], {
+      env: { ...bare, HOME: home, KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '1' },
+    });
+    assert.equal(code, 2);
+    assert.match(stderr, /^error: cannot read the in-cluster CA /);
   });
 });
