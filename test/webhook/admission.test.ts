@@ -7,8 +7,11 @@ import { encodeReview, review, type AdmissionReviewResponse } from '../../src/we
 import { validatePod } from '../support/pod-validation.ts';
 
 const SAMPLE = readFileSync(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
-const sample = (): { apiVersion: string; kind: string; request: Record<string, unknown> & { object: Record<string, any> } } =>
-  JSON.parse(SAMPLE);
+const sample = (): {
+  apiVersion: string;
+  kind: string;
+  request: Record<string, unknown> & { object: Record<string, any> };
+} => JSON.parse(SAMPLE);
 
 function ok(answer: ReturnType<typeof review>): AdmissionReviewResponse['response'] {
   assert.equal(answer.statusCode, 200, answer.statusCode === 400 ? answer.message : '');
@@ -20,10 +23,22 @@ describe('review: the AdmissionReview envelope', () => {
     ['a non-object body', 'hello', 'not a JSON object'],
     ['an array', [], 'not a JSON object'],
     ['another kind', { ...sample(), kind: 'ConversionReview' }, 'not AdmissionReview'],
-    ['admission.k8s.io/v1beta1', { ...sample(), apiVersion: 'admission.k8s.io/v1beta1' }, 'admissionReviewVersions: [v1]'],
+    [
+      'admission.k8s.io/v1beta1',
+      { ...sample(), apiVersion: 'admission.k8s.io/v1beta1' },
+      'admissionReviewVersions: [v1]',
+    ],
     ['no request', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, 'no request object'],
-    ['a request without uid', { ...sample(), request: { ...sample().request, uid: undefined } }, 'request.uid'],
-    ['a Pod CREATE without object', { ...sample(), request: { ...sample().request, object: null } }, 'request.object'],
+    [
+      'a request without uid',
+      { ...sample(), request: { ...sample().request, uid: undefined } },
+      'request.uid',
+    ],
+    [
+      'a Pod CREATE without object',
+      { ...sample(), request: { ...sample().request, object: null } },
+      'request.object',
+    ],
   ] as const) {
     it(`answers 400 with a message for ${what}`, () => {
       const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
@@ -129,7 +144,12 @@ describe('encodeReview', () => {
   };
   for (const [what, body, optIn, decision] of [
     ['a patch', sample(), 'annotation', 'injected'],
-    ['a patch with warnings', annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation', 'injected'],
+    [
+      'a patch with warnings',
+      annotated({ 'config-reloader.io/mount-path': '/etc/x' }),
+      'annotation',
+      'injected',
+    ],
     ['a skip', annotated({ 'config-reloader.io/inject': 'false' }), 'namespace', 'skipped'],
     ['a denial', annotated({ 'config-reloader.io/port': 'nope' }), 'annotation', 'denied'],
     ['a skip with a warning', nothingToSync(), 'annotation', 'skipped'],
@@ -139,13 +159,18 @@ describe('encodeReview', () => {
       assert.equal(answer.statusCode, 200);
       if (answer.statusCode !== 200) return;
       assert.equal(answer.summary.decision, decision);
-      if (what.includes('warning')) assert.ok(answer.body.response.warnings?.length, 'the case has a warning');
+      if (what.includes('warning'))
+        assert.ok(answer.body.response.warnings?.length, 'the case has a warning');
       assert.equal(encodeReview(answer.body), JSON.stringify(answer.body));
     });
   }
 
   it('keeps the patch last in the response, where encodeReview puts it', () => {
-    const answer = review(annotated({ 'config-reloader.io/mount-path': '/etc/x' }), 'annotation', DEFAULT_INJECTOR_CONFIG);
+    const answer = review(
+      annotated({ 'config-reloader.io/mount-path': '/etc/x' }),
+      'annotation',
+      DEFAULT_INJECTOR_CONFIG,
+    );
     assert.equal(answer.statusCode === 200 && answer.body.response.warnings?.length, 1);
     const response = (answer as { body: AdmissionReviewResponse }).body.response;
     assert.equal(Object.keys(response).at(-1), 'patch');
