@@ -23,7 +23,8 @@ export type OptIn = 'annotation' | 'namespace';
 export type InjectionOutcome =
   /** `error` is set only with reason INTERNAL_ERROR: the cause, for the webhook's log and metrics. */
   | { action: 'skip'; reason: string; warnings: string[]; error?: unknown }
-  | { action: 'deny'; message: string; warnings: string[] }
+  /** `message` lists every problem in `problems` (each `annotation: problem; fix`), or is the one problem. */
+  | { action: 'deny'; message: string; problems: string[]; warnings: string[] }
   | {
       action: 'patch';
       patch: Operation[];
@@ -67,8 +68,17 @@ function skip(reason: string, warnings: string[] = []): InjectionOutcome {
   return { action: 'skip', reason, warnings };
 }
 
-function deny(message: string, warnings: string[] = []): InjectionOutcome {
-  return { action: 'deny', message, warnings };
+function deny(problems: string[], warnings: string[] = []): InjectionOutcome {
+  return { action: 'deny', message: denialMessage(problems), problems, warnings };
+}
+
+/** One problem as it is; several as a numbered list under one line, so that one denial names every fix. */
+export function denialMessage(problems: string[]): string {
+  if (problems.length === 1) return problems[0] as string;
+  return [
+    `${problems.length} problems with the pod's config-reloader settings, fix each of them:`,
+    ...problems.map((problem, i) => `${i + 1}. ${problem}`),
+  ].join('\n');
 }
 
 function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): InjectionOutcome {
@@ -76,25 +86,28 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
   const annotations = readAnnotations(pod.metadata);
   if (annotations.get(ANNOTATIONS.status) === STATUS_INJECTED)
     return skip(`already injected (${ANNOTATIONS.status}: ${STATUS_INJECTED})`);
+  // Every problem is collected, so that one denial lists them all; the checks go on as if the pod had opted in.
+  const problems: string[] = [];
   const optedIn = checkOptIn(annotations.get(ANNOTATIONS.inject), ctx.optIn);
-  if (optedIn !== true) return optedIn;
+  if (typeof optedIn === 'string') problems.push(optedIn);
+  else if (optedIn !== true) return optedIn;
   const spec = pod.spec;
-  if (!isObject(spec) || objectsOf(spec.containers).length === 0) return skip('the pod has no containers');
+  if (!isObject(spec) || objectsOf(spec.containers).length === 0)
+    return problems.length > 0 ? deny(problems) : skip('the pod has no containers');
 
-  const conflict = reservedNameConflict(spec);
-  if (conflict !== undefined) return deny(conflict);
+  problems.push(...reservedNameConflicts(spec));
   const parsed = parseSettings(annotations, config);
-  if (!parsed.ok) return deny(parsed.message);
-  const { settings } = parsed;
+  problems.push(...parsed.problems);
+  const { settings, invalid } = parsed;
   const warnings = [...parsed.warnings];
 
   const tokenVolume = findTokenVolume(spec);
   const planned = planSources(spec, settings, tokenVolume);
-  if (!planned.ok) return deny(planned.message, warnings);
+  problems.push(...planned.problems);
   const { plan } = planned;
   warnings.push(...plan.warnings);
   const sources = plan.converted.length + plan.explicit.length;
-  if (sources === 0) {
+  if (sources === 0 && problems.length === 0) {
     // Namespace-wide injection reaches every pod; only a pod that asked for the sidecar hears that it has nothing to sync.
     const askedFor = annotations.get(ANNOTATIONS.inject)?.trim().toLowerCase() === 'true';
     if (!askedFor) return skip('nothing to sync', warnings);
@@ -104,15 +117,15 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
     return skip('nothing to sync', warnings);
   }
 
-  const targets = explicitTargets(spec, settings, plan);
-  if (typeof targets === 'string') return deny(targets, warnings);
+  const targets = explicitTargets(spec, settings, plan, invalid, problems);
   const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadPort));
   if (!port.ok) {
-    return deny(
+    problems.push(
       `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
-      warnings,
     );
   }
+  if (!port.ok || problems.length > 0) return deny(problems, warnings);
+
   warnings.push(...port.warnings);
   if (spec.hostNetwork === true) {
     warnings.push(
@@ -125,36 +138,49 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
   return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
 }
 
-function checkOptIn(value: string | undefined, optIn: OptIn): true | InjectionOutcome {
+/** true: opted in; a skip; or the problem with the annotation's value. */
+function checkOptIn(value: string | undefined, optIn: OptIn): true | InjectionOutcome | string {
   const normalised = value?.trim().toLowerCase() ?? '';
   if (normalised === 'true') return true;
   if (normalised === 'false') return skip(`opted out (${ANNOTATIONS.inject}: "false")`);
   if (normalised === '')
     return optIn === 'namespace' ? true : skip(`not opted in (no ${ANNOTATIONS.inject}: "true")`);
-  return deny(
-    `${ANNOTATIONS.inject}: "${value}" is neither "true" nor "false"; set it to "true" to inject the config-reloader sidecar or "false" to opt out`,
-  );
+  return `${ANNOTATIONS.inject}: "${value}" is neither "true" nor "false"; set it to "true" to inject the config-reloader sidecar or "false" to opt out`;
 }
 
-function reservedNameConflict(spec: JsonObject): string | undefined {
+function reservedNameConflicts(spec: JsonObject): string[] {
   const fix = `rename it (the name is reserved for the injected sidecar), or, if the sidecar was added on purpose, add the annotation ${ANNOTATIONS.status}: ${STATUS_INJECTED}`;
+  const problems: string[] = [];
   for (const list of CONTAINER_LISTS) {
     for (const container of objectsOf(spec[list])) {
       if (container.name === SIDECAR_CONTAINER || container.name === SIDECAR_INIT_CONTAINER) {
-        return `${ANNOTATIONS.status}: the pod already has a container named "${String(container.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`;
+        problems.push(
+          `${ANNOTATIONS.status}: the pod already has a container named "${String(container.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`,
+        );
       }
     }
   }
   for (const volume of objectsOf(spec.volumes)) {
     if (volume.name === SHARED_VOLUME || volume.name === TOKEN_VOLUME) {
-      return `${ANNOTATIONS.status}: the pod already has a volume named "${String(volume.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`;
+      problems.push(
+        `${ANNOTATIONS.status}: the pod already has a volume named "${String(volume.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`,
+      );
     }
   }
-  return undefined;
+  return problems;
 }
 
-/** The containers that mount the shared volume in explicit mode (empty without explicit sources), or why the annotation is wrong. */
-function explicitTargets(spec: JsonObject, settings: PodSettings, plan: SourcePlan): string[] | string {
+/**
+ * The containers that mount the shared volume in explicit mode (empty without explicit sources); what is wrong
+ * with config-reloader.io/containers or /mount-path goes to `problems`.
+ */
+function explicitTargets(
+  spec: JsonObject,
+  settings: PodSettings,
+  plan: SourcePlan,
+  invalid: ReadonlySet<string>,
+  problems: string[],
+): string[] {
   if (plan.explicit.length === 0) return [];
   const appNames = objectsOf(spec.containers)
     .map((c) => stringOf(c.name))
@@ -166,9 +192,13 @@ function explicitTargets(spec: JsonObject, settings: PodSettings, plan: SourcePl
     settings.containers !== undefined && settings.containers.length > 0 ? settings.containers : appNames;
   for (const name of targets) {
     if (!appNames.includes(name) && !initNames.includes(name)) {
-      return `${ANNOTATIONS.containers}: the pod has no container named "${name}"; list containers of the pod (here: ${[...initNames, ...appNames].join(', ')})`;
+      problems.push(
+        `${ANNOTATIONS.containers}: the pod has no container named "${name}"; list containers of the pod (here: ${[...initNames, ...appNames].join(', ')})`,
+      );
     }
   }
+  // An invalid mount path was reported already; the default that stands in for it would only add a second problem.
+  if (invalid.has(ANNOTATIONS.mountPath)) return targets;
   for (const container of [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)]) {
     if (!targets.includes(stringOf(container.name) ?? '')) continue;
     for (const mount of objectsOf(container.volumeMounts)) {
@@ -176,7 +206,9 @@ function explicitTargets(spec: JsonObject, settings: PodSettings, plan: SourcePl
         typeof mount.mountPath === 'string' &&
         mount.mountPath.replace(/(.)\/+$/, '$1') === settings.mountPath
       ) {
-        return `${ANNOTATIONS.mountPath}: container "${String(container.name)}" already mounts volume "${String(mount.name)}" at ${settings.mountPath}; choose another directory for the synced objects`;
+        problems.push(
+          `${ANNOTATIONS.mountPath}: container "${String(container.name)}" already mounts volume "${String(mount.name)}" at ${settings.mountPath}; choose another directory for the synced objects`,
+        );
       }
     }
   }
@@ -243,7 +275,9 @@ function mutate(original: JsonObject, build: Build): JsonObject {
   }
   if (plan.explicit.length > 0) {
     const anySecret = plan.explicit.some((source) => source.kind === 'secret');
-    draft.array(spec, 'volumes').push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
+    draft
+      .array(spec, 'volumes')
+      .push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
     volumeMounts.push({ name: SHARED_VOLUME, mountPath: SHARED_DIR });
     for (const list of ['initContainers', 'containers'] as const) {
       if (!Array.isArray(spec[list])) continue;

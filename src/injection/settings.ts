@@ -26,82 +26,102 @@ export interface PodSettings {
   containers?: string[];
 }
 
-export type SettingsResult =
-  { ok: true; settings: PodSettings; warnings: string[] } | { ok: false; message: string };
+/**
+ * The settings, and every problem found on the way: all of them, not only the first, so that one denial lists
+ * them all. A value with a problem is replaced by its default in `settings`, so that the checks after this one
+ * still run; a pod with any problem is denied, so those stand-ins never reach a sidecar.
+ */
+export interface SettingsResult {
+  settings: PodSettings;
+  warnings: string[];
+  /** `annotation: problem; fix`, one for each invalid value. */
+  problems: string[];
+  /** The annotations (or injector flags) that had a problem: checks that build on their value are skipped. */
+  invalid: ReadonlySet<string>;
+}
 
 const KNOWN = new Set<string>(Object.values(ANNOTATIONS));
 
-class Denial extends Error {}
+/** Collects `annotation: problem; fix` messages. */
+export class Problems {
+  readonly messages: string[] = [];
+  readonly invalid = new Set<string>();
 
-function deny(annotation: string, problem: string, fix: string): never {
-  throw new Denial(`${annotation}: ${problem}; ${fix}`);
+  add(annotation: string, problem: string, fix: string): void {
+    const message = `${annotation}: ${problem}; ${fix}`;
+    if (!this.messages.includes(message)) this.messages.push(message);
+    this.invalid.add(annotation);
+  }
 }
 
 export function parseSettings(annotations: Map<string, string>, config: InjectorConfig): SettingsResult {
   const warnings: string[] = [];
+  const problems = new Problems();
   // An empty annotation value means the same as no annotation.
   const get = (name: string): string | undefined => {
     const value = annotations.get(name)?.trim();
     return value === '' ? undefined : value;
   };
-  try {
-    for (const key of annotations.keys()) {
-      if (key.startsWith(ANNOTATION_PREFIX) && !KNOWN.has(key)) {
+  for (const key of annotations.keys()) {
+    if (key.startsWith(ANNOTATION_PREFIX) && !KNOWN.has(key)) {
+      warnings.push(`unknown annotation ${key} is ignored (see docs/annotations.md for the supported ones)`);
+    }
+  }
+  const secrets = objectNames(ANNOTATIONS.secrets, get(ANNOTATIONS.secrets), problems);
+  const configmaps = objectNames(ANNOTATIONS.configmaps, get(ANNOTATIONS.configmaps), problems);
+  const clash = secrets.find((name) => configmaps.includes(name));
+  if (clash !== undefined) {
+    problems.add(
+      ANNOTATIONS.configmaps,
+      `"${clash}" is also listed in ${ANNOTATIONS.secrets}, and both would be written to the same directory <mount-path>/${clash}`,
+      'list each name once, or mount one of them through a secret/configMap volume instead',
+    );
+  }
+  const explicit = secrets.length + configmaps.length > 0;
+  const mountPath = parseMountPath(get(ANNOTATIONS.mountPath), problems);
+  const containersValue = get(ANNOTATIONS.containers);
+  if (!explicit) {
+    for (const name of [ANNOTATIONS.mountPath, ANNOTATIONS.containers]) {
+      if (get(name) !== undefined) {
         warnings.push(
-          `unknown annotation ${key} is ignored (see docs/annotations.md for the supported ones)`,
+          `${name} is ignored: it applies only with ${ANNOTATIONS.secrets} or ${ANNOTATIONS.configmaps}`,
         );
       }
     }
-    const secrets = objectNames(ANNOTATIONS.secrets, get(ANNOTATIONS.secrets));
-    const configmaps = objectNames(ANNOTATIONS.configmaps, get(ANNOTATIONS.configmaps));
-    const clash = secrets.find((name) => configmaps.includes(name));
-    if (clash !== undefined) {
-      deny(
-        ANNOTATIONS.configmaps,
-        `"${clash}" is also listed in ${ANNOTATIONS.secrets}, and both would be written to the same directory <mount-path>/${clash}`,
-        'list each name once, or mount one of them through a secret/configMap volume instead',
-      );
-    }
-    const explicit = secrets.length + configmaps.length > 0;
-    const mountPath = parseMountPath(get(ANNOTATIONS.mountPath));
-    const containersValue = get(ANNOTATIONS.containers);
-    if (!explicit) {
-      for (const name of [ANNOTATIONS.mountPath, ANNOTATIONS.containers]) {
-        if (get(name) !== undefined) {
-          warnings.push(
-            `${name} is ignored: it applies only with ${ANNOTATIONS.secrets} or ${ANNOTATIONS.configmaps}`,
-          );
-        }
-      }
-    }
-    const volumesValue = get(ANNOTATIONS.volumes);
-    const reload = parseReload(get(ANNOTATIONS.reloadUrl), get(ANNOTATIONS.reloadMethod), config, warnings);
-    const settings: PodSettings = {
-      sidecarMode: parseSidecarMode(get(ANNOTATIONS.sidecarMode), config.sidecarMode),
-      ...parsePort(get(ANNOTATIONS.port), config.port),
-      resources: parseResources(get, config),
-      ...reload,
-      gunzip: parseBoolean(ANNOTATIONS.gunzip, get(ANNOTATIONS.gunzip)),
-      secrets,
-      configmaps,
-      mountPath,
-    };
-    const logLevel = parseLogLevel(get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel);
-    if (logLevel !== undefined) settings.logLevel = logLevel;
-    if (volumesValue !== undefined) settings.volumes = parseList(volumesValue);
-    if (containersValue !== undefined) settings.containers = parseList(containersValue);
-    return { ok: true, settings, warnings };
-  } catch (err) {
-    if (err instanceof Denial) return { ok: false, message: err.message };
-    throw err;
   }
+  const volumesValue = get(ANNOTATIONS.volumes);
+  const reload = parseReload(
+    get(ANNOTATIONS.reloadUrl),
+    get(ANNOTATIONS.reloadMethod),
+    config,
+    warnings,
+    problems,
+  );
+  const modeValue = get(ANNOTATIONS.sidecarMode);
+  const sidecarMode = parseSidecarMode(modeValue, problems);
+  const settings: PodSettings = {
+    sidecarMode: sidecarMode ?? config.sidecarMode,
+    ...parsePort(get(ANNOTATIONS.port), config.port, problems),
+    resources: parseResources(get, config, problems),
+    ...reload,
+    gunzip: parseBoolean(ANNOTATIONS.gunzip, get(ANNOTATIONS.gunzip), problems),
+    secrets,
+    configmaps,
+    mountPath,
+  };
+  const logLevel = parseLogLevel(get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel, problems);
+  if (logLevel !== undefined) settings.logLevel = logLevel;
+  if (volumesValue !== undefined) settings.volumes = parseList(volumesValue);
+  if (containersValue !== undefined) settings.containers = parseList(containersValue);
+  return { settings, warnings, problems: problems.messages, invalid: problems.invalid };
 }
 
-function objectNames(annotation: string, value: string | undefined): string[] {
+/** The names as listed, invalid ones included: they are reported, and keep the pod in explicit mode for the checks after this one. */
+function objectNames(annotation: string, value: string | undefined, problems: Problems): string[] {
   const names = parseList(value);
   for (const name of names) {
     if (!isValidObjectName(name)) {
-      deny(
+      problems.add(
         annotation,
         `"${name}" is not a valid object name`,
         'use the names of the objects as comma-separated lowercase DNS names, for example "app-config,app-tls"',
@@ -111,58 +131,73 @@ function objectNames(annotation: string, value: string | undefined): string[] {
   return names;
 }
 
-function parseMountPath(value: string | undefined): string {
+function parseMountPath(value: string | undefined, problems: Problems): string {
   if (value === undefined) return DEFAULT_MOUNT_PATH;
   const path = value.length > 1 ? value.replace(/\/+$/, '') : value;
   if (!path.startsWith('/') || path === '/' || path.split('/').includes('..') || path.includes(':')) {
-    deny(
+    problems.add(
       ANNOTATIONS.mountPath,
       `"${value}" is not an absolute directory path`,
       `use a path such as ${DEFAULT_MOUNT_PATH} (no "..", no ":", not "/")`,
     );
+    return DEFAULT_MOUNT_PATH;
   }
   return path;
 }
 
-function parseSidecarMode(value: string | undefined, fallback: 'native' | 'legacy'): 'native' | 'legacy' {
-  if (value === undefined) return fallback;
+/** The annotation's mode; undefined when it is absent or invalid (the flag's mode applies). */
+function parseSidecarMode(value: string | undefined, problems: Problems): 'native' | 'legacy' | undefined {
+  if (value === undefined) return undefined;
   const mode = value.toLowerCase();
   if (mode !== 'native' && mode !== 'legacy') {
-    deny(
+    problems.add(
       ANNOTATIONS.sidecarMode,
       `"${value}" is not a sidecar mode`,
       'use "native" (Kubernetes 1.29 and later) or "legacy"',
     );
+    return undefined;
   }
   return mode;
 }
 
-function parsePort(value: string | undefined, fallback: number): { port: number; portFixed: boolean } {
+function parsePort(
+  value: string | undefined,
+  fallback: number,
+  problems: Problems,
+): { port: number; portFixed: boolean } {
   if (value === undefined) return { port: fallback, portFixed: false };
   const port = Number(value);
   if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
-    deny(
+    problems.add(
       ANNOTATIONS.port,
       `"${value}" is not a port number from 1 to 65535`,
       'set a port that no container of the pod uses, or remove the annotation to let the injector pick one',
     );
+    return { port: fallback, portFixed: false };
   }
   return { port, portFixed: true };
 }
 
-function parseBoolean(annotation: string, value: string | undefined): boolean {
+function parseBoolean(annotation: string, value: string | undefined, problems: Problems): boolean {
   if (value === undefined) return false;
   const lower = value.toLowerCase();
-  if (lower !== 'true' && lower !== 'false')
-    deny(annotation, `"${value}" is neither "true" nor "false"`, 'set it to "true" or "false"');
+  if (lower !== 'true' && lower !== 'false') {
+    problems.add(annotation, `"${value}" is neither "true" nor "false"`, 'set it to "true" or "false"');
+    return false;
+  }
   return lower === 'true';
 }
 
-function parseLogLevel(value: string | undefined): string | undefined {
+function parseLogLevel(value: string | undefined, problems: Problems): string | undefined {
   if (value === undefined) return undefined;
   const level = value.toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-    deny(ANNOTATIONS.logLevel, `"${value}" is not a log level`, `use one of ${LOG_LEVELS.join(', ')}`);
+    problems.add(
+      ANNOTATIONS.logLevel,
+      `"${value}" is not a log level`,
+      `use one of ${LOG_LEVELS.join(', ')}`,
+    );
+    return undefined;
   }
   return level;
 }
@@ -172,29 +207,32 @@ function parseReload(
   methodValue: string | undefined,
   config: InjectorConfig,
   warnings: string[],
+  problems: Problems,
 ): { reloadUrl?: string; reloadPort?: number; reloadMethod: ReloadMethod } {
   let reloadMethod: ReloadMethod = 'POST';
   if (methodValue !== undefined) {
     const method = parseReloadMethod(methodValue);
     if (method === undefined) {
-      deny(
+      problems.add(
         ANNOTATIONS.reloadMethod,
         `"${methodValue}" is not a supported HTTP method`,
         `use one of ${RELOAD_METHODS.join(', ')}`,
       );
+    } else {
+      reloadMethod = method;
     }
-    reloadMethod = method;
     if (urlValue === undefined)
       warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
   }
   if (urlValue === undefined) return { reloadMethod };
   const check = checkReloadUrl(urlValue, config.allowedReloadHosts);
   if (!check.ok) {
-    deny(
+    problems.add(
       ANNOTATIONS.reloadUrl,
       check.problem,
       "set it to the http(s) URL of the app's reload endpoint inside the pod, for example http://127.0.0.1:8429/-/reload",
     );
+    return { reloadMethod };
   }
   return { reloadUrl: check.url, reloadPort: check.port, reloadMethod };
 }
@@ -211,6 +249,7 @@ const RESOURCE_SOURCES: { key: ResourceKey; annotation: string; flag: string }[]
 function parseResources(
   get: (name: string) => string | undefined,
   config: InjectorConfig,
+  problems: Problems,
 ): PodSettings['resources'] {
   const values: Partial<Record<ResourceKey, { text: string; value: number; origin: string }>> = {};
   for (const { key, annotation, flag } of RESOURCE_SOURCES) {
@@ -219,8 +258,10 @@ function parseResources(
     if (text === undefined) continue;
     const origin = fromPod !== undefined ? annotation : `the injector flag ${flag}`;
     const value = parseQuantity(text);
-    if (value === undefined || value < 0)
-      deny(origin, quantityProblem(text) as string, 'fix the value or remove it to use the default');
+    if (value === undefined || value < 0) {
+      problems.add(origin, quantityProblem(text) as string, 'fix the value or remove it to use the default');
+      continue;
+    }
     values[key] = { text, value, origin };
   }
   for (const [request, limit, resource] of [
@@ -229,7 +270,7 @@ function parseResources(
   ] as const) {
     if (request !== undefined && limit !== undefined && request.value > limit.value) {
       const culprit = limit.origin.startsWith(ANNOTATION_PREFIX) ? limit.origin : request.origin;
-      deny(
+      problems.add(
         culprit,
         `the ${resource} request ${request.text} (from ${request.origin}) is greater than the ${resource} limit ${limit.text} (from ${limit.origin})`,
         `set config-reloader.io/${resource}-request and config-reloader.io/${resource}-limit so that the request is not above the limit`,

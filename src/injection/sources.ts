@@ -28,7 +28,11 @@ export interface SourcePlan {
   warnings: string[];
 }
 
-export type PlanResult = { ok: true; plan: SourcePlan } | { ok: false; message: string };
+/** The plan, and every problem with config-reloader.io/volumes (all of them; any one denies the pod). */
+export interface PlanResult {
+  plan: SourcePlan;
+  problems: string[];
+}
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -43,6 +47,7 @@ export function planSources(
   tokenVolume: string | undefined,
 ): PlanResult {
   const warnings: string[] = [];
+  const problems: string[] = [];
   const volumes = objectsOf(spec.volumes);
   const byName = new Map(volumes.map((v) => [stringOf(v.name), v]));
   const explicitMode = settings.secrets.length + settings.configmaps.length > 0;
@@ -54,12 +59,13 @@ export function planSources(
         volume === undefined
           ? 'no volume of the pod'
           : 'a volume that is neither a secret nor a configMap volume';
-      return deny(`"${name}" is ${kind}`, listFix(volumes, tokenVolume));
-    }
-    if (name === tokenVolume) {
-      return deny(
-        `"${name}" holds the pod's service-account token, which the sidecar itself needs`,
-        listFix(volumes, tokenVolume),
+      problems.push(problem(`"${name}" is ${kind}`, listFix(volumes, tokenVolume)));
+    } else if (name === tokenVolume) {
+      problems.push(
+        problem(
+          `"${name}" holds the pod's service-account token, which the sidecar itself needs`,
+          listFix(volumes, tokenVolume),
+        ),
       );
     }
   }
@@ -68,16 +74,18 @@ export function planSources(
   for (const volume of volumes) {
     const name = stringOf(volume.name);
     if (name === undefined || !(isObject(volume.secret) || isObject(volume.configMap))) continue;
-    if (named ? !named.has(name) : explicitMode || name === tokenVolume) continue;
+    if (named ? !named.has(name) || name === tokenVolume : explicitMode || name === tokenVolume) continue;
     const result = convertible(volume, name);
     if (typeof result === 'string') {
       // Only a volume the annotation names is worth a denial; others stay as the kubelet mounts them.
       if (named)
-        return deny(
-          `volume "${name}" cannot be synced: ${result}`,
-          'fix the volume or remove it from the annotation',
+        problems.push(
+          problem(
+            `volume "${name}" cannot be synced: ${result}`,
+            'fix the volume or remove it from the annotation',
+          ),
         );
-      warnings.push(`volume "${name}" is not kept current by config-reloader: ${result}`);
+      else warnings.push(`volume "${name}" is not kept current by config-reloader: ${result}`);
       continue;
     }
     converted.push(result);
@@ -94,11 +102,11 @@ export function planSources(
   if (settings.gunzip) {
     for (const source of [...converted.map((c) => c.spec), ...explicit]) source.gunzip = true;
   }
-  return { ok: true, plan: { converted, explicit, warnings } };
+  return { plan: { converted, explicit, warnings }, problems };
 }
 
-function deny(problem: string, fix: string): PlanResult {
-  return { ok: false, message: `${ANNOTATIONS.volumes}: ${problem}; ${fix}` };
+function problem(text: string, fix: string): string {
+  return `${ANNOTATIONS.volumes}: ${text}; ${fix}`;
 }
 
 function listFix(volumes: JsonObject[], tokenVolume: string | undefined): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { denial, makePod, type Obj } from './pod-builder.ts';
+import { denial, inject, makePod, type Obj } from './pod-builder.ts';
 
 /** Each invalid opt-in configuration is denied with a message that names the annotation and says how to fix it. */
 const cases: { name: string; pod: Obj; config?: Obj; message: RegExp }[] = [
@@ -201,4 +201,117 @@ describe('bad input is denied with a message that names the annotation and the f
       assert.match(denial(c.pod, c.config), c.message);
     });
   }
+});
+
+describe('every problem of a pod is reported in one denial, not only the first', () => {
+  const problemsOf = (pod: Obj, config?: Obj): { message: string; problems: string[] } => {
+    const message = denial(pod, config);
+    const outcome = inject(pod, config);
+    return { message, problems: outcome.action === 'deny' ? outcome.problems : [] };
+  };
+
+  it('lists each invalid annotation, with its value and its fix, numbered under one line', () => {
+    const { message, problems } = problemsOf(
+      makePod({
+        annotations: {
+          'config-reloader.io/port': 'none',
+          'config-reloader.io/reload-url': 'ftp://127.0.0.1/reload',
+          'config-reloader.io/log-level': 'verbose',
+          'config-reloader.io/memory-limit': '96MB',
+          'config-reloader.io/volumes': 'config,missing',
+        },
+      }),
+    );
+    assert.deepEqual(
+      problems.map((p) => p.replace(/:.*/s, '')),
+      [
+        'config-reloader.io/reload-url',
+        'config-reloader.io/port',
+        'config-reloader.io/memory-limit',
+        'config-reloader.io/log-level',
+        'config-reloader.io/volumes',
+      ],
+    );
+    assert.equal(problems.length, 5);
+    const lines = message.split('\n');
+    assert.equal(lines[0], "5 problems with the pod's config-reloader settings, fix each of them:");
+    assert.deepEqual(
+      lines.slice(1),
+      problems.map((p, i) => `${i + 1}. ${p}`),
+    );
+    assert.match(
+      message,
+      /config-reloader\.io\/port: "none" is not a port number from 1 to 65535; set a port/,
+    );
+    assert.match(
+      message,
+      /config-reloader\.io\/reload-url: "ftp:\/\/127\.0\.0\.1\/reload" must use http or https/,
+    );
+    assert.match(message, /config-reloader\.io\/log-level: "verbose" is not a log level; use one of trace/);
+    assert.match(message, /config-reloader\.io\/memory-limit: "96MB" is not a Kubernetes quantity/);
+    assert.match(message, /config-reloader\.io\/volumes: "missing" is no volume of the pod; list only/);
+  });
+
+  it('reports a bad inject value together with the other annotations', () => {
+    const { problems } = problemsOf(
+      makePod({ annotations: { 'config-reloader.io/inject': 'yes', 'config-reloader.io/gunzip': 'yes' } }),
+    );
+    assert.equal(problems.length, 2);
+    assert.match(problems[0] ?? '', /^config-reloader\.io\/inject: "yes" is neither "true" nor "false"/);
+    assert.match(problems[1] ?? '', /^config-reloader\.io\/gunzip: "yes" is neither "true" nor "false"/);
+  });
+
+  it('reports every invalid name in a list, and the checks of the pod (containers, fixed port) as well', () => {
+    const { problems } = problemsOf(
+      makePod({
+        annotations: {
+          'config-reloader.io/secrets': 'Db_Creds,ok,Other_One',
+          'config-reloader.io/containers': 'app,sidekick',
+          'config-reloader.io/port': '8080',
+        },
+        spec: {
+          containers: [
+            {
+              name: 'app',
+              image: 'a',
+              ports: [{ containerPort: 8080 }],
+              volumeMounts: [{ name: 'config', mountPath: '/etc/app' }],
+            },
+          ],
+        },
+      }),
+    );
+    assert.deepEqual(
+      problems.map((p) => p.replace(/;.*/, '')),
+      [
+        'config-reloader.io/secrets: "Db_Creds" is not a valid object name',
+        'config-reloader.io/secrets: "Other_One" is not a valid object name',
+        'config-reloader.io/containers: the pod has no container named "sidekick"',
+        'config-reloader.io/port: port 8080 is already used by container "app"',
+      ],
+    );
+  });
+
+  it('does not add problems that only follow from another one (an invalid mount path is not also "in use")', () => {
+    const { problems } = problemsOf(
+      makePod({
+        annotations: {
+          'config-reloader.io/secrets': 'app',
+          'config-reloader.io/mount-path': 'etc/app',
+          'config-reloader.io/reload-method': 'DELETE',
+        },
+        mounts: [{ name: 'config', mountPath: '/etc/config-reloader' }],
+      }),
+    );
+    assert.deepEqual(
+      problems.map((p) => p.replace(/:.*/, '')),
+      ['config-reloader.io/mount-path', 'config-reloader.io/reload-method'],
+    );
+  });
+
+  it('keeps a single problem as the whole message, as before', () => {
+    const { message, problems } = problemsOf(makePod({ annotations: { 'config-reloader.io/port': 'x' } }));
+    assert.deepEqual(problems, [message]);
+    assert.doesNotMatch(message, /\n/);
+  });
 });

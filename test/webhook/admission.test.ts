@@ -113,6 +113,35 @@ describe('review: the AdmissionReview envelope', () => {
     assert.equal(answer.statusCode === 200 && answer.summary.decision, 'denied');
   });
 
+  it('denies with one message that lists every invalid annotation, each with its value and fix', () => {
+    const body = sample();
+    Object.assign(body.request.object.metadata.annotations, {
+      'config-reloader.io/reload-url': 'ftp://127.0.0.1/reload',
+      'config-reloader.io/port': 'none',
+      'config-reloader.io/cpu-request': 'lots',
+    });
+    const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
+    const res = ok(answer);
+    assert.equal(res.allowed, false);
+    assert.equal(res.status?.code, 400);
+    const lines = (res.status?.message ?? '').split('\n');
+    assert.equal(lines[0], "3 problems with the pod's config-reloader settings, fix each of them:");
+    assert.match(
+      lines[1] ?? '',
+      /^1\. config-reloader\.io\/reload-url: "ftp:\/\/127\.0\.0\.1\/reload" must use http or https.*; set it to/,
+    );
+    assert.match(
+      lines[2] ?? '',
+      /^2\. config-reloader\.io\/port: "none" is not a port number from 1 to 65535; set a port/,
+    );
+    assert.match(
+      lines[3] ?? '',
+      /^3\. config-reloader\.io\/cpu-request: "lots" is not a Kubernetes quantity.*; fix the value/,
+    );
+    assert.equal(lines.length, 4);
+    assert.equal(answer.statusCode === 200 && answer.summary.reason, res.status?.message);
+  });
+
   it('turns an internal error into an admission with a warning, never a denial', () => {
     const broken = {
       ...DEFAULT_INJECTOR_CONFIG,
