@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { Server } from 'node:https';
+import { createServer, type Server } from 'node:https';
+import type { Socket } from 'node:net';
+import { generateCertBundle } from '../../src/certs/generate.ts';
 import { after, before, describe, it } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { BODY_LIMIT } from '../../src/webhook/app.ts';
-import type { RunningServer } from '../../src/webhook/server.ts';
+import { SERVER_TIMEOUTS, type RunningServer } from '../../src/webhook/server.ts';
 import { startTestWebhook } from '../support/webhook-server.ts';
 import { httpsRequest } from '../support/https.ts';
 
@@ -44,8 +46,11 @@ void describe('webhook server limits', () => {
   let http: Server;
   let ca: string;
   let port: number;
+  let tlsPair: { cert: string; key: string; ca: string };
 
   before(async () => {
+    const bundle = await generateCertBundle({ hosts: ['localhost', '127.0.0.1'] });
+    tlsPair = { cert: bundle.cert, key: bundle.key, ca: bundle.caCert };
     ({ server, ca } = await startTestWebhook());
     port = Number(new URL(server.url).port);
     // The server object is not part of RunningServer; node's own diagnostics channel hands it over.
@@ -129,19 +134,130 @@ void describe('webhook server limits', () => {
     assert.equal((await httpsRequest(`${server.url}/healthz`, { ca })).status, 200);
   });
 
-  void it('is configured with request, idle and keep-alive timeouts within the API server webhook timeout range', () => {
+  void it('keeps idle connections open longer than the API server client does (Go: IdleConnTimeout 90 s), with a margin', () => {
+    // Go's http.DefaultTransport, whose IdleConnTimeout client-go's transports inherit.
+    const GO_IDLE_CONN_TIMEOUT = 90_000;
+    assert.equal(SERVER_TIMEOUTS.clientIdle, GO_IDLE_CONN_TIMEOUT);
+    // Node closes an idle keep-alive connection keepAliveTimeout + keepAliveTimeoutBuffer after the answer.
+    const serverIdle = http.keepAliveTimeout + (http.keepAliveTimeoutBuffer ?? 0);
+    assert.ok(
+      serverIdle >= GO_IDLE_CONN_TIMEOUT + 10_000,
+      `an idle connection closes after ${serverIdle} ms: the API server may still send a review on it until ${GO_IDLE_CONN_TIMEOUT} ms`,
+    );
+    assert.ok(
+      http.keepAliveTimeout <= 300_000,
+      `keepAliveTimeout ${http.keepAliveTimeout}: idle sockets are not kept forever`,
+    );
+  });
+
+  void it('gives a kept-alive connection its keep-alive timeout between requests, not the 30 s of a request', async () => {
+    // The server's own socket, as it stands once the answer has been sent on a keep-alive connection.
+    const sockets: Socket[] = [];
+    const onConnection = (socket: Socket): void => void sockets.push(socket);
+    http.on('secureConnection', onConnection);
+    const client = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+    client.on('error', () => {});
+    let received = '';
+    try {
+      await new Promise<void>((resolve) => client.on('secureConnect', () => resolve()));
+      client.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await withTimeout(
+        new Promise<void>((resolve) =>
+          client.on('data', (c: Buffer) => {
+            received += c.toString('latin1');
+            if (received.includes('{"status":"ok"}')) resolve();
+          }),
+        ),
+        5_000,
+        'the answer',
+      );
+      assert.match(received, /^HTTP\/1\.1 200 /);
+      assert.match(received, /\r\nkeep-alive: timeout=\d+/i);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(sockets.length, 1);
+      const socket = sockets[0]!;
+      assert.equal(socket.destroyed, false, 'the connection stays open after the answer');
+      assert.equal(socket.timeout, http.keepAliveTimeout + (http.keepAliveTimeoutBuffer ?? 0));
+      assert.ok(
+        socket.timeout >= SERVER_TIMEOUTS.clientIdle + 10_000,
+        `idle timeout ${socket.timeout} ms on the open connection`,
+      );
+    } finally {
+      http.off('secureConnection', onConnection);
+      client.destroy();
+    }
+  });
+
+  void it('has consistent request timeouts within the API server webhook timeout range', () => {
     // The API server waits for a webhook at most 30 s (timeoutSeconds); nothing legitimate takes longer.
     assert.equal(http.requestTimeout, 30_000);
-    assert.equal(http.timeout, 30_000, 'idle socket timeout (Fastify connectionTimeout)');
+    assert.equal(http.timeout, 30_000, 'socket inactivity during a request (Fastify connectionTimeout)');
+    // Headers come first, and count from the request's first byte (an idle keep-alive connection is not on
+    // that clock since Node 18): no longer than the whole request, shorter than the slowest API server timeout.
     assert.ok(
-      http.headersTimeout > 0 && http.headersTimeout <= 60_000,
-      `headersTimeout ${http.headersTimeout}`,
+      http.headersTimeout > 0 && http.headersTimeout <= http.requestTimeout,
+      `headersTimeout ${http.headersTimeout} within requestTimeout ${http.requestTimeout}`,
     );
+    assert.equal(http.headersTimeout, SERVER_TIMEOUTS.headers);
+    assert.ok(http.timeout <= http.requestTimeout, 'a stalled request is cut no later than a slow one');
     assert.ok(
-      http.keepAliveTimeout > 0 && http.keepAliveTimeout <= 120_000,
-      `keepAliveTimeout ${http.keepAliveTimeout}`,
+      http.requestTimeout < http.keepAliveTimeout,
+      'a request is bounded by the request timeout, not the keep-alive',
     );
     assert.ok(http.maxHeadersCount === null || http.maxHeadersCount <= 2000);
+  });
+
+  void it('serves a request on a connection left idle longer than the headers and socket timeouts', async () => {
+    // Scaled down: a second server with this one's options but millisecond timeouts, so the Node rules the
+    // values above rely on are checked in a second: between requests only the keep-alive clock runs.
+    const small = createServer(
+      {
+        cert: tlsPair.cert,
+        key: tlsPair.key,
+        headersTimeout: 150,
+        requestTimeout: 300,
+        connectionsCheckingInterval: 20,
+      },
+      (req, res) => {
+        req.resume();
+        req.on('end', () => res.end('ok'));
+      },
+    );
+    small.timeout = 150;
+    small.keepAliveTimeout = 2_000;
+    await new Promise<void>((resolve) => small.listen(0, '127.0.0.1', resolve));
+    const smallPort = (small.address() as { port: number }).port;
+    const socket = connect({ host: '127.0.0.1', port: smallPort, ca: tlsPair.ca, servername: 'localhost' });
+    socket.on('error', () => {});
+    let received = '';
+    socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    try {
+      await new Promise<void>((resolve) => socket.on('secureConnect', () => resolve()));
+      socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      assert.equal(
+        socket.destroyed,
+        false,
+        'the idle connection is still open after 5 headers and socket timeouts',
+      );
+      socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          const check = (): void => {
+            if ((received.match(/HTTP\/1\.1 200 /g) ?? []).length >= 2) resolve();
+            else setTimeout(check, 10);
+          };
+          check();
+        }),
+        5_000,
+        'the second answer',
+      );
+      assert.doesNotMatch(received, /HTTP\/1\.1 408 /);
+    } finally {
+      socket.destroy();
+      small.closeAllConnections();
+      await new Promise((resolve) => small.close(resolve));
+    }
   });
 
   void it('cuts off a client that sends part of its headers and stalls (idle timeout shortened for the test)', async () => {
