@@ -1,4 +1,7 @@
 import { LATENCY_BUCKETS, Registry } from '../shared/metrics.ts';
+import { servedCertificateExpiry } from './tls.ts';
+
+const CERTIFICATE_EXPIRY = 'config_reloader_webhook_certificate_expiry_timestamp_seconds';
 
 export function createWebhookMetrics() {
   const registry = new Registry();
@@ -15,13 +18,34 @@ export function createWebhookMetrics() {
       LATENCY_BUCKETS,
       ['path'],
     ),
-    injections: registry.counter('config_reloader_webhook_injections_total', 'Pods patched with the config-reloader sidecar.'),
-    denials: registry.counter('config_reloader_webhook_denials_total', 'Pods denied for an invalid opt-in configuration.'),
+    injections: registry.counter(
+      'config_reloader_webhook_injections_total',
+      'Pods patched with the config-reloader sidecar.',
+    ),
+    denials: registry.counter(
+      'config_reloader_webhook_denials_total',
+      'Pods denied for an invalid opt-in configuration.',
+    ),
     internalErrors: registry.counter(
       'config_reloader_webhook_internal_errors_total',
       'Reviews where the webhook failed internally and admitted the pod unchanged.',
     ),
-    certificateReloads: registry.counter('config_reloader_webhook_certificate_reloads_total', 'Serving certificate reloads.'),
+    certificateReloads: registry.counter(
+      'config_reloader_webhook_certificate_reloads_total',
+      'Serving certificate reloads.',
+    ),
+    // Read when scraped from the certificate sources open in the process (files, self-signed, self-managed): no
+    // source has to know the registry, and a reload shows at the next scrape.
+    certificateExpiry: registry.register({
+      render: (): string => {
+        const notAfter = servedCertificateExpiry();
+        return [
+          `# HELP ${CERTIFICATE_EXPIRY} Expiry (notAfter, Unix seconds) of the serving certificate this process serves; absent until one is served.`,
+          `# TYPE ${CERTIFICATE_EXPIRY} gauge`,
+          ...(notAfter === undefined ? [] : [`${CERTIFICATE_EXPIRY} ${notAfter}`]),
+        ].join('\n');
+      },
+    }),
   };
 }
 

@@ -19,7 +19,7 @@ import {
   type KeyPair,
   type Step,
 } from './cert-state.ts';
-import type { TlsMaterial, TlsSource } from './tls.ts';
+import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from './tls.ts';
 
 /**
  * Certificates the webhook makes and keeps itself, in one Secret that every replica shares:
@@ -318,7 +318,7 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
   };
   schedule();
 
-  return {
+  const source: SelfManagedCerts = {
     get material() {
       return material as TlsMaterial;
     },
@@ -330,6 +330,9 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     close: () => {
       closed = true;
       clearTimeout(timer);
+      untrackServed(source);
     },
   };
+  trackServed(source);
+  return source;
 }

@@ -111,6 +111,19 @@ function postAs(
   });
 }
 
+/** GET over HTTPS to 127.0.0.1, verifying the certificate for `servername`; the body. */
+function getAs(url: string, servername: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { servername, ca, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
@@ -305,6 +318,15 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
     assert.equal(leaf.fingerprint256, renewed);
     assert.ok(new Date(leaf.validTo).getTime() - Date.now() > 300 * 86_400_000, 'a full lifetime again');
     assert.ok(leaf.checkIssued(new X509Certificate(caBefore)), 'signed by the same CA');
+    const metrics = await getAs(`${replicas[0]?.server.url}/metrics`, SERVER_NAME, caBefore);
+    assert.match(
+      metrics,
+      new RegExp(
+        `^config_reloader_webhook_certificate_expiry_timestamp_seconds ${new Date(leaf.validTo).getTime() / 1000}$`,
+        'm',
+      ),
+      'the expiry gauge shows the renewed certificate',
+    );
     assert.equal(certFingerprint(unb64(secret().data?.['ca.crt'])), certFingerprint(caBefore));
     assert.deepEqual(
       webhookCaBundles().map(fingerprints),
