@@ -124,6 +124,10 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
       `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
     );
   }
+  if (!invalid.has(ANNOTATIONS.sidecarMode)) {
+    const legacy = legacyRunToCompletion(spec, settings);
+    if (legacy !== undefined) problems.push(legacy);
+  }
   if (!port.ok || problems.length > 0) return deny(problems, warnings);
 
   warnings.push(...port.warnings);
@@ -146,6 +150,22 @@ function checkOptIn(value: string | undefined, optIn: OptIn): true | InjectionOu
   if (normalised === '')
     return optIn === 'namespace' ? true : skip(`not opted in (no ${ANNOTATIONS.inject}: "true")`);
   return `${ANNOTATIONS.inject}: "${value}" is neither "true" nor "false"; set it to "true" to inject the config-reloader sidecar or "false" to opt out`;
+}
+
+/**
+ * Legacy mode's regular container never exits, so a pod that runs to completion (a Job's or CronJob's, with
+ * restartPolicy Never or OnFailure) would never complete: its Job would hang with the app done.
+ */
+function legacyRunToCompletion(spec: JsonObject, settings: PodSettings): string | undefined {
+  const restartPolicy = spec.restartPolicy;
+  if (settings.sidecarMode !== 'legacy' || (restartPolicy !== 'Never' && restartPolicy !== 'OnFailure'))
+    return undefined;
+  const why = `the pod has restartPolicy: ${restartPolicy} (a Job's or CronJob's pod), and legacy mode adds a regular container "${SIDECAR_CONTAINER}" that keeps watching and never exits, so the pod would never complete and its Job would hang`;
+  const native = `the native sidecar (Kubernetes 1.29 and later), which the kubelet stops when the app's containers have finished`;
+  if (settings.sidecarModeFromAnnotation) {
+    return `${ANNOTATIONS.sidecarMode}: "legacy" cannot be used here: ${why}; remove the annotation or set it to "native" to use ${native}, or, on a cluster older than 1.29, opt the pod out with ${ANNOTATIONS.inject}: "false"`;
+  }
+  return `the injector flag --sidecar-mode=legacy cannot be used for this pod: ${why}; set the annotation ${ANNOTATIONS.sidecarMode}: "native" on the pod to use ${native} (or run the injector with --sidecar-mode=native), or, on a cluster older than 1.29, opt the pod out with ${ANNOTATIONS.inject}: "false"`;
 }
 
 function reservedNameConflicts(spec: JsonObject): string[] {

@@ -7,6 +7,8 @@ import { isValidObjectName } from '../shared/source-spec.ts';
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
 export interface PodSettings {
   sidecarMode: 'native' | 'legacy';
+  /** Where sidecarMode came from: the annotation, or the injector flag --sidecar-mode. */
+  sidecarModeFromAnnotation: boolean;
   /** The port the sidecar listens on: fixed by the annotation, or the preferred one that may move to the next free port. */
   port: number;
   portFixed: boolean;
@@ -101,6 +103,7 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
   const sidecarMode = parseSidecarMode(modeValue, problems);
   const settings: PodSettings = {
     sidecarMode: sidecarMode ?? config.sidecarMode,
+    sidecarModeFromAnnotation: sidecarMode !== undefined,
     ...parsePort(get(ANNOTATIONS.port), config.port, problems),
     resources: parseResources(get, config, problems),
     ...reload,

@@ -25,6 +25,12 @@ function hasSyncableVolume(pod: Obj): boolean {
   return volumes.some((v) => v.secret !== undefined || v.configMap !== undefined);
 }
 
+/** A Job's or CronJob's pod: it has to finish. */
+function runsToCompletion(pod: Obj): boolean {
+  const restartPolicy = (pod.spec as Obj).restartPolicy;
+  return restartPolicy === 'Never' || restartPolicy === 'OnFailure';
+}
+
 const names = podFixtureNames();
 
 describe('every shared pod fixture, opted in', () => {
@@ -41,6 +47,13 @@ describe('every shared pod fixture, opted in', () => {
             const outcome = injectPod(pod, { namespace: 'fixtures', optIn }, config);
             if (!hasSyncableVolume(pod)) {
               assert.equal(outcome.action, 'skip', JSON.stringify(outcome));
+              return;
+            }
+            if (sidecarMode === 'legacy' && runsToCompletion(pod)) {
+              // Legacy mode's regular container would never exit, so the pod would never complete.
+              assert.equal(outcome.action, 'deny', JSON.stringify(outcome));
+              if (outcome.action === 'deny')
+                assert.match(outcome.message, /--sidecar-mode=legacy cannot be used for this pod/);
               return;
             }
             assert.equal(outcome.action, 'patch', JSON.stringify(outcome));

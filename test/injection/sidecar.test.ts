@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { apiAccessVolume, TOKEN_MOUNT_PATH } from '../support/kube-apiserver/service-account-admission.ts';
 import {
   containers,
+  denial,
   flag,
   initContainers,
   inject,
@@ -113,6 +114,41 @@ describe('sidecar settings from flags and annotations', () => {
       assert.equal(watcher.restartPolicy, undefined);
       assert.ok(watcher.livenessProbe);
     }
+  });
+
+  it('legacy mode denies a pod that runs to completion (restartPolicy Never/OnFailure): its watcher would never exit', () => {
+    for (const restartPolicy of ['Never', 'OnFailure']) {
+      const fromFlag = denial(makePod({ spec: { restartPolicy } }), { sidecarMode: 'legacy' });
+      assert.match(
+        fromFlag,
+        new RegExp(
+          `^the injector flag --sidecar-mode=legacy cannot be used for this pod: the pod has restartPolicy: ${restartPolicy} \\(a Job's or CronJob's pod\\), and legacy mode adds a regular container "config-reloader" that keeps watching and never exits, so the pod would never complete and its Job would hang; set the annotation config-reloader\\.io/sidecar-mode: "native" on the pod to use the native sidecar \\(Kubernetes 1\\.29 and later\\)`,
+        ),
+      );
+      const fromAnnotation = denial(
+        makePod({ annotations: { 'config-reloader.io/sidecar-mode': 'legacy' }, spec: { restartPolicy } }),
+      );
+      assert.match(
+        fromAnnotation,
+        /^config-reloader\.io\/sidecar-mode: "legacy" cannot be used here: the pod has restartPolicy: .*; remove the annotation or set it to "native" to use the native sidecar \(Kubernetes 1\.29 and later\)/,
+      );
+    }
+    // Pods that run until deleted keep legacy mode; a Job's pod in native mode is injected.
+    for (const restartPolicy of [undefined, 'Always']) {
+      const spec = restartPolicy ? { restartPolicy } : {};
+      assert.equal(inject(makePod({ spec }), { sidecarMode: 'legacy' }).action, 'patch');
+    }
+    assert.equal(inject(makePod({ spec: { restartPolicy: 'Never' } })).action, 'patch');
+    assert.equal(
+      inject(
+        makePod({
+          annotations: { 'config-reloader.io/sidecar-mode': 'native' },
+          spec: { restartPolicy: 'Never' },
+        }),
+        { sidecarMode: 'legacy' },
+      ).action,
+      'patch',
+    );
   });
 
   it('annotation native overrides a legacy cluster default', () => {

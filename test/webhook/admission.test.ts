@@ -142,6 +142,36 @@ describe('review: the AdmissionReview envelope', () => {
     assert.equal(answer.statusCode === 200 && answer.summary.reason, res.status?.message);
   });
 
+  it("denies a Job's pod in legacy sidecar mode, saying why and that native mode (1.29+) is the fix", () => {
+    const body = sample();
+    body.request.object.spec.restartPolicy = 'OnFailure';
+    const answer = review(body, 'annotation', { ...DEFAULT_INJECTOR_CONFIG, sidecarMode: 'legacy' });
+    const res = ok(answer);
+    assert.equal(res.allowed, false);
+    assert.equal(res.patch, undefined);
+    assert.match(
+      res.status?.message ?? '',
+      /^the injector flag --sidecar-mode=legacy cannot be used for this pod: the pod has restartPolicy: OnFailure .*never exits, so the pod would never complete.*sidecar-mode: "native".*Kubernetes 1\.29 and later/,
+    );
+    assert.equal(answer.statusCode === 200 && answer.summary.decision, 'denied');
+
+    const annotated = sample();
+    annotated.request.object.spec.restartPolicy = 'Never';
+    annotated.request.object.metadata.annotations['config-reloader.io/sidecar-mode'] = 'legacy';
+    const byAnnotation = ok(review(annotated, 'annotation', DEFAULT_INJECTOR_CONFIG));
+    assert.equal(byAnnotation.allowed, false);
+    assert.match(
+      byAnnotation.status?.message ?? '',
+      /^config-reloader\.io\/sidecar-mode: "legacy" cannot be used here/,
+    );
+
+    // A pod that runs until it is deleted (restartPolicy Always, the default) still gets the legacy sidecar.
+    assert.equal(
+      ok(review(sample(), 'annotation', { ...DEFAULT_INJECTOR_CONFIG, sidecarMode: 'legacy' })).allowed,
+      true,
+    );
+  });
+
   it('turns an internal error into an admission with a warning, never a denial', () => {
     const broken = {
       ...DEFAULT_INJECTOR_CONFIG,
