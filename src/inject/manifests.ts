@@ -1,28 +1,43 @@
-import { isDeepStrictEqual } from 'node:util';
-import { isMap, isSeq, parseAllDocuments, type Document } from 'yaml';
-import jsonPatch from 'fast-json-patch';
-import type { Operation } from 'fast-json-patch';
 import type { InjectorConfig } from '../injection/config.ts';
 import { injectPod, type InjectionOutcome, type OptIn } from '../injection/inject.ts';
 import { isObject, stringOf, type JsonObject } from '../injection/json.ts';
+import { editDocument } from './edit.ts';
+import { InputError } from './input.ts';
+import { parseYaml, readManifests, yamlValue, type ManifestDocument, type ManifestSource } from './read.ts';
 
 export interface ManifestOptions {
   optIn: OptIn;
   config: InjectorConfig;
 }
 
-/** One pod or pod template that went through injection, named for messages (`Deployment/web`). */
+/** One pod or pod template that went through injection, named for messages (`document 1 (Deployment/shop/web)`). */
 export interface ManifestReport {
   target: string;
   outcome: InjectionOutcome;
 }
 
 export interface ManifestResult {
-  /** The manifests with the sidecar injected; every other document as it was. Empty when anything was denied. */
+  /**
+   * The input with the sidecar injected: documents without an injected template byte for byte as they were,
+   * injected ones changed only where injection changed them. Empty when anything was denied or unreadable.
+   */
   output: string;
   reports: ManifestReport[];
-  /** `target: message` for each denial or unreadable document; non-empty means exit 1. */
+  /** `target: message` for each denial or unreadable input; non-empty means exit 1. */
   errors: string[];
+  /** Problems of the input that injection itself does not see (an annotation in the wrong place). */
+  warnings: string[];
+  /** Documents read (comment-only and null documents are not counted), and those with an injected template. */
+  documents: number;
+  injectedDocuments: number;
+}
+
+/** One input: a file's text (without its byte order mark) and its name; no name for standard input. */
+export interface ManifestInput {
+  name?: string;
+  text: string;
+  /** The input started with a UTF-8 byte order mark; kept at the start of the output when it is the first. */
+  bom?: boolean;
 }
 
 type Path = (string | number)[];
@@ -39,18 +54,113 @@ const TEMPLATE_PATHS: Record<string, Path> = {
   CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
 };
 
-/** A template found in a document: where it is, and what injection made of it. */
+const ANNOTATION_PREFIX = 'config-reloader.io/';
+const STATUS_ANNOTATION = 'config-reloader.io/status';
+
+/** A template found in a document: where it is, and the injected pod. */
 interface Injected {
   path: Path;
-  outcome: InjectionOutcome;
+  pod: JsonObject;
 }
 
 /**
- * Injects the sidecar into every Pod and workload pod template of a YAML (multi-document) or JSON text,
- * through the same injectPod as the webhook. YAML keeps its comments and layout outside the changed fields.
+ * Injects the sidecar into every Pod and workload pod template of a YAML (multi-document) or JSON text, through
+ * the same injectPod as the webhook. See injectInputs.
  */
 export function injectManifests(text: string, options: ManifestOptions): ManifestResult {
-  return /^\s*[[{]/.test(text) ? injectJson(text, options) : injectYaml(text, options);
+  return injectInputs([{ text }], options);
+}
+
+/**
+ * Reads each input as kubectl would (read.ts), injects every Pod and workload pod template, and writes the
+ * result: one input as it came with the injected documents edited in place (edit.ts), several inputs as one YAML
+ * stream with a `---` line between them. Each injected document is read back and must give exactly the
+ * injected object; where an in-place edit does not, the pod template is rewritten whole, and if even that does
+ * not (anchors used across the template's border), the document is an error.
+ */
+export function injectInputs(inputs: ManifestInput[], options: ManifestOptions): ManifestResult {
+  const result: ManifestResult = {
+    output: '',
+    reports: [],
+    errors: [],
+    warnings: [],
+    documents: 0,
+    injectedDocuments: 0,
+  };
+  const outputs: { source: ManifestSource; text: string; bom: boolean }[] = [];
+  for (const input of inputs) {
+    let source: ManifestSource;
+    try {
+      source = readManifests(input.text, input.name);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      // Odd or hostile input ends the run with its one message.
+      result.errors.push(err.message);
+      return result;
+    }
+    const prefix = input.name === undefined ? '' : `${input.name}: `;
+    const edits: { start: number; end: number; text: string }[] = [];
+    for (const doc of source.documents) {
+      result.documents++;
+      const where = `${prefix}document ${doc.index}`;
+      const found: Injected[] = [];
+      visit(doc.value, [], where, options, result, found);
+      if (found.length === 0) continue;
+      result.injectedDocuments++;
+      const edited = writeDocument(source, doc, found);
+      if (typeof edited === 'string') edits.push({ start: doc.start, end: doc.end, text: edited });
+      else result.errors.push(`${where}: ${edited.error}`);
+    }
+    // Pieces joined once: slicing the whole text per edit would be quadratic in the number of documents.
+    const pieces: string[] = [];
+    let at = 0;
+    for (const edit of edits) {
+      pieces.push(source.text.slice(at, edit.start), edit.text);
+      at = edit.end;
+    }
+    pieces.push(source.text.slice(at));
+    outputs.push({ source, text: pieces.join(''), bom: input.bom === true });
+  }
+  if (result.errors.length > 0) return result;
+  result.output = joinOutputs(outputs);
+  return result;
+}
+
+/** The outputs of several inputs as one stream kubectl reads as intended. */
+function joinOutputs(outputs: { source: ManifestSource; text: string; bom: boolean }[]): string {
+  const bom = outputs[0]?.bom ? '\ufeff' : '';
+  if (outputs.length === 1) {
+    const only = outputs[0] as { source: ManifestSource; text: string };
+    // kubectl takes a text that starts with "{" for a stream of JSON values; a leading --- makes it YAML.
+    return bom + (only.source.startsLikeJson ? `---\n${only.text}` : only.text);
+  }
+  const pieces = outputs.map(({ source, text }) => {
+    const piece = source.format === 'json' && source.documents.length > 1 ? splitJsonValues(text) : text;
+    return piece.length > 0 && !piece.endsWith('\n') ? `${piece}\n` : piece;
+  });
+  const joined = pieces.join('---\n');
+  return bom + (/^\s*\{/.test(joined) ? `---\n${joined}` : joined);
+}
+
+/** A stream of JSON values with a --- line between each two (the values are found again in the output text). */
+function splitJsonValues(text: string): string {
+  const values: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') {
+      if (depth++ === 0) start = i;
+    } else if (c === '}' || c === ']') {
+      if (--depth === 0) values.push(text.slice(start, i + 1));
+    }
+  }
+  return values.join('\n---\n') + '\n';
 }
 
 function describe(obj: JsonObject, where: string): string {
@@ -62,7 +172,7 @@ function describe(obj: JsonObject, where: string): string {
   return `${where} (${stringOf(obj.kind) ?? 'object'}/${namespace ? `${namespace}/` : ''}${name})`;
 }
 
-/** Runs injection over one object (a List's items included), recording reports and errors. */
+/** Runs injection over one object (a List's items included), recording reports, errors and warnings. */
 function visit(
   obj: unknown,
   base: Path,
@@ -87,15 +197,36 @@ function visit(
   if (!isObject(template)) return;
   const metadata = isObject(obj.metadata) ? obj.metadata : {};
   const namespace = stringOf(metadata.namespace);
+  const target = describe(obj, where);
+  if (templatePath.length > 0) {
+    const misplaced = misplacedAnnotations(metadata, template);
+    if (misplaced.length > 0) {
+      const field = [...templatePath, 'metadata', 'annotations'].join('.');
+      const [them, are] = misplaced.length === 1 ? ['it', 'is'] : ['them', 'are'];
+      result.warnings.push(
+        `${target}: ${misplaced.join(', ')} ${are} in the ${kind}'s own metadata.annotations, which injection does not read; move ${them} to ${field} (the pod template)`,
+      );
+    }
+  }
   const outcome = injectPod(
     template,
     { optIn: options.optIn, ...(namespace ? { namespace } : {}) },
     options.config,
   );
-  const target = describe(obj, where);
   result.reports.push({ target, outcome });
   if (outcome.action === 'deny') result.errors.push(`${target}: ${outcome.message}`);
-  if (outcome.action === 'patch') found.push({ path: [...base, ...templatePath], outcome });
+  if (outcome.action === 'patch') found.push({ path: [...base, ...templatePath], pod: outcome.pod });
+}
+
+/** config-reloader.io/ annotations on a workload that its pod template does not carry. */
+function misplacedAnnotations(metadata: JsonObject, template: JsonObject): string[] {
+  const own = isObject(metadata.annotations) ? metadata.annotations : {};
+  const templateMetadata = isObject(template.metadata) ? template.metadata : {};
+  const inTemplate = isObject(templateMetadata.annotations) ? templateMetadata.annotations : {};
+  return Object.keys(own).filter(
+    (key) =>
+      key.startsWith(ANNOTATION_PREFIX) && key !== STATUS_ANNOTATION && !Object.hasOwn(inTemplate, key),
+  );
 }
 
 function valueAt(obj: unknown, path: Path): unknown {
@@ -107,103 +238,78 @@ function valueAt(obj: unknown, path: Path): unknown {
   return current;
 }
 
-function injectJson(text: string, options: ManifestOptions): ManifestResult {
-  const result: ManifestResult = { output: '', reports: [], errors: [] };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    result.errors.push(`input: not valid JSON (${(err as Error).message})`);
-    return result;
+/** `root` with `value` at `path`: the objects and arrays on the way are copied, everything else is shared. */
+function setAt(root: unknown, path: Path, value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [key, ...rest] = path as [string | number, ...Path];
+  if (Array.isArray(root)) {
+    const copy = [...(root as unknown[])];
+    copy[key as number] = setAt(copy[key as number], rest, value);
+    return copy;
   }
-  const found: Injected[] = [];
-  if (Array.isArray(value))
-    value.forEach((item, i) => visit(item, [i], `object ${i + 1}`, options, result, found));
-  else visit(value, [], 'document 1', options, result, found);
-  if (result.errors.length > 0) return result;
-  for (const { path, outcome } of found) {
-    if (outcome.action !== 'patch') continue;
-    if (path.length === 0) value = outcome.pod;
-    else
-      (valueAt(value, path.slice(0, -1)) as Record<string | number, unknown>)[
-        path.at(-1) as string | number
-      ] = outcome.pod;
-  }
-  result.output = `${JSON.stringify(value, null, 2)}\n`;
-  return result;
+  const copy: JsonObject = { ...(root as JsonObject) };
+  const child = setAt((root as JsonObject)[key], rest, value);
+  if (key === '__proto__')
+    Object.defineProperty(copy, key, { value: child, enumerable: true, writable: true, configurable: true });
+  else copy[key] = child;
+  return copy;
 }
 
-function injectYaml(text: string, options: ManifestOptions): ManifestResult {
-  const result: ManifestResult = { output: '', reports: [], errors: [] };
-  const documents = parseAllDocuments(text);
-  const docs = Array.isArray(documents) ? documents : [];
-  if (!Array.isArray(documents)) result.errors.push('input: not a YAML stream');
-  const changes = docs.map((doc, i): Injected[] => {
-    const where = `document ${i + 1}`;
-    if (doc.errors.length > 0) {
-      result.errors.push(
-        `${where}: not valid YAML (${doc.errors[0]?.message.split('\n')[0] ?? 'parse error'})`,
-      );
-      return [];
-    }
-    const found: Injected[] = [];
-    visit(doc.toJS({ maxAliasCount: 1000 }), [], where, options, result, found);
-    return found;
-  });
-  if (result.errors.length > 0) return result;
-  result.output = docs
-    .map((doc, i) => {
-      for (const change of changes[i] ?? []) applyToDocument(doc, change);
-      return String(doc);
-    })
-    .join('');
-  return result;
+/** Deep equality of JSON values, where a key whose value is undefined counts as absent (as in JSON). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a === 'number' && typeof b === 'number') return Number.isNaN(a) && Number.isNaN(b);
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((item, i) => sameJson(item, bb[i]));
+  }
+  const keys = (o: object): string[] => Object.keys(o).filter((k) => (o as JsonObject)[k] !== undefined);
+  const ka = keys(a);
+  const kb = keys(b);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && sameJson((a as JsonObject)[k], (b as JsonObject)[k]));
+}
+
+/** What kubectl would read from the text of one document (JSON must also be valid JSON). */
+function readBack(text: string, json: boolean): unknown {
+  if (json) JSON.parse(text);
+  const docs = parseYaml(text);
+  if (docs.length !== 1 || docs[0] === undefined) throw new Error('not one document');
+  return yamlValue(docs[0]);
 }
 
 /**
- * Applies the injection patch to the YAML nodes, so comments and layout elsewhere survive. When the nodes do not
- * line up with the JSON (anchors, merge keys), the template is replaced as a whole instead.
+ * The document's text with the injected templates written in, or why it cannot be written. First in place; if
+ * the text read back is not exactly the injected object, with the templates rewritten whole.
  */
-function applyToDocument(doc: Document, { path, outcome }: Injected): void {
-  if (outcome.action !== 'patch') return;
-  const attempt = doc.clone();
-  try {
-    for (const op of outcome.patch) applyOperation(attempt, path, op);
-    if (isDeepStrictEqual(valueAt(attempt.toJS({ maxAliasCount: 1000 }), path), outcome.pod)) {
-      doc.contents = attempt.contents;
-      return;
+function writeDocument(
+  source: ManifestSource,
+  doc: ManifestDocument,
+  found: Injected[],
+): string | { error: string } {
+  const text = source.text.slice(doc.start, doc.end);
+  const json = source.format === 'json';
+  let expected: unknown = doc.value;
+  for (const { path, pod } of found) expected = setAt(expected, path, pod);
+  const attempt = (before: unknown): string | undefined => {
+    try {
+      const edited = editDocument(text, json, before, expected);
+      return sameJson(readBack(edited, json), expected) ? edited : undefined;
+    } catch {
+      return undefined;
     }
-  } catch {
-    // fall through to replacing the whole template
-  }
-  if (path.length === 0) doc.contents = doc.createNode(outcome.pod);
-  else doc.setIn(path, doc.createNode(outcome.pod));
-}
-
-function applyOperation(doc: Document, base: Path, op: Operation): void {
-  const segments = [...base, ...op.path.split('/').slice(1).map(jsonPatch.unescapePathComponent)];
-  const last = segments.pop();
-  let parent: unknown = doc.contents;
-  for (const segment of segments) parent = child(parent, segment);
-  if (last === undefined) throw new Error('patch of the document root');
-  if (isSeq(parent)) {
-    const index = Number(last);
-    if (op.op === 'add') parent.items.splice(index, 0, doc.createNode(op.value));
-    else if (op.op === 'replace') parent.set(index, doc.createNode(op.value));
-    else if (op.op === 'remove') parent.delete(index);
-    else throw new Error(`unexpected operation ${op.op}`);
-  } else if (isMap(parent)) {
-    const key = String(last);
-    if (op.op === 'add' || op.op === 'replace') parent.set(key, doc.createNode(op.value));
-    else if (op.op === 'remove') parent.delete(key);
-    else throw new Error(`unexpected operation ${op.op}`);
-  } else {
-    throw new Error(`no collection at ${op.path}`);
-  }
-}
-
-function child(node: unknown, segment: string | number): unknown {
-  if (isSeq(node)) return node.get(Number(segment), true);
-  if (isMap(node)) return node.get(String(segment), true);
-  throw new Error(`no collection at ${String(segment)}`);
+  };
+  const inPlace = attempt(doc.value);
+  if (inPlace !== undefined) return inPlace;
+  // A stand-in that equals nothing makes the editor rewrite each template as a whole.
+  let whole: unknown = doc.value;
+  for (const { path } of found) whole = setAt(whole, path, Symbol('rewrite'));
+  const rewritten = attempt(whole);
+  if (rewritten !== undefined) return rewritten;
+  return {
+    error:
+      'the injected pod template cannot be written into this document without changing what kubectl reads elsewhere in it (YAML anchors or aliases that cross the template?); expand them and run inject again',
+  };
 }

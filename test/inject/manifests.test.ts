@@ -6,7 +6,7 @@ import { injectManifests } from '../../src/inject/manifests.ts';
 import { validatePod } from '../support/pod-validation.ts';
 import { MANIFESTS } from './sample-manifests.ts';
 
-type Obj = Record<string, any>;  
+type Obj = Record<string, any>;
 
 const options = { optIn: 'annotation' as const, config: DEFAULT_INJECTOR_CONFIG };
 
@@ -86,13 +86,17 @@ describe('injectManifests errors', () => {
     );
   });
 
-  it('reports YAML that does not parse', () => {
-    const result = injectManifests('a: [1, 2\n---\nkind: Pod\n', options);
-    assert.match(result.errors.join('\n'), /^document 1: not valid YAML/);
+  it('reports YAML that does not parse, with its line', () => {
+    const result = injectManifests('kind: Pod\n---\na: [1, 2\nb: 3\n', options);
+    assert.deepEqual(result.errors.length, 1);
+    assert.match(result.errors[0] ?? '', /^standard input: line [34]: not valid YAML/);
   });
 
   it('reports JSON that does not parse', () => {
-    assert.match(injectManifests('{"kind": "Pod",', options).errors.join('\n'), /^input: not valid JSON/);
+    assert.match(
+      injectManifests('{"kind": "Pod",', options).errors.join('\n'),
+      /^standard input: line 1: not valid JSON/,
+    );
   });
 });
 
