@@ -108,13 +108,19 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
   warnings.push(...plan.warnings);
   const sources = plan.converted.length + plan.explicit.length;
   if (sources === 0 && problems.length === 0) {
+    const reason =
+      plan.subPathOnly.length > 0
+        ? `nothing to sync: only secret/configMap volumes mounted through subPath (${plan.subPathOnly.join(', ')})`
+        : 'nothing to sync';
     // Namespace-wide injection reaches every pod; only a pod that asked for the sidecar hears that it has nothing to sync.
     const askedFor = annotations.get(ANNOTATIONS.inject)?.trim().toLowerCase() === 'true';
-    if (!askedFor) return skip('nothing to sync', warnings);
+    if (!askedFor) return skip(reason, warnings);
     warnings.push(
-      `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: no secret or configMap volume to keep current; add one, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`,
+      plan.subPathOnly.length > 0
+        ? `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: its secret/configMap volumes are mounted only through subPath (see the warning above), so the sidecar was not added; mount a volume whole, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`
+        : `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: no secret or configMap volume to keep current; add one, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`,
     );
-    return skip('nothing to sync', warnings);
+    return skip(reason, warnings);
   }
 
   const targets = explicitTargets(spec, settings, plan, invalid, problems);

@@ -25,6 +25,8 @@ export interface SourcePlan {
   converted: ConvertedVolume[];
   /** Objects from config-reloader.io/secrets and /configmaps, written under the shared volume. */
   explicit: SourceSpec[];
+  /** Secret/configMap volumes left to the kubelet because every mount of them uses subPath. */
+  subPathOnly: string[];
   warnings: string[];
 }
 
@@ -36,10 +38,13 @@ export interface PlanResult {
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
 /**
  * Which sources the sidecar syncs. With config-reloader.io/secrets or /configmaps (explicit mode), those objects,
  * plus only the volumes named in config-reloader.io/volumes; otherwise every secret/configMap volume of the pod,
- * or only those named in config-reloader.io/volumes. `tokenVolume` (the API credential) is never converted.
+ * or only those named in config-reloader.io/volumes. `tokenVolume` (the API credential) is never converted, nor
+ * is a volume that every container mounts only through subPath (such a mount never sees updates).
  */
 export function planSources(
   spec: JsonObject,
@@ -70,7 +75,9 @@ export function planSources(
     }
   }
   const named = settings.volumes !== undefined ? new Set(settings.volumes) : undefined;
+  const mounts = mountsByVolume(spec);
   const converted: ConvertedVolume[] = [];
+  const subPathOnly: string[] = [];
   for (const volume of volumes) {
     const name = stringOf(volume.name);
     if (name === undefined || !(isObject(volume.secret) || isObject(volume.configMap))) continue;
@@ -88,6 +95,15 @@ export function planSources(
       else warnings.push(`volume "${name}" is not kept current by config-reloader: ${result}`);
       continue;
     }
+    const volumeMounts = mounts.get(name) ?? [];
+    if (volumeMounts.length > 0 && volumeMounts.every((m) => m.subPath)) {
+      const where = volumeMounts.map((m) => `container "${m.container}"`);
+      warnings.push(
+        `volume "${name}" is not kept current by config-reloader: every mount of it uses subPath (${[...new Set(where)].join(', ')}), and a subPath mount never sees updates, whoever writes the volume; it is left to the kubelet. Mount the whole volume (a directory) to get updates`,
+      );
+      subPathOnly.push(name);
+      continue;
+    }
     converted.push(result);
   }
   warnings.push(...projectedWarnings(volumes, tokenVolume));
@@ -102,11 +118,32 @@ export function planSources(
   if (settings.gunzip) {
     for (const source of [...converted.map((c) => c.spec), ...explicit]) source.gunzip = true;
   }
-  return { plan: { converted, explicit, warnings }, problems };
+  return { plan: { converted, explicit, subPathOnly, warnings }, problems };
 }
 
 function problem(text: string, fix: string): string {
   return `${ANNOTATIONS.volumes}: ${text}; ${fix}`;
+}
+
+/** Every volume mount of the pod's containers (init and ephemeral ones included), by volume name. */
+function mountsByVolume(spec: JsonObject): Map<string, { container: string; subPath: boolean }[]> {
+  const result = new Map<string, { container: string; subPath: boolean }[]>();
+  for (const list of CONTAINER_LISTS) {
+    for (const container of objectsOf(spec[list])) {
+      for (const mount of objectsOf(container.volumeMounts)) {
+        const name = stringOf(mount.name);
+        if (name === undefined) continue;
+        const entry = {
+          container: String(container.name),
+          subPath: Boolean(mount.subPath || mount.subPathExpr),
+        };
+        const found = result.get(name);
+        if (found) found.push(entry);
+        else result.set(name, [entry]);
+      }
+    }
+  }
+  return result;
 }
 
 function listFix(volumes: JsonObject[], tokenVolume: string | undefined): string {

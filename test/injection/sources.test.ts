@@ -105,9 +105,83 @@ describe('transparent mode: secret/configMap volumes become emptyDirs the sideca
 
   it('warns about subPath mounts of converted volumes, which never see updates', () => {
     const { warnings } = injected(
-      makePod({ mounts: [{ name: 'config', mountPath: '/etc/app/app.yaml', subPath: 'app.yaml' }] }),
+      makePod({
+        mounts: [
+          { name: 'config', mountPath: '/etc/app/app.yaml', subPath: 'app.yaml' },
+          { name: 'config', mountPath: '/etc/app/all' },
+        ],
+      }),
     );
     assert.match(warnings.join('\n'), /container "app" mounts volume "config" with subPath/);
+  });
+
+  it('leaves a volume that every container mounts only through subPath to the kubelet, with a warning that says why', () => {
+    const pod = makePod({
+      volumes: [
+        { name: 'config', configMap: { name: 'app-config' } },
+        { name: 'tls', secret: { secretName: 'app-tls' } },
+      ],
+      mounts: [
+        { name: 'config', mountPath: '/etc/app' },
+        { name: 'tls', mountPath: '/etc/tls/tls.crt', subPath: 'tls.crt' },
+        { name: 'tls', mountPath: '/etc/tls/tls.key', subPathExpr: '$(KEY_FILE)' },
+      ],
+      spec: {
+        initContainers: [
+          { name: 'setup', image: 's', volumeMounts: [{ name: 'tls', mountPath: '/t/ca', subPath: 'ca' }] },
+        ],
+      },
+    });
+    const { pod: out, warnings } = injected(pod);
+    assert.deepEqual(volume(out, 'tls'), { name: 'tls', secret: { secretName: 'app-tls' } });
+    assert.deepEqual(
+      sources(sidecar(out)).map((s) => s.name),
+      ['app-config'],
+    );
+    assert.ok(
+      warnings.includes(
+        'volume "tls" is not kept current by config-reloader: every mount of it uses subPath (container "setup", container "app"), and a subPath mount never sees updates, whoever writes the volume; it is left to the kubelet. Mount the whole volume (a directory) to get updates',
+      ),
+      warnings.join('\n'),
+    );
+    // A volume named in config-reloader.io/volumes is left alone the same way, not denied.
+    const named = injected(
+      makePod({ ...podParts(pod), annotations: { 'config-reloader.io/volumes': 'config,tls' } }),
+    );
+    assert.deepEqual(volume(named.pod, 'tls'), { name: 'tls', secret: { secretName: 'app-tls' } });
+    assert.match(
+      named.warnings.join('\n'),
+      /volume "tls" is not kept current by config-reloader: every mount of it uses subPath/,
+    );
+  });
+
+  it('skips a pod whose only secret/configMap volumes are mounted through subPath: nothing is left to sync', () => {
+    const pod = makePod({
+      mounts: [{ name: 'config', mountPath: '/etc/app/app.yaml', subPath: 'app.yaml' }],
+    });
+    const outcome = inject(pod);
+    assert.equal(outcome.action, 'skip');
+    assert.equal(
+      outcome.action === 'skip' && outcome.reason,
+      'nothing to sync: only secret/configMap volumes mounted through subPath (config)',
+    );
+    assert.equal(outcome.warnings.length, 2);
+    assert.match(
+      outcome.warnings[0] ?? '',
+      /^volume "config" is not kept current by config-reloader: every mount of it uses subPath \(container "app"\)/,
+    );
+    assert.match(
+      outcome.warnings[1] ?? '',
+      /^config-reloader\.io\/inject: the pod opted in but has nothing to sync: its secret\/configMap volumes are mounted only through subPath/,
+    );
+    // Namespace-wide injection skips it as well, with the warning about the volume only.
+    const namespaceWide = inject(
+      makePod({ ...podParts(pod), annotations: { 'config-reloader.io/inject': '' } }),
+      {},
+      'namespace',
+    );
+    assert.equal(namespaceWide.action, 'skip');
+    assert.equal(namespaceWide.warnings.length, 1);
   });
 
   it('warns about projected volumes with Secrets or ConfigMaps, and leaves them alone', () => {

@@ -172,6 +172,31 @@ describe('review: the AdmissionReview envelope', () => {
     );
   });
 
+  it('admits unchanged a pod whose config volume is mounted only through subPath, with the reason and the warning', () => {
+    const body = sample();
+    body.request.object.spec.containers[0].volumeMounts[0] = {
+      name: 'scrape-config',
+      mountPath: '/etc/vmagent/scrape.yaml',
+      subPath: 'scrape.yaml',
+    };
+    const answer = review(body, 'annotation', DEFAULT_INJECTOR_CONFIG);
+    const res = ok(answer);
+    assert.deepEqual([res.allowed, res.patch], [true, undefined]);
+    assert.equal(answer.statusCode === 200 && answer.summary.decision, 'skipped');
+    assert.equal(
+      answer.statusCode === 200 && answer.summary.reason,
+      'nothing to sync: only secret/configMap volumes mounted through subPath (scrape-config)',
+    );
+    assert.match(
+      res.warnings?.[0] ?? '',
+      /^volume "scrape-config" is not kept current by config-reloader: every mount of it uses subPath \(container "vmagent"\), and a subPath mount never sees updates/,
+    );
+    assert.match(
+      res.warnings?.[1] ?? '',
+      /nothing to sync: its secret\/configMap volumes are mounted only through subPath/,
+    );
+  });
+
   it('turns an internal error into an admission with a warning, never a denial', () => {
     const broken = {
       ...DEFAULT_INJECTOR_CONFIG,
