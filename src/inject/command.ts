@@ -76,6 +76,20 @@ async function readInputs(
   return inputs;
 }
 
+/**
+ * Writes the manifests to standard output. A reader that goes away early (`inject ... | head`) ends the run
+ * quietly with exit code 1, as a closed pipe should, not with an unhandled EPIPE and its stack trace.
+ */
+function writeOutput(text: string): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE')
+      process.stderr.write(`error: cannot write to standard output: ${err.message}\n`);
+    process.exitCode = 1;
+    process.stdout.destroy();
+  });
+  process.stdout.write(text);
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags('inject', argv, {
     filename: { type: 'string', short: 'f', multiple: true },
@@ -124,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
             : 'the inputs have no Kubernetes objects (they are empty or only comments)';
       stderr(`warning: ${what}; nothing to inject`);
     }
-    process.stdout.write(result.output);
+    writeOutput(result.output);
     if (result.injectedDocuments > 0 && values['reloader-image'] === undefined)
       stderr(
         `note: the sidecar image is the default ${DEFAULT_RELOADER_IMAGE}, which no registry serves, so no cluster can pull it: build and push the image (see docs/install.md) and pass --reloader-image REGISTRY/config-reloader-injector:TAG`,

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { injectManifests } from '../../src/inject/manifests.ts';
@@ -135,6 +137,19 @@ describe('inject on hostile or odd input: one error line, never a stack trace, b
     await refuses('kind: ConfigMap\ndata:\n  x: .inf\n', /line 3: \.inf is not a number JSON can hold/);
     await refuses('kind: ConfigMap\ndata: *nothing\n', /line 2: .*nothing/);
     await refuses('kind: ConfigMap\ndata: [a, b\n', /line 3: not valid YAML/);
+  });
+
+  it('a reader that closes the pipe early (inject | head) ends the run without a stack trace', async () => {
+    const doc = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n';
+    const root = resolve(import.meta.dirname, '..', '..');
+    const child = spawn(join(root, 'node_modules', '.bin', 'node'), ['src/cli.ts', 'inject'], { cwd: root });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout.once('data', () => child.stdout.destroy());
+    child.stdin.end(`---\n${doc}`.repeat(20_000));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    assert.equal(code, 1, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|\n\s+at /);
   });
 
   it('a ConfigMap with many keys: the time grows linearly (4x the keys take less than 8x the time)', () => {
