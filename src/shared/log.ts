@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import { hostname } from 'node:os';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { Counter, type Registry } from './metrics.ts';
 
 export type { Logger };
 
@@ -163,36 +166,170 @@ export interface LineSink {
   flush?(cb?: (err?: Error) => void): void;
 }
 
+/** How much stdout may hold back, in characters, while its reader does not read: beyond it lines are dropped. */
+export const STDOUT_BUFFER_LIMIT = 1024 * 1024;
+
+/** Lines dropped because stdout's reader stalled, for every logger of the process; registerLogMetrics exposes it. */
+export const logLinesDropped = new Counter(
+  'config_reloader_log_lines_dropped_total',
+  `Log lines dropped because stdout was not being read (the process holds back at most ${STDOUT_BUFFER_LIMIT} characters instead of waiting).`,
+);
+
+const registered = new WeakSet<Registry>();
+
+/** Adds the logging counters to a metrics registry (once per registry). */
+export function registerLogMetrics(registry: Registry): void {
+  if (registered.has(registry)) return;
+  registered.add(registry);
+  registry.register(logLinesDropped);
+}
+
 let stdoutSink: LineSink | undefined;
+
+/** Between retries while stdout does not take lines: from 5 ms, doubling up to 250 ms. */
+const RETRY_MIN_MS = 5;
+const RETRY_MAX_MS = 250;
+/** At exit, how long the last lines may wait for a slow reader before they are given up. */
+const EXIT_FLUSH_MS = 1_000;
+
+function lineCount(text: string | Buffer): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * Makes fd 1 non-blocking when it is a pipe or a socket (a container's stdout), so that a write to it never waits
+ * for the reader. Node's own process.stdout does this for such an fd (libuv's uv_pipe_open sets O_NONBLOCK on it),
+ * so creating it is the way; it is never written to here, and unref'd by Node. A file never stalls a write, and a
+ * terminal stays blocking (process.stdout makes it so), as it always was.
+ */
+function nonBlockingStdout(): void {
+  try {
+    const stat = fs.fstatSync(1);
+    if (stat.isFIFO() || stat.isSocket()) void process.stdout;
+  } catch {
+    // No fd 1: every write fails and its lines are counted as dropped.
+  }
+}
 
 /**
  * stdout, for every logger of the process (so lines keep their order): the lines logged during one turn of the
  * event loop are written together, synchronously, at the end of that turn (setImmediate), and whatever is left
  * when the process exits, at exit. An asynchronous write per line (pino's async destination) costs a thread-pool
  * round trip per line, about 20 µs of CPU per admission review on the benchmark machines, and a synchronous
- * write per line a system call each; under load one write now carries the lines of many reviews. sonic-boom does
- * the writing, retrying when a full pipe answers EAGAIN: if whatever reads stdout (the container runtime) stalls,
- * the process waits for it instead of buffering lines without bound.
+ * write per line a system call each; under load one write now carries the lines of many reviews.
+ *
+ * Logging never blocks the process. fd 1 is non-blocking (nonBlockingStdout), so when whatever reads stdout (the
+ * container runtime) stalls and the pipe is full, a write takes what fits and the rest waits here, retried on a
+ * timer, instead of the event loop waiting for the reader (which made the webhook miss its reviews' deadlines).
+ * What waits is bounded (STDOUT_BUFFER_LIMIT): past it, lines are dropped and counted (logLinesDropped) until
+ * everything held back has been written; then one warning line says how many were dropped, where they were.
+ * A line is never cut: a write that took part of one is finished before anything else.
  */
-export function batchedStdout(): LineSink {
+export function batchedStdout(name = 'log'): LineSink {
   if (stdoutSink) return stdoutSink;
-  const out = pino.destination({ dest: 1, sync: true });
+  nonBlockingStdout();
+  /** The unwritten end of what a write took only in part, written before anything else. */
+  let head: Buffer | undefined;
+  /** Lines not written yet, in order. */
   let pending = '';
-  const flushSync = (): void => {
-    if (pending === '') return;
-    const lines = pending;
-    pending = '';
-    out.write(lines);
+  /** Dropping: the buffer filled up; lines are dropped until it has all been written. */
+  let dropped = 0;
+  let scheduled = false;
+  let retry: NodeJS.Timeout | undefined;
+  let retryMs = RETRY_MIN_MS;
+
+  /** Bytes written; 0 when the pipe is full. Any other failure (no reader left, no fd 1) discards the data as dropped lines. */
+  const tryWrite = (data: string | Buffer): number => {
+    try {
+      return typeof data === 'string' ? fs.writeSync(1, data) : fs.writeSync(1, data);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+      logLinesDropped.inc({}, lineCount(data));
+      return typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    }
   };
-  process.once('exit', flushSync);
+
+  /** Writes what it can, without waiting; true when nothing is left. */
+  const writeOut = (): boolean => {
+    for (;;) {
+      if (head !== undefined) {
+        const n = tryWrite(head);
+        if (n < head.length) {
+          head = head.subarray(n);
+          return false;
+        }
+        head = undefined;
+      }
+      if (pending !== '') {
+        const lines = pending;
+        pending = '';
+        const n = tryWrite(lines);
+        if (n < Buffer.byteLength(lines)) {
+          head = Buffer.from(lines).subarray(n);
+          return false;
+        }
+      }
+      if (dropped === 0) return true;
+      // Everything held back is out: say what is missing, at the place it is missing from.
+      pending = `${JSON.stringify({
+        level: 'warn',
+        time: new Date().toISOString(),
+        pid: process.pid,
+        hostname: hostname(),
+        name,
+        droppedLines: dropped,
+        msg: `stdout was not being read: ${dropped} log line(s) were dropped here`,
+      })}\n`;
+      dropped = 0;
+    }
+  };
+
+  const flushNow = (): void => {
+    scheduled = false;
+    if (retry !== undefined) {
+      clearTimeout(retry);
+      retry = undefined;
+    }
+    const before = (head?.length ?? 0) + pending.length;
+    if (writeOut()) {
+      retryMs = RETRY_MIN_MS;
+      return;
+    }
+    // The reader is slow or stalled: try again later, sooner when this write made progress.
+    const progressed = (head?.length ?? 0) + pending.length < before;
+    retryMs = progressed ? RETRY_MIN_MS : Math.min(retryMs * 2, RETRY_MAX_MS);
+    retry = setTimeout(flushNow, retryMs);
+    // Pending lines never keep the process alive; what is left at exit gets its last chance below.
+    retry.unref();
+  };
+
+  /** At exit: write what is left, waiting a little for a slow reader, never for a stalled one. */
+  const flushAtExit = (): void => {
+    const deadline = Date.now() + EXIT_FLUSH_MS;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (!writeOut() && Date.now() < deadline) Atomics.wait(pause, 0, 0, RETRY_MIN_MS);
+  };
+  process.once('exit', flushAtExit);
+
   stdoutSink = {
     write(line: string): boolean {
-      if (pending === '') setImmediate(flushSync);
+      if (dropped > 0 || (head?.length ?? 0) + pending.length + line.length > STDOUT_BUFFER_LIMIT) {
+        dropped++;
+        logLinesDropped.inc();
+        return true;
+      }
       pending += line;
+      // While a retry is due, it writes this line too, after those held back.
+      if (!scheduled && retry === undefined) {
+        scheduled = true;
+        setImmediate(flushNow);
+      }
       return true;
     },
     flush(cb) {
-      flushSync();
+      flushNow();
       cb?.();
     },
   };
@@ -221,7 +358,7 @@ export function createLogger(opts: LogOptions): Logger {
       // The message too: an error passed as the only argument becomes the message.
       serializers: { msg: (msg: unknown) => (typeof msg === 'string' ? scrubText(msg) : msg) },
     },
-    opts.destination ?? batchedStdout(),
+    opts.destination ?? batchedStdout(opts.name),
   );
   // pino gives children no bindings formatter, so their bindings are scrubbed here; every descendant inherits this.
   const child = logger.child;

@@ -1,7 +1,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController } from 'fastify';
 import type { InjectorConfig } from '../injection/config.ts';
-import type { Logger } from '../shared/log.ts';
+import { registerLogMetrics, type Logger } from '../shared/log.ts';
 import { BODY_LIMIT, webhookApp } from './app.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import type { TlsMaterial, TlsSource } from './tls.ts';
@@ -64,6 +64,8 @@ export const SERVER_TIMEOUTS = {
 export async function startWebhookServer(opts: ServerOptions): Promise<RunningServer> {
   const { tls, log } = opts;
   const metrics = opts.metrics ?? createWebhookMetrics();
+  // Log lines dropped while stdout's reader stalled (logging never waits for it).
+  registerLogMetrics(metrics.registry);
   const app = Fastify({
     https: {
       ...TLS_OPTIONS,

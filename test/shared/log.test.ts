@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ApiException } from '@kubernetes/client-node';
 import { createLogger, LOG_LEVELS, type Logger } from '../../src/shared/log.ts';
 
@@ -179,5 +181,128 @@ void describe('log redaction', () => {
     assert.equal(line.err.type, 'TypeError');
     assert.match(line.err.message, /^bad value in /);
     assert.match(line.err.stack, /log\.test\.ts/);
+  });
+});
+
+const LOG_MODULE = fileURLToPath(new URL('../../src/shared/log.ts', import.meta.url));
+
+interface Tick {
+  i: number;
+  maxLagMs: number;
+  dropped: number;
+}
+
+/**
+ * A child that logs 50 lines of about 1 KiB every 10 ms to stdout (the default destination, a pipe here) and
+ * reports on stderr, after each tick, how many lines it logged, the worst delay of its 10 ms timer and the
+ * dropped-lines counter. On 'stop' (IPC) it logs one last line and exits.
+ */
+function startLoggingChild(): { child: ChildProcess; ticks: Tick[] } {
+  const script = `
+    const { createLogger, logLinesDropped } = await import(${JSON.stringify(LOG_MODULE)});
+    const log = createLogger({ name: 'stalled-reader' });
+    const pad = 'x'.repeat(1000);
+    let i = 0;
+    let maxLagMs = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxLagMs = Math.max(maxLagMs, now - last - 10);
+      last = now;
+      for (let k = 0; k < 50; k++) log.info({ i: i++, pad }, 'line');
+      process.stderr.write(JSON.stringify({ i, maxLagMs, dropped: logLinesDropped.get() }) + '\\n');
+    }, 10);
+    process.on('message', () => {
+      clearInterval(timer);
+      log.info({ last: true, i, dropped: logLinesDropped.get() }, 'done');
+      process.disconnect();
+    });
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const ticks: Tick[] = [];
+  let partial = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    partial += c.toString('utf8');
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (line.startsWith('{')) ticks.push(JSON.parse(line) as Tick);
+      else process.stderr.write(`child: ${line}\n`);
+    }
+  });
+  return { child, ticks };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+void describe('logging to a stdout nobody reads', () => {
+  void it('never blocks the process: lines beyond the buffer are dropped and counted, and logging resumes with one line saying how many', async () => {
+    const { child, ticks } = startLoggingChild();
+    try {
+      // Phase 1: nobody reads the child's stdout (the stream is not flowing, so the pipe fills up).
+      await sleep(1_500);
+      const stalled = ticks.at(-1);
+      assert.ok(stalled, 'the child reported while its stdout was not read');
+      // 150 ticks in 1.5 s at most; a blocked child would stop after the pipe's few hundred KiB.
+      assert.ok(stalled.i >= 3_000, `the child logged ${stalled.i} lines while stdout was stalled`);
+      assert.ok(stalled.maxLagMs < 500, `its 10 ms timer was late by up to ${stalled.maxLagMs} ms`);
+      assert.ok(stalled.dropped > 0, 'lines beyond the buffer were dropped and counted');
+      // What it holds back is bounded: at most about 1 MiB of lines, the rest dropped.
+      assert.ok(
+        stalled.i - stalled.dropped < 2_000,
+        `${stalled.i - stalled.dropped} lines kept of ${stalled.i}`,
+      );
+
+      // Phase 2: the reader is back.
+      const out: string[] = [];
+      let partial = '';
+      child.stdout!.on('data', (c: Buffer) => {
+        partial += c.toString('utf8');
+        const lines = partial.split('\n');
+        partial = lines.pop() ?? '';
+        out.push(...lines);
+      });
+      await sleep(700);
+      child.send('stop');
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      assert.equal(code, 0);
+      assert.equal(partial, '', 'no cut line');
+
+      const lines = out.map(
+        (l) =>
+          JSON.parse(l) as {
+            i?: number;
+            droppedLines?: number;
+            msg: string;
+            dropped?: number;
+            level: string;
+          },
+      );
+      const notices = lines.filter((l) => l.droppedLines !== undefined);
+      assert.ok(notices.length >= 1, 'a line says that lines were dropped');
+      assert.equal(notices[0]!.level, 'warn');
+      assert.match(notices[0]!.msg, /stdout was not being read: \d+ log line\(s\) were dropped/);
+      // Every line is there, in order, except the dropped ones, each gap announced by a notice of its size.
+      let expected = 0;
+      let announced = 0;
+      for (const line of lines) {
+        if (line.droppedLines !== undefined) {
+          expected += line.droppedLines;
+          announced += line.droppedLines;
+        } else if (line.i !== undefined && line.msg === 'line') {
+          assert.equal(line.i, expected, 'lines in order, gaps only where a notice says');
+          expected++;
+        }
+      }
+      const last = lines.at(-1)!;
+      assert.equal(last.msg, 'done', 'logging resumed after the stall');
+      assert.equal(last.i, expected);
+      assert.equal(last.dropped, announced, 'the counter matches the notices');
+      assert.ok(announced >= stalled.dropped);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
   });
 });
