@@ -1,9 +1,13 @@
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
+  Observable,
   PatchStrategy,
   setHeaderOptions,
+  type ConfigurationOptions,
   type KubeConfig,
+  type RequestContext,
+  type ResponseContext,
   type V1Secret,
 } from '@kubernetes/client-node';
 import { apiStatus } from './api-errors.ts';
@@ -40,6 +44,26 @@ export interface CertApiTarget {
   namespace: string;
   secretName: string;
   webhookConfigName: string;
+  /** Deadline of each call, from sending the request to the last byte of the answer (default CERT_API_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * 15 s per call, as for the webhook's other API calls (missed-injections.ts): the API server answers a get, a
+ * create, an update or a patch of one small object in milliseconds, so a call unanswered after 15 s is on a
+ * dead connection (a node that went away, a stalled proxy, a black-holed route). It fails, and the next sync,
+ * one --cert-sync-interval later, retries it on a new connection, instead of the sync loop waiting for undici's
+ * 300 s headers timeout (or, for a body that stalls half-way, its 300 s body timeout) with every later sync
+ * queued behind it.
+ */
+export const CERT_API_TIMEOUT_MS = 15_000;
+
+/** A call that got no (complete) answer within its deadline. */
+export class CertApiTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer from the API server within ${ms} ms`);
+    this.name = 'CertApiTimeoutError';
+  }
 }
 
 function isOurs(annotation: string): boolean {
@@ -48,13 +72,49 @@ function isOurs(annotation: string): boolean {
   );
 }
 
+/** Client options that give one call an abort signal: undici aborts the request and the reading of its body. */
+function withSignal(signal: AbortSignal, options?: ConfigurationOptions): ConfigurationOptions {
+  return {
+    ...options,
+    middleware: [
+      ...(options?.middleware ?? []),
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
+
 export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
   const core = kc.makeApiClient(CoreV1Api);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   const { namespace, secretName: name, webhookConfigName } = target;
+  const timeoutMs = target.requestTimeoutMs ?? CERT_API_TIMEOUT_MS;
   const secretLabels = {
     'app.kubernetes.io/name': 'config-reloader-injector',
     'app.kubernetes.io/component': 'webhook-certificates',
+  };
+  /** Runs one call with its deadline; past it, the request is aborted and a CertApiTimeoutError naming it thrown. */
+  const deadline = async <T>(
+    what: string,
+    call: (options: ConfigurationOptions) => Promise<T>,
+    options?: ConfigurationOptions,
+  ): Promise<T> => {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new CertApiTimeoutError(what, timeoutMs)), timeoutMs);
+    try {
+      return await call(withSignal(controller.signal, options));
+    } catch (err) {
+      if (controller.signal.aborted) throw controller.signal.reason as Error;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   };
   const swallow = async <T>(call: Promise<T>, status: number): Promise<T | undefined> => {
     try {
@@ -64,8 +124,14 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
       throw err;
     }
   };
+  const secretPath = `Secret ${namespace}/${name}`;
+  const webhookPath = `MutatingWebhookConfiguration ${webhookConfigName}`;
   return {
-    readSecret: () => swallow(core.readNamespacedSecret({ name, namespace }), 404),
+    readSecret: () =>
+      swallow(
+        deadline(`get ${secretPath}`, (o) => core.readNamespacedSecret({ name, namespace }, o)),
+        404,
+      ),
     async createSecret(content) {
       const body: V1Secret = {
         apiVersion: 'v1',
@@ -74,7 +140,12 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
         type: 'kubernetes.io/tls',
         data: content.data,
       };
-      return (await swallow(core.createNamespacedSecret({ namespace, body }), 409)) ?? 'exists';
+      return (
+        (await swallow(
+          deadline(`create ${secretPath}`, (o) => core.createNamespacedSecret({ namespace, body }, o)),
+          409,
+        )) ?? 'exists'
+      );
     },
     async replaceSecret(current, content) {
       const kept = Object.fromEntries(
@@ -85,16 +156,27 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
         metadata: { ...current.metadata, name, namespace, annotations: { ...kept, ...content.annotations } },
         data: content.data,
       };
-      return (await swallow(core.replaceNamespacedSecret({ name, namespace, body }), 409)) ?? 'conflict';
+      return (
+        (await swallow(
+          deadline(`update ${secretPath}`, (o) => core.replaceNamespacedSecret({ name, namespace, body }, o)),
+          409,
+        )) ?? 'conflict'
+      );
     },
     async patchSecretAnnotations(annotations) {
-      await core.patchNamespacedSecret(
-        { name, namespace, body: { metadata: { annotations } } },
+      await deadline(
+        `patch ${secretPath}`,
+        (o) => core.patchNamespacedSecret({ name, namespace, body: { metadata: { annotations } } }, o),
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
     },
     async readWebhookConfig() {
-      const mwc = await swallow(admission.readMutatingWebhookConfiguration({ name: webhookConfigName }), 404);
+      const mwc = await swallow(
+        deadline(`get ${webhookPath}`, (o) =>
+          admission.readMutatingWebhookConfiguration({ name: webhookConfigName }, o),
+        ),
+        404,
+      );
       if (!mwc) return undefined;
       const generation = Number(mwc.metadata?.annotations?.[ANNOTATIONS.generation] ?? 0);
       return {
@@ -122,8 +204,9 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
         ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }),
       );
       try {
-        await admission.patchMutatingWebhookConfiguration(
-          { name: webhookConfigName, body: ops },
+        await deadline(
+          `patch ${webhookPath}`,
+          (o) => admission.patchMutatingWebhookConfiguration({ name: webhookConfigName, body: ops }, o),
           setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
         );
         return 'ok';
