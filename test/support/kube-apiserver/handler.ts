@@ -3,6 +3,8 @@ import { parse as parseYaml } from 'yaml';
 import type { AdmissionRequest } from './admission.ts';
 import type { Authorizer, User } from './authz.ts';
 import { VERSION_INFO, apiGroupDoc, apiGroupList, apiResourceList, apiVersions } from './discovery.ts';
+import type { FieldManager } from './managed-fields.ts';
+import { managerName } from './managed-fields.ts';
 import { applyPatch } from './patch.ts';
 import { PROTOBUF_TYPE, decodeProtobuf } from './protobuf.ts';
 import type { ResourceRequest } from './request-info.ts';
@@ -141,9 +143,33 @@ function dryRun(query: URLSearchParams): boolean {
   return values.length > 0;
 }
 
+/**
+ * Why a resourceVersion is not one, in the words of the real server (etcd3's versioner: Go's strconv.ParseUint),
+ * or undefined when it is a valid uint64.
+ */
+function rvProblem(value: string): string | undefined {
+  const syntax = /^\d+$/.test(value) ? undefined : 'invalid syntax';
+  const why = syntax ?? (BigInt(value) > 0xffffffffffffffffn ? 'value out of range' : undefined);
+  return (
+    why &&
+    `resourceVersion: Invalid value: ${JSON.stringify(value)}: strconv.ParseUint: parsing ${JSON.stringify(value)}: ${why}`
+  );
+}
+
+/** A list's resourceVersion: an invalid one is 400 BadRequest. */
 function parseRv(value: string): number {
-  if (!/^\d+$/.test(value)) throw badRequest(`invalid resource version: ${value}`);
+  const problem = rvProblem(value);
+  if (problem) throw badRequest(`invalid resource version: ${problem}`);
   return Number(value);
+}
+
+/**
+ * A watch's resourceVersion: an invalid one reaches the watch cache as a plain error, which the real server
+ * answers with 500 and a Status that has no reason.
+ */
+function checkWatchRv(value: string): void {
+  const problem = rvProblem(value);
+  if (problem) throw new KubeError(500, '', problem);
 }
 
 interface ContinueToken {
@@ -282,7 +308,7 @@ export class ApiHandler {
       case 'watch': {
         if (r.name !== undefined) fields.push({ field: 'metadata.name', value: r.name, negate: false });
         const rv = q.get('resourceVersion');
-        if (rv !== null && rv !== '') parseRv(rv);
+        if (rv !== null && rv !== '') checkWatchRv(rv);
         const timeout = q.get('timeoutSeconds');
         if (timeout !== null && !/^\d+$/.test(timeout))
           throw badRequest(`invalid timeoutSeconds: ${timeout}`);
@@ -465,7 +491,7 @@ export class ApiHandler {
       // kubectl and client-go print each one as "Warning: MESSAGE".
       if (admitted.warnings.length > 0) res.setHeader('Warning', admitted.warnings.map(warningHeader));
     }
-    sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dry }));
+    sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dry, manager: updater(req, q) }));
   }
 
   async #update(
@@ -479,7 +505,7 @@ export class ApiHandler {
     if (r.name === undefined) throw methodNotAllowed();
     const obj = decodeObject(req, await readBody(req));
     this.#checkBody(def, r, obj);
-    sendJson(res, ctx, 200, this.#store.update(def, obj, { dryRun: dryRun(q) }));
+    sendJson(res, ctx, 200, this.#store.update(def, obj, { dryRun: dryRun(q), manager: updater(req, q) }));
   }
 
   async #patch(
@@ -503,19 +529,26 @@ export class ApiHandler {
       );
     const existing = this.#store.get(def, namespace, r.name);
     const dry = dryRun(q);
+    const manager: FieldManager = apply
+      ? {
+          manager: managerName(q.get('fieldManager'), undefined),
+          operation: 'Apply',
+          applied: applyPatch(contentType, {}, body),
+        }
+      : updater(req, q);
     if (!existing) {
       if (!apply) throw notFound(def, r.name);
       this.#requireNamespace(def, r);
       const obj = applyPatch(contentType, {}, body) as KubeObject;
       obj.metadata ??= { name: r.name };
       this.#checkBody(def, r, obj);
-      return sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dry }));
+      return sendJson(res, ctx, 201, this.#store.create(def, obj, { dryRun: dry, manager }));
     }
     const patched = applyPatch(contentType, existing, body) as KubeObject;
     if (typeof patched !== 'object' || patched === null || typeof patched.metadata !== 'object')
       throw badRequest('the patch produced an invalid object');
     this.#checkBody(def, r, patched);
-    sendJson(res, ctx, 200, this.#store.update(def, patched, { dryRun: dry }));
+    sendJson(res, ctx, 200, this.#store.update(def, patched, { dryRun: dry, manager }));
   }
 
   async #delete(
@@ -546,6 +579,11 @@ export class ApiHandler {
     if (def.group) details.group = def.group;
     sendJson(res, ctx, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details });
   }
+}
+
+/** An HTTP write's field manager: `?fieldManager=`, else the User-Agent's product. */
+function updater(req: IncomingMessage, q: URLSearchParams): FieldManager {
+  return { manager: managerName(q.get('fieldManager'), req.headers['user-agent']), operation: 'Update' };
 }
 
 /** The groups the real authenticators give: service accounts get theirs, everyone else is an admin here. */

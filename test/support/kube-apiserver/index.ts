@@ -32,6 +32,12 @@ export interface StartOptions {
   port?: number;
   /** Interval between BOOKMARK events on watches that allow them (default 1000 ms; the real server's is about a minute). */
   bookmarkIntervalMs?: number;
+  /**
+   * Send bookmarks also on a watch that saw no newer revision than the one it started from (default true; tests
+   * rely on a bookmark from a quiet server). false: as the real watch cache, which drops those, so that a watch on
+   * a server where nothing is written gets no bookmark at all.
+   */
+  idleBookmarks?: boolean;
   /** How many changes the history keeps for watches resuming from an older resourceVersion (default 4096). */
   historySize?: number;
   /**
@@ -86,6 +92,7 @@ export class TestApiServer {
   readonly #faults = new Faults();
   readonly #handler: ApiHandler;
   readonly #bookmarkIntervalMs: number;
+  readonly #idleBookmarks: boolean;
   readonly #sockets = new Set<Socket>();
   readonly #watches = new Set<ActiveWatch>();
   #server: Server | undefined;
@@ -97,6 +104,7 @@ export class TestApiServer {
     this.#tls = { cert: certs.cert, key: certs.key };
     this.#store = new Store(opts.historySize ?? 4096);
     this.#bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
+    this.#idleBookmarks = opts.idleBookmarks ?? true;
     this.adminToken = this.#authz.addUser({ name: 'test-admin' });
     this.#resolver = opts.serviceResolver;
     const admission = new PodAdmission(
@@ -284,6 +292,7 @@ export class TestApiServer {
   #watchHooks(): WatchHooks {
     return {
       bookmarkIntervalMs: this.#bookmarkIntervalMs,
+      idleBookmarks: this.#idleBookmarks,
       onWrite: (type, object, sentAt) => {
         const meta = (object as KubeObject).metadata as Record<string, unknown> | undefined;
         const record: WatchEventRecord = {

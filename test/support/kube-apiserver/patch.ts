@@ -48,12 +48,14 @@ export function applyPatch(contentType: string, current: unknown, body: string):
       try {
         return jsonpatch.applyPatch(structuredClone(current), patch as Operation[], true, true, true)
           .newDocument;
-      } catch (err) {
+      } catch {
+        // What the real server answers for any operation that does not apply (a failed `test`, a missing
+        // parent): its generic 422, with empty details and without the patch library's reason.
         throw new KubeError(
           422,
           'Invalid',
-          // fast-json-patch appends the failing operation, value included, from the second line on.
-          `the server rejected our request due to an error in our request: ${(err as Error).message.split('\n')[0]}`,
+          'the server rejected our request due to an error in our request',
+          {},
         );
       }
     }

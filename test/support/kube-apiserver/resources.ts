@@ -14,6 +14,8 @@ export interface ResourceDef {
   labelName?: boolean;
   /** DELETE answers with the object (graceful deletion) rather than a Status. */
   returnsDeletedObject?: boolean;
+  /** The kind has metadata.generation: 1 on create, incremented when this top-level field changes. */
+  generation?: string;
   /** Extra Table columns: header and how to compute the cell. */
   columns?: Array<{
     name: string;
@@ -77,6 +79,7 @@ export const RESOURCES: ResourceDef[] = [
     namespaced: true,
     shortNames: ['po'],
     returnsDeletedObject: true,
+    generation: 'spec',
     fieldLabels: [
       'spec.nodeName',
       'spec.restartPolicy',
@@ -133,6 +136,7 @@ export const RESOURCES: ResourceDef[] = [
     singular: 'mutatingwebhookconfiguration',
     kind: 'MutatingWebhookConfiguration',
     namespaced: false,
+    generation: 'webhooks',
     columns: [
       {
         name: 'Webhooks',

@@ -5,13 +5,15 @@ export interface StatusBody {
   metadata: Record<string, never>;
   status: 'Failure';
   message: string;
-  reason: string;
+  /** Absent when the real server has none: an error that is not an API status error (StatusReasonUnknown). */
+  reason?: string;
   details?: Record<string, unknown>;
   code: number;
 }
 
 export class KubeError extends Error {
   readonly status: StatusBody;
+  /** `reason` '' leaves it out of the body, as the real server does for errors that carry none. */
   constructor(code: number, reason: string, message: string, details?: Record<string, unknown>) {
     super(message);
     this.status = {
@@ -20,7 +22,7 @@ export class KubeError extends Error {
       metadata: {},
       status: 'Failure',
       message,
-      reason,
+      ...(reason ? { reason } : {}),
       code,
     };
     if (details) this.status.details = details;
@@ -105,6 +107,22 @@ export function invalid(
     `${kind}${group ? `.${group}` : ''} "${name}" is invalid: ${field}: ${message}`,
     d,
   );
+}
+
+/** One field error of a 422 Invalid, as apimachinery's field.Error: `Required value`, `Invalid value: ...`. */
+export interface FieldCause {
+  reason: 'FieldValueRequired' | 'FieldValueInvalid' | 'FieldValueForbidden';
+  message: string;
+  field: string;
+}
+
+/** A 422 Invalid with several causes: `Kind "name" is invalid: [field: message, field: message]` (no brackets for one). */
+export function invalidCauses(kind: string, name: string, causes: FieldCause[], group = ''): KubeError {
+  const parts = causes.map((c) => `${c.field}: ${c.message}`);
+  const list = parts.length === 1 ? (parts[0] as string) : `[${parts.join(', ')}]`;
+  const d: Record<string, unknown> = { name, kind, causes };
+  if (group) d.group = group;
+  return new KubeError(422, 'Invalid', `${kind}${group ? `.${group}` : ''} "${name}" is invalid: ${list}`, d);
 }
 
 export function methodNotAllowed(): KubeError {

@@ -1,7 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { ResourceDef } from './resources.ts';
 import { groupVersion } from './resources.ts';
-import { KubeError, alreadyExists, badRequest, conflict, expired, invalid, notFound } from './status.ts';
+import type { FieldManager } from './managed-fields.ts';
+import { toSeconds, trackManagedFields } from './managed-fields.ts';
+import {
+  KubeError,
+  alreadyExists,
+  badRequest,
+  conflict,
+  expired,
+  invalid,
+  invalidCauses,
+  notFound,
+} from './status.ts';
 import type { KubeObject } from './types.ts';
 
 /** A change as etcd records it: the object after the change (for DELETED, the last state at the deletion's revision). */
@@ -16,6 +27,8 @@ export interface StoredEvent {
 
 export interface WriteOptions {
   dryRun?: boolean;
+  /** Who writes, for managedFields (HTTP writes); the direct API passes none and tracks no fields. */
+  manager?: FieldManager;
 }
 
 const SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -115,6 +128,9 @@ export class Store {
     normalize(def, obj, undefined);
     meta.uid = randomUUID();
     meta.creationTimestamp = now();
+    if (def.generation) meta.generation = 1;
+    else delete meta.generation;
+    trackManagedFields(obj, undefined, opts.manager, now());
     if (opts.dryRun) return obj;
     meta.resourceVersion = String(++this.rv);
     this.#table(def).set(objectKey(meta.namespace, meta.name), obj);
@@ -145,7 +161,17 @@ export class Store {
       );
     meta.uid = existing.metadata.uid;
     meta.creationTimestamp = existing.metadata.creationTimestamp;
+    for (const field of ['deletionTimestamp', 'deletionGracePeriodSeconds'] as const) {
+      if (existing.metadata[field] === undefined) delete meta[field];
+      else meta[field] = existing.metadata[field];
+    }
     normalize(def, obj, existing);
+    if (def.generation) {
+      const before = Number(existing.metadata.generation ?? 1);
+      const changed = JSON.stringify(obj[def.generation]) !== JSON.stringify(existing[def.generation]);
+      meta.generation = changed ? before + 1 : before;
+    } else delete meta.generation;
+    trackManagedFields(obj, existing, opts.manager, now());
     meta.resourceVersion = existing.metadata.resourceVersion;
     if (withoutRv(obj) === withoutRv(existing)) return structuredClone(existing);
     if (opts.dryRun) return obj;
@@ -178,10 +204,31 @@ export class Store {
       );
     if (opts.dryRun) return structuredClone(existing);
     if (def.resource === 'namespaces' && def.group === '') this.#deleteNamespaceContents(name);
-    const gone = structuredClone(existing);
+    return this.#remove(def, existing);
+  }
+
+  /**
+   * Removes a stored object with its DELETED event. A pod is deleted gracefully first, as the real server does
+   * for a pod that no kubelet runs (not scheduled: grace period 0): a MODIFIED event sets deletionTimestamp,
+   * deletionGracePeriodSeconds 0 and the next generation, then the DELETED event carries that state.
+   */
+  #remove(def: ResourceDef, existing: KubeObject): KubeObject {
+    const key = objectKey(existing.metadata.namespace, existing.metadata.name);
+    let last = existing;
+    if (def.group === '' && def.resource === 'pods' && existing.metadata.deletionTimestamp === undefined) {
+      const marked = structuredClone(existing);
+      marked.metadata.deletionTimestamp = now();
+      marked.metadata.deletionGracePeriodSeconds = 0;
+      marked.metadata.generation = Number(existing.metadata.generation ?? 1) + 1;
+      marked.metadata.resourceVersion = String(++this.rv);
+      this.#table(def).set(key, marked);
+      this.#record({ rv: this.rv, type: 'MODIFIED', def, object: marked, prev: existing });
+      last = marked;
+    }
+    const gone = structuredClone(last);
     gone.metadata.resourceVersion = String(++this.rv);
-    this.#table(def).delete(objectKey(existing.metadata.namespace, name));
-    this.#record({ rv: this.rv, type: 'DELETED', def, object: gone, prev: existing });
+    this.#table(def).delete(key);
+    this.#record({ rv: this.rv, type: 'DELETED', def, object: gone, prev: last });
     return structuredClone(gone);
   }
 
@@ -195,11 +242,7 @@ export class Store {
     for (const [, table] of this.#objects) {
       for (const obj of [...table.values()]) {
         if (obj.metadata.namespace !== namespace) continue;
-        const gone = structuredClone(obj);
-        gone.metadata.resourceVersion = String(++this.rv);
-        table.delete(objectKey(namespace, obj.metadata.name));
-        const def = this.#defs.get(table) as ResourceDef;
-        this.#record({ rv: this.rv, type: 'DELETED', def, object: gone, prev: obj });
+        this.#remove(this.#defs.get(table) as ResourceDef, obj);
       }
     }
   }
@@ -249,14 +292,50 @@ export class Store {
   }
 }
 
+/** The keys a typed Secret must have (validation.ValidateSecret; kubernetes.io/tls is the type our code writes). */
+const REQUIRED_SECRET_KEYS: Record<string, string[]> = {
+  'kubernetes.io/tls': ['tls.crt', 'tls.key'],
+  'kubernetes.io/dockerconfigjson': ['.dockerconfigjson'],
+  'kubernetes.io/ssh-auth': ['ssh-privatekey'],
+};
+
+function validateSecretType(obj: KubeObject, data: Record<string, string>): void {
+  const missing = (REQUIRED_SECRET_KEYS[String(obj.type)] ?? []).filter((k) => !(k in data));
+  if (missing.length > 0)
+    throw invalidCauses(
+      'Secret',
+      obj.metadata.name,
+      missing.map((k) => ({ reason: 'FieldValueRequired', message: 'Required value', field: `data[${k}]` })),
+    );
+}
+
+/** admissionregistration/v1 defaults (SetDefaults_MutatingWebhook, SetDefaults_Rule, SetDefaults_ServiceReference). */
+function defaultWebhooks(obj: KubeObject): void {
+  if (!Array.isArray(obj.webhooks)) return;
+  for (const hook of obj.webhooks as Array<Record<string, unknown>>) {
+    if (typeof hook !== 'object' || hook === null) continue;
+    hook.failurePolicy ??= 'Fail';
+    hook.matchPolicy ??= 'Equivalent';
+    hook.namespaceSelector ??= {};
+    hook.objectSelector ??= {};
+    hook.timeoutSeconds ??= 10;
+    if (obj.kind === 'MutatingWebhookConfiguration') hook.reinvocationPolicy ??= 'Never';
+    if (Array.isArray(hook.rules))
+      for (const rule of hook.rules as Array<Record<string, unknown>>) rule.scope ??= '*';
+    const service = (hook.clientConfig as { service?: Record<string, unknown> } | undefined)?.service;
+    if (service) service.port ??= 443;
+  }
+}
+
 function randomSuffix(): string {
   let s = '';
   for (let i = 0; i < 5; i++) s += GENERATE_ALPHABET[Math.floor(Math.random() * GENERATE_ALPHABET.length)];
   return s;
 }
 
-/** What the real server's defaulting and conversion do on write, for the kinds where it matters. */
+/** What the real server's defaulting, conversion and validation do on write, for the kinds where it matters. */
 function normalize(def: ResourceDef, obj: KubeObject, existing: KubeObject | undefined): void {
+  if (def.group === 'admissionregistration.k8s.io') return defaultWebhooks(obj);
   if (def.group !== '') return;
   if (def.resource === 'secrets') {
     const data = { ...((obj.data as Record<string, string> | undefined) ?? {}) };
@@ -273,6 +352,12 @@ function normalize(def: ResourceDef, obj: KubeObject, existing: KubeObject | und
     if (Object.keys(data).length > 0) obj.data = data;
     else delete obj.data;
     obj.type ??= existing?.type ?? 'Opaque';
+    validateSecretType(obj, data);
+  } else if (def.resource === 'events') {
+    // metav1.Time has second precision; eventTime (a MicroTime without omitempty) is null when unset.
+    for (const field of ['firstTimestamp', 'lastTimestamp'] as const)
+      if (typeof obj[field] === 'string') obj[field] = toSeconds(obj[field]);
+    obj.eventTime ??= null;
   } else if (def.resource === 'namespaces') {
     obj.spec ??= { finalizers: ['kubernetes'] };
     obj.status ??= { phase: 'Active' };

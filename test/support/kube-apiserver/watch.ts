@@ -25,10 +25,15 @@ export interface WatchParams {
 
 export interface WatchHooks {
   bookmarkIntervalMs: number;
+  /** Bookmarks also when nothing was written since the watch started (the real watch cache sends none then). */
+  idleBookmarks: boolean;
   /** Called right after each event is handed to the socket. */
   onWrite: (type: WatchEventType, object: KubeObject | StatusBody, sentAt: bigint) => void;
   onClose: (w: ActiveWatch) => void;
 }
+
+/** How long before a watch's timeoutSeconds the real watch cache sends its last bookmark. */
+const PRE_TIMEOUT_BOOKMARK_MS = 2000;
 
 interface QueuedEvent {
   type: WatchEventType;
@@ -52,6 +57,8 @@ export class ActiveWatch {
   /** Events made while a write is in flight: they leave together, in one chunk, when it completes. */
   #queued: QueuedEvent[] = [];
   #writing = false;
+  /** The revision the watch started from: the watch cache sends a bookmark only when it has seen a newer one. */
+  #startRv = 0;
 
   constructor(store: Store, res: ServerResponse, params: WatchParams, hooks: WatchHooks) {
     this.#store = store;
@@ -74,6 +81,7 @@ export class ActiveWatch {
 
     let backlog: StoredEvent[] = [];
     const initial = rv === null || rv === '' || rv === '0' || this.#params.sendInitialEvents === true;
+    this.#startRv = initial ? this.#store.rv : Number(rv);
     try {
       if (!initial) backlog = this.#store.eventsSince(Number(rv));
     } catch (err) {
@@ -97,7 +105,15 @@ export class ActiveWatch {
       this.#timers.push(t);
     }
     if (this.#params.timeoutSeconds !== undefined) {
-      const t = setTimeout(() => this.#end(), this.#params.timeoutSeconds * 1000);
+      const timeoutMs = this.#params.timeoutSeconds * 1000;
+      // The watch cache also sends a bookmark 2 s before the deadline (when that is later than now), so that the
+      // client resumes from the newest resourceVersion.
+      if (this.#params.bookmarks && timeoutMs > PRE_TIMEOUT_BOOKMARK_MS) {
+        const b = setTimeout(() => this.#bookmark(false), timeoutMs - PRE_TIMEOUT_BOOKMARK_MS);
+        b.unref();
+        this.#timers.push(b);
+      }
+      const t = setTimeout(() => this.#end(), timeoutMs);
       t.unref();
       this.#timers.push(t);
     }
@@ -144,6 +160,9 @@ export class ActiveWatch {
   }
 
   #bookmark(initialEnd: boolean): void {
+    // The real watch cache's process loop drops a bookmark that is not newer than where the watch started (the
+    // initial-events-end one excepted): on a server where nothing was written since, no bookmark comes.
+    if (!initialEnd && !this.#hooks.idleBookmarks && this.#store.rv <= this.#startRv) return;
     const metadata: Record<string, unknown> = { resourceVersion: String(this.#store.rv) };
     if (initialEnd) metadata.annotations = { 'k8s.io/initial-events-end': 'true' };
     const { def } = this.#params;
