@@ -4,11 +4,16 @@
  *   start → ready, and the CPU it uses while nothing changes;
  * - the reloader through 1,000 updates of a 512 KiB Secret: RssAnon and V8's heap after forced collections
  *   (bench/lib/gc-on-signal.ts, preloaded for this run only), sampled along the way;
+ * - the reloader through the largest configs it is sized for (a gunzip key that expands to 40 MiB, a Secret of
+ *   10,000 small keys, a 1 MiB value): peak and settled anonymous memory as differences against an idle
+ *   reloader measured in the same run, and the bytes of files it keeps in the (memory-backed) emptyDir;
  * - the webhook at rest and after an admission load.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { admissionFixtures, closedLoad } from './admission.ts';
@@ -16,7 +21,15 @@ import type { BenchContext, SectionResult } from './lib/context.ts';
 import { GC_ON_SIGNAL_NODE_ARGS } from './lib/gc-on-signal.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { pinning, procCpuMs, procMemory, spawnNode, type ProcMemory } from './lib/proc.ts';
-import { benchSecret, ReloadReceiver, startApi, startReloader, type ApiSetup } from './lib/reloader.ts';
+import {
+  benchSecret,
+  metricTotal,
+  NS,
+  ReloadReceiver,
+  startApi,
+  startReloader,
+  type ApiSetup,
+} from './lib/reloader.ts';
 import { figure, type Figure } from './lib/report.ts';
 import { runLoad, startWebhook } from './lib/servers.ts';
 import { median } from './lib/stats.ts';
@@ -169,6 +182,212 @@ export async function measureGrowth(
   }
 }
 
+/** RssAnon now, and the peak of anonymous memory since the last reset: VmHWM (peak RSS) less the file-backed
+ * and shared pages resident now (those barely move: the node binary and its libraries). */
+function anonPeakKiB(pid: number): { nowKiB: number; peakKiB: number } {
+  const m = procMemory(pid);
+  return { nowKiB: m.rssAnonKiB, peakKiB: m.vmHwmKiB - m.rssFileKiB - m.rssShmemKiB };
+}
+
+/** Starts a new peak: writing 5 to clear_refs sets VmHWM to the current RSS. */
+function resetPeak(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+/**
+ * Bytes of the regular files under `dir`, and what tmpfs allocates for them (whole pages: a 64-byte key takes
+ * 4 KiB): in a memory-backed emptyDir that is what the sidecar's memory cgroup is charged.
+ */
+function treeBytes(dir: string): { data: number; allocated: number } {
+  const total = { data: 0, allocated: 0 };
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) {
+      const sub = treeBytes(path);
+      total.data += sub.data;
+      total.allocated += sub.allocated;
+    } else if (e.isFile()) {
+      const st = statSync(path);
+      total.data += st.size;
+      total.allocated += st.blocks * 512;
+    }
+  }
+  return total;
+}
+
+/** The largest configs the sidecar is sized for; each `secret(version)` differs in content from version to version. */
+interface LargeConfigCase {
+  id: string;
+  label: string;
+  /** `?gunzip=true` on the source. */
+  gunzip: boolean;
+  data: (version: number) => Record<string, string>;
+}
+
+/** 40 MiB of rules text that gzips to under 1 MiB (a Secret's limit): the gunzip case near the cap. */
+function rulesText(version: number, bytes: number): string {
+  const parts = [`# version ${version}\n`];
+  let size = parts[0]?.length ?? 0;
+  for (let i = 0; size < bytes; i++) {
+    const line = `  - record: instance:node_cpu:rate5m_${i}\n    expr: sum without (cpu) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))\n`;
+    parts.push(line);
+    size += line.length;
+  }
+  return parts.join('').slice(0, bytes);
+}
+
+const b64 = (b: Buffer | string): string => Buffer.from(b).toString('base64');
+
+export function largeConfigCases(): LargeConfigCase[] {
+  const gz = new Map<number, string>();
+  const gzipped = (version: number): string => {
+    let v = gz.get(version);
+    if (v === undefined) {
+      v = b64(gzipSync(rulesText(version, 40 * 1024 * 1024), { level: 9 }));
+      gz.set(version, v);
+    }
+    return v;
+  };
+  return [
+    {
+      id: 'gunzip40',
+      label: 'a gunzip key expanding to 40 MiB (0.9 MiB compressed)',
+      gunzip: true,
+      data: (version) => ({ version: b64(String(version)), 'rules.yaml.gz': gzipped(version) }),
+    },
+    {
+      id: 'keys10k',
+      label: 'a Secret of 10,000 keys of 64 bytes',
+      gunzip: false,
+      data: (version) => {
+        const data: Record<string, string> = { version: b64(String(version)) };
+        for (let i = 0; i < 10_000; i++) data[`key-${String(i).padStart(5, '0')}`] = b64(randomBytes(64));
+        return data;
+      },
+    },
+    {
+      id: 'value1m',
+      label: 'one 1 MiB value (the API maximum)',
+      gunzip: false,
+      data: (version) => ({ version: b64(String(version)), 'blob.bin': b64(randomBytes(1024 * 1024 - 64)) }),
+    },
+  ];
+}
+
+export interface LargeConfigSample {
+  id: string;
+  label: string;
+  /** Differences in MiB against the idle reloader of the same run (anonymous memory). */
+  startPeakMiB: number;
+  startAfterMiB: number;
+  updatePeakMiB: number[];
+  updateAfterMiB: number[];
+  /** The files of one version on disk (MiB of data); during a swap the old and new versions both exist. */
+  filesMiB: number;
+  /** What tmpfs allocates for them (MiB, whole pages). */
+  filesAllocatedMiB: number;
+}
+
+/**
+ * The reloader started on the large object (list → write), then through `updates` updates of it, with the
+ * sidecar's env. Anonymous memory as a difference against `idleKiB`: the peak (VmHWM since a reset, less the
+ * file-backed pages) and 2 s after the write, when the reloader should have given back what it took.
+ */
+async function largeConfig(
+  ctx: BenchContext,
+  c: LargeConfigCase,
+  idleKiB: number,
+  updates: number,
+): Promise<LargeConfigSample> {
+  const name = `large-${c.id}`;
+  const setup = await startApi(ctx, [name], c.id);
+  const dir = join('/dev/shm', `cri-bench-${process.pid}-${c.id}`);
+  const secret = (version: number): Record<string, unknown> => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: NS },
+    data: c.data(version),
+  });
+  setup.api.create(secret(0) as never);
+  const delta = (kib: number): number => MiB(kib - idleKiB);
+  const settleMs = 2000;
+  try {
+    // `?gunzip=true` rides on the directory: startReloader writes `secret/NAME=DIR`.
+    const run = await startReloader(ctx, setup, [{ name, dir: c.gunzip ? `${dir}?gunzip=true` : dir }], {
+      label: c.id,
+    });
+    const pid = run.child.pid;
+    try {
+      await sleep(settleMs);
+      const start = anonPeakKiB(pid);
+      const files = treeBytes(dir);
+      const sample: LargeConfigSample = {
+        id: c.id,
+        label: c.label,
+        startPeakMiB: delta(start.peakKiB),
+        startAfterMiB: delta(start.nowKiB),
+        updatePeakMiB: [],
+        updateAfterMiB: [],
+        filesMiB: MiB(files.data / 1024),
+        filesAllocatedMiB: MiB(files.allocated / 1024),
+      };
+      for (let v = 1; v <= updates; v++) {
+        const writes = await metricTotal(run.address, 'config_reloader_writes_total');
+        resetPeak(pid);
+        setup.api.update(secret(v) as never);
+        await waitFor(
+          async () => (await metricTotal(run.address, 'config_reloader_writes_total')) > writes,
+          `update ${v} of ${c.id} to be written`,
+          60_000,
+          20,
+        );
+        await sleep(settleMs);
+        const u = anonPeakKiB(pid);
+        sample.updatePeakMiB.push(delta(u.peakKiB));
+        sample.updateAfterMiB.push(delta(u.nowKiB));
+      }
+      const version = readFileSync(join(dir, 'version'), 'utf8');
+      if (version !== String(updates)) throw new Error(`${c.id}: the files hold version ${version}`);
+      return sample;
+    } finally {
+      await run.child.stop();
+    }
+  } finally {
+    await setup.api.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** An idle reloader with one small Secret, then each large config in a reloader of its own. */
+export async function measureLargeConfigs(
+  ctx: BenchContext,
+  updates: number,
+  cases = largeConfigCases(),
+): Promise<{ idleKiB: number; samples: LargeConfigSample[] }> {
+  const setup = await startApi(ctx, ['small'], 'large-idle');
+  setup.api.create(benchSecret('small', 1, `${randomBytes(1536).toString('base64')}\n`) as never);
+  const dir = join('/dev/shm', `cri-bench-${process.pid}-large-idle`);
+  let idleKiB: number;
+  try {
+    const run = await startReloader(ctx, setup, [{ name: 'small', dir }], { label: 'large-idle' });
+    try {
+      await sleep(2000);
+      idleKiB = procMemory(run.child.pid).rssAnonKiB;
+    } finally {
+      await run.child.stop();
+    }
+  } finally {
+    await setup.api.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const samples: LargeConfigSample[] = [];
+  for (const c of cases) {
+    ctx.log(`footprint: ${c.label}`);
+    samples.push(await largeConfig(ctx, c, idleKiB, updates));
+  }
+  return { idleKiB, samples };
+}
+
 async function webhookMemory(
   ctx: BenchContext,
 ): Promise<{ rest: ProcMemory; afterLoad: ProcMemory; requests: number }> {
@@ -284,6 +503,34 @@ export async function runFootprint(ctx: BenchContext): Promise<SectionResult> {
     }),
   );
 
+  const largeUpdates = ctx.quick ? 1 : 3;
+  const large = await measureLargeConfigs(ctx, largeUpdates);
+  for (const c of large.samples) {
+    const peak = Math.max(c.startPeakMiB, ...c.updatePeakMiB);
+    const settled = c.updateAfterMiB.at(-1) ?? c.startAfterMiB;
+    const fmt = (xs: number[]): string => xs.map((x) => `+${x.toFixed(1)}`).join(', ');
+    figures.push(
+      figure({
+        section,
+        id: `footprint.reloader.large.${c.id}.peak`,
+        label: `reloader, ${c.label}: peak anonymous memory over idle`,
+        value: peak,
+        unit: 'MiB',
+        goal: { op: '<=', value: 24 },
+        note: `start ${fmt([c.startPeakMiB])}, ${largeUpdates} update(s) ${fmt(c.updatePeakMiB)} MiB over an idle reloader's ${MiB(large.idleKiB).toFixed(1)} MiB; files ${c.filesMiB.toFixed(1)} MiB (${c.filesAllocatedMiB.toFixed(1)} MiB of tmpfs pages), twice that during a swap`,
+      }),
+      figure({
+        section,
+        id: `footprint.reloader.large.${c.id}.settled`,
+        label: `reloader, ${c.label}: anonymous memory over idle 2 s after the last update`,
+        value: settled,
+        unit: 'MiB',
+        goal: { op: '<=', value: 10 },
+        note: `after start ${fmt([c.startAfterMiB])}, after each update ${fmt(c.updateAfterMiB)} MiB`,
+      }),
+    );
+  }
+
   const w = await webhookMemory(ctx);
   figures.push(
     figure({
@@ -303,5 +550,8 @@ export async function runFootprint(ctx: BenchContext): Promise<SectionResult> {
       note: `RssAnon ${MiB(w.afterLoad.rssAnonKiB).toFixed(1)} MiB, peak RSS ${MiB(w.afterLoad.vmHwmKiB).toFixed(0)} MiB, after ${w.requests} reviews`,
     }),
   );
-  return { figures, details: { idle, bareNode: bare, nodeStartMs: nodeStart, growth: g, webhook: w } };
+  return {
+    figures,
+    details: { idle, bareNode: bare, nodeStartMs: nodeStart, growth: g, large, webhook: w },
+  };
 }

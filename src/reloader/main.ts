@@ -7,6 +7,7 @@ import { ApiHealth } from './health.ts';
 import { loadClusterAccess } from './kube/cluster-access.ts';
 import { KubeClient } from './kube/client.ts';
 import { createReloaderMetrics } from './metrics.ts';
+import { gunzipCap } from './projection.ts';
 import { ReloadTrigger } from './reload.ts';
 import { startStatusServer } from './server.ts';
 import { DEFAULT_WATCH_IDLE_MS, sourceId, SourceWatcher } from './source.ts';
@@ -43,7 +44,13 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
   const client = new KubeClient(access);
   const metrics = createReloaderMetrics();
   const health = new ApiHealth(config.healthTimeoutMs);
-  const writers = config.sources.map((spec) => new AtomicWriter(spec.dir, { fsGroup: config.fsGroup }));
+  // The gunzip cap follows the memory limit (cgroup), which the files of a memory-backed emptyDir count against.
+  const memoryLimit = process.constrainedMemory();
+  const gunzipSources = config.sources.filter((s) => s.gunzip).length;
+  const cap = gunzipCap(memoryLimit, gunzipSources);
+  const writers = config.sources.map(
+    (spec) => new AtomicWriter(spec.dir, { fsGroup: config.fsGroup, gunzipCap: cap }),
+  );
   const trigger =
     config.reload && !config.once
       ? new ReloadTrigger({
@@ -80,6 +87,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
       namespace,
       sources: sources.map((s) => `${s.id}=${s.spec.dir}`),
       once: config.once,
+      ...(gunzipSources > 0 ? { gunzipCapBytes: cap } : {}),
     },
     'starting',
   );

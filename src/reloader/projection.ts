@@ -1,7 +1,20 @@
 import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
 
-/** What goes into a source's directory: relative path → bytes and mode. */
-export type Payload = Map<string, { data: Buffer; mode: number }>;
+/**
+ * A file's content: its bytes, or a key's value as the API sent it (base64, or ConfigMap text), which the writer
+ * decodes only while it hashes or writes that one file, so that no decoded copy of the whole object is held.
+ */
+export type Content = Buffer | { base64: string } | { text: string };
+
+export interface PayloadFile {
+  data: Content;
+  mode: number;
+  /** The content is gzip: the file holds it decompressed, streamed to disk by the writer. `key` names it in errors. */
+  gunzip?: { key: string };
+}
+
+/** What goes into a source's directory: relative path → content and mode. */
+export type Payload = Map<string, PayloadFile>;
 
 /** The parts of a Secret or ConfigMap the reloader reads. */
 export interface KubeObject {
@@ -13,57 +26,85 @@ export interface KubeObject {
 /** The object cannot be projected as the source asks (a missing item key, a bad gzip key); names keys, never values. */
 export class ProjectionError extends Error {}
 
-/** Decompressed keys may not grow past this (a gzip bomb in a ConfigMap must not take the pod down). */
-export const MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024;
+const MiB = 1024 * 1024;
+/** The most a source's gunzipped keys may decompress to, together, when no memory limit applies. */
+export const MAX_GUNZIP_BYTES = 64 * MiB;
+/** The least, however small the memory limit: small compressed configs keep working. */
+export const MIN_GUNZIP_BYTES = 1 * MiB;
+/**
+ * What the sidecar needs under its memory limit besides gunzipped files: about 17 MiB idle, up to 22 MiB more
+ * while it handles the largest objects it is sized for (docs/reloader.md, Memory), and room for the pages of
+ * the Node binary it runs.
+ */
+export const GUNZIP_RESERVE_BYTES = 48 * MiB;
 
-/** Every key of the object with its bytes: Secret `data` is base64; ConfigMap `data` is text, `binaryData` base64. */
-function keysOf(kind: SourceSpec['kind'], object: KubeObject): Map<string, Buffer> {
-  const keys = new Map<string, Buffer>();
-  for (const [key, value] of Object.entries(object.data ?? {})) {
-    keys.set(key, kind === 'secret' ? Buffer.from(value, 'base64') : Buffer.from(value, 'utf8'));
-  }
+/**
+ * The cap on what each gunzip source's keys decompress to, together. Decompressed data goes straight to the
+ * files and costs no process memory, but in a `medium: Memory` emptyDir the files are charged to the sidecar's
+ * memory limit, twice while a source swaps versions (the old and the new both exist). So the cap follows the
+ * limit: what is left of it after the reserve, halved, shared by the gunzip sources; 64 MiB without a limit.
+ * A 128Mi limit lets one gunzip source expand to 40 MiB; 96Mi, to 24 MiB.
+ */
+export function gunzipCap(memoryLimitBytes: number | undefined, gunzipSources: number): number {
+  // process.constrainedMemory() is 0, or 2^64, when nothing limits the process.
+  if (!memoryLimitBytes || memoryLimitBytes >= Number.MAX_SAFE_INTEGER || gunzipSources < 1)
+    return MAX_GUNZIP_BYTES;
+  const share = Math.floor((memoryLimitBytes - GUNZIP_RESERVE_BYTES) / (2 * gunzipSources));
+  return Math.min(MAX_GUNZIP_BYTES, Math.max(MIN_GUNZIP_BYTES, share));
+}
+
+/** The bytes of a content (a decoded copy for an API value). */
+export function contentBytes(content: Content): Buffer {
+  if (Buffer.isBuffer(content)) return content;
+  return 'base64' in content ? Buffer.from(content.base64, 'base64') : Buffer.from(content.text, 'utf8');
+}
+
+/** Every key of the object with its value: Secret `data` is base64; ConfigMap `data` is text, `binaryData` base64. */
+function keysOf(kind: SourceSpec['kind'], object: KubeObject): Map<string, Content> {
+  const keys = new Map<string, Content>();
+  for (const [key, value] of Object.entries(object.data ?? {}))
+    keys.set(key, kind === 'secret' ? { base64: value } : { text: value });
   if (kind === 'configmap') {
-    for (const [key, value] of Object.entries(object.binaryData ?? {}))
-      keys.set(key, Buffer.from(value, 'base64'));
+    for (const [key, value] of Object.entries(object.binaryData ?? {})) keys.set(key, { base64: value });
   }
   return keys;
 }
 
-function gunzip(key: string, data: Buffer): Buffer {
-  try {
-    // Loaded on first use: most sidecars never gunzip, and zlib costs memory in every pod.
-    return process.getBuiltinModule('node:zlib').gunzipSync(data, { maxOutputLength: MAX_GUNZIPPED_BYTES });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ProjectionError(
-      code === 'ERR_BUFFER_TOO_LARGE'
-        ? `key "${key}" decompresses to more than ${MAX_GUNZIPPED_BYTES} bytes`
-        : `key "${key}" is not valid gzip`,
-    );
-  }
+/** A gzip member starts with 1f 8b 08; anything else is refused here, the rest is checked while it is decompressed. */
+function checkGzipHeader(key: string, content: Content): void {
+  const head =
+    Buffer.isBuffer(content) || 'text' in content
+      ? contentBytes(content).subarray(0, 3)
+      : Buffer.from(content.base64.slice(0, 4), 'base64');
+  if (head.length < 3 || head[0] !== 0x1f || head[1] !== 0x8b || head[2] !== 0x08)
+    throw new ProjectionError(`key "${key}" is not valid gzip`);
 }
 
-function put(payload: Payload, path: string, data: Buffer, mode: number, key: string): void {
+function put(payload: Payload, path: string, file: PayloadFile, key: string): void {
   if (path.startsWith('..') || path.split('/').some((p) => p === '' || p === '..')) {
     throw new ProjectionError(
       `key "${key}" would be written to "${path}", which is not a plain relative path`,
     );
   }
   if (payload.has(path)) throw new ProjectionError(`two keys would be written to the same path "${path}"`);
-  payload.set(path, { data, mode });
+  payload.set(path, file);
 }
 
 /**
  * The files of a source for one version of its object, as the kubelet projects a volume: every key at its
  * own name, or only the listed items at their paths; item mode, else defaultMode, else 0644. With gunzip,
- * keys ending in `.gz` are decompressed (and lose the suffix when written under their own name).
+ * keys ending in `.gz` are marked for decompression (and lose the suffix when written under their own name).
+ * Values stay as the API sent them: the writer decodes one file at a time.
  */
 export function projectObject(spec: SourceSpec, object: KubeObject): Payload {
   const keys = keysOf(spec.kind, object);
   const defaultMode = spec.defaultMode ?? DEFAULT_FILE_MODE;
   const payload: Payload = new Map();
-  const unzip = (key: string, data: Buffer): Buffer =>
-    spec.gunzip && key.endsWith('.gz') ? gunzip(key, data) : data;
+  const file = (key: string, data: Content, mode: number): PayloadFile => {
+    if (!spec.gunzip || !key.endsWith('.gz')) return { data, mode };
+    checkGzipHeader(key, data);
+    return { data, mode, gunzip: { key } };
+  };
   if (spec.items) {
     const missing: string[] = [];
     for (const item of spec.items) {
@@ -72,7 +113,7 @@ export function projectObject(spec: SourceSpec, object: KubeObject): Payload {
         if (!spec.optional) missing.push(item.key);
         continue;
       }
-      put(payload, item.path, unzip(item.key, data), item.mode ?? defaultMode, item.key);
+      put(payload, item.path, file(item.key, data, item.mode ?? defaultMode), item.key);
     }
     if (missing.length > 0) {
       throw new ProjectionError(
@@ -83,7 +124,7 @@ export function projectObject(spec: SourceSpec, object: KubeObject): Payload {
   }
   for (const [key, data] of keys) {
     const path = spec.gunzip && key.endsWith('.gz') ? key.slice(0, -3) : key;
-    put(payload, path, unzip(key, data), defaultMode, key);
+    put(payload, path, file(key, data, defaultMode), key);
   }
   return payload;
 }

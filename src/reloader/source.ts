@@ -5,6 +5,7 @@ import { ApiError, describeError, describeForbidden, isGone, type KubeStatus } f
 import type { KubeClient } from './kube/client.ts';
 import { readWatchStream } from './kube/watch-stream.ts';
 import type { ApiHealth } from './health.ts';
+import { LARGE_OBJECT_BYTES, LARGE_OBJECT_KEYS, releaseMemorySoon } from './memory.ts';
 import type { ReloaderMetrics } from './metrics.ts';
 import { projectObject, ProjectionError, type KubeObject } from './projection.ts';
 import type { AtomicWriter } from './writer.ts';
@@ -16,6 +17,8 @@ const MIN_HEALTHY_WATCH_MS = 1000;
 const WATCH_IDLE_MARGIN_MS = 30_000;
 /** The default silence after which a watch is reopened: API servers send a bookmark about every minute. */
 export const DEFAULT_WATCH_IDLE_MS = 120_000;
+/** How many file names a "files written" log line lists (it always gives the count). */
+const LOGGED_FILES = 20;
 
 export interface SourceOptions {
   spec: SourceSpec;
@@ -301,7 +304,10 @@ export class SourceWatcher {
         this.log.info(
           {
             dir: this.spec.dir,
-            files: [...payload.keys()],
+            // The first names only: a Secret of 10,000 keys would make every such line a 200 KB string.
+            files:
+              payload.size > LOGGED_FILES ? [...payload.keys()].slice(0, LOGGED_FILES) : [...payload.keys()],
+            fileCount: payload.size,
             resourceVersion: object.metadata?.resourceVersion,
             initial: result.initial,
           },
@@ -323,6 +329,9 @@ export class SourceWatcher {
         { dir: this.spec.dir, error: reason },
         `cannot write the object's files (${reason}): keeping the previous ones`,
       );
+    } finally {
+      // After the write: a collection in the middle of it would find the object still in use.
+      if (isLarge(object)) releaseMemorySoon();
     }
   }
 
@@ -371,4 +380,17 @@ export class SourceWatcher {
         this.log.debug({ error: describeError(err) }, 'resync list failed; the watch goes on');
     }
   }
+}
+
+/** Whether handling this object leaves enough garbage behind to collect it (see memory.ts). */
+function isLarge(object: KubeObject): boolean {
+  let keys = 0;
+  let bytes = 0;
+  for (const values of [object.data, object.binaryData]) {
+    for (const key in values ?? {}) {
+      keys++;
+      bytes += (values as Record<string, string>)[key]?.length ?? 0;
+    }
+  }
+  return keys >= LARGE_OBJECT_KEYS || bytes >= LARGE_OBJECT_BYTES;
 }

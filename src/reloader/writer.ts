@@ -1,24 +1,37 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
   closeSync,
   fchmodSync,
   fchownSync,
+  fstatSync,
   lchownSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readlinkSync,
+  readSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readlink, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Payload } from './projection.ts';
+import { collectYoungGarbage } from './memory.ts';
+import {
+  contentBytes,
+  MAX_GUNZIP_BYTES,
+  ProjectionError,
+  type Payload,
+  type PayloadFile,
+} from './projection.ts';
 
 /** The kubelet's names: `..data` points at the current timestamped directory; `..data_tmp` is the next one. */
 export const DATA_DIR = '..data';
@@ -38,6 +51,8 @@ export interface WriterOptions {
    * their mode and the writer's group (or the directory's, when it is setgid).
    */
   fsGroup?: number;
+  /** The most this source's gunzipped keys may decompress to, together (gunzipCap in projection.ts). */
+  gunzipCap?: number;
 }
 
 interface FileState {
@@ -52,8 +67,102 @@ export interface WriteResult {
   initial: boolean;
 }
 
+/** One-shot: no Hash object per file (10,000 keys would leave 10,000 native contexts for the collector). */
 function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data);
+}
+
+/** Read and gunzip chunk: what the writer holds of a large file at a time (besides zlib's 32 KiB window). */
+const CHUNK = 64 * 1024;
+let chunkBuffer: Buffer | undefined;
+/** While gunzipping, the written chunks are collected every this many bytes. */
+const COLLECT_EVERY = 1024 * 1024;
+
+/** SHA-256 of a file on disk, read a chunk at a time into one reused buffer. */
+function hashFile(path: string): { sha256: string; gid: number; mode: number } {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    const buf = (chunkBuffer ??= Buffer.allocUnsafe(CHUNK));
+    let n = readSync(fd, buf, 0, CHUNK, null);
+    let digest: string;
+    if (n < CHUNK) digest = sha256(buf.subarray(0, n));
+    else {
+      const h = createHash('sha256');
+      for (; n > 0; n = readSync(fd, buf, 0, CHUNK, null)) h.update(buf.subarray(0, n));
+      digest = h.digest('hex');
+    }
+    return { sha256: digest, gid: st.gid, mode: st.mode & 0o777 };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Decompresses `input` into the open file `fd`, hashing as it goes, so that the decompressed content is never
+ * held in memory whole. `budget.left` is what the source's gunzipped keys may still add; going past it is a
+ * ProjectionError, as is input that is not gzip. Returns the SHA-256 of what was written.
+ */
+async function gunzipToFile(
+  fd: number,
+  input: Buffer,
+  key: string,
+  budget: { cap: number; left: number },
+): Promise<string> {
+  // Loaded on first use: most sidecars never gunzip, and zlib costs memory in every pod.
+  const gunzip = process.getBuiltinModule('node:zlib').createGunzip({ chunkSize: CHUNK });
+  const h = createHash('sha256');
+  gunzip.end(input);
+  let sinceCollection = 0;
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      // Every chunk is a new buffer, garbage once written; V8 would let tens of MiB of them pile up.
+      sinceCollection += chunk.length;
+      if (sinceCollection >= COLLECT_EVERY) {
+        sinceCollection = 0;
+        collectYoungGarbage();
+      }
+      budget.left -= chunk.length;
+      if (budget.left < 0)
+        throw new ProjectionError(
+          `key "${key}" takes the source's gunzipped keys past the cap of ${budget.cap} bytes decompressed (it follows the sidecar's memory limit: raise config-reloader.io/memory-limit)`,
+        );
+      h.update(chunk);
+      for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off);
+    }
+  } catch (err) {
+    gunzip.destroy();
+    if (String((err as NodeJS.ErrnoException).code).startsWith('Z_'))
+      throw new ProjectionError(`key "${key}" is not valid gzip`);
+    throw err;
+  }
+  return h.digest('hex');
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
+
+/**
+ * Removes a directory tree one entry at a time. fs.promises.rm unlinks every entry of a directory at once: for
+ * a Secret of 10,000 keys, 10,000 requests queued together, whose allocations glibc then keeps.
+ */
+async function removeTree(path: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') return unlink(path).catch(ignoreMissing);
+    throw err;
+  }
+  for (const e of entries) {
+    const child = join(path, e.name);
+    if (e.isDirectory()) await removeTree(child);
+    else await unlink(child).catch(ignoreMissing);
+  }
+  await rmdir(path).catch(ignoreMissing);
 }
 
 /** `..2025_01_31_23_59_59.` in UTC, as the kubelet names them; mkdtemp adds a random suffix. */
@@ -118,10 +227,9 @@ async function scan(root: string, gid: number | undefined, prefix = ''): Promise
     if (entry.isDirectory()) {
       for (const [p, s] of await scan(root, gid, rel)) files.set(p, wrongGroup ? { ...s, mode: -1 } : s);
     } else if (entry.isFile()) {
-      const path = join(root, rel);
-      const [data, st] = await Promise.all([readFile(path), lstat(path)]);
-      const mode = wrongGroup || (gid !== undefined && st.gid !== gid) ? -1 : st.mode & 0o777;
-      files.set(rel, { sha256: sha256(data), mode });
+      const f = hashFile(join(root, rel));
+      const mode = wrongGroup || (gid !== undefined && f.gid !== gid) ? -1 : f.mode;
+      files.set(rel, { sha256: f.sha256, mode });
     }
   }
   return files;
@@ -138,17 +246,21 @@ async function scan(root: string, gid: number | undefined, prefix = ''): Promise
  * the previous directory is off that path: it runs after the swap and is awaited before the next write.
  *
  * The content on disk is read once, at the first write, so a restart with identical content writes nothing;
- * afterwards only hashes are kept in memory.
+ * afterwards only hashes are kept in memory. No decoded copy of the whole object is made: each file is decoded
+ * while it is hashed and again while it is written, and gunzipped files are streamed to disk.
  */
 export class AtomicWriter {
   readonly dir: string;
   private readonly fsGroup: number | undefined;
+  private readonly gunzipCap: number;
   /** Mode of every directory made: 0755, plus setgid (and group r-x) with an fsGroup or in a setgid target. */
   private dirMode = DIR_MODE;
   private current: Map<string, FileState> | undefined;
   private currentDir: string | undefined;
   private hadData = false;
   private written = false;
+  /** Per gunzipped path: the SHA-256 of its compressed input when last written, and of the file it made. */
+  private gunzipped = new Map<string, { input: string; sha256: string }>();
   /** Top-level names whose `name -> ..data/name` symlink is known to be in place. */
   private readonly linked = new Set<string>();
   private cleanup: Promise<void> = Promise.resolve();
@@ -156,6 +268,7 @@ export class AtomicWriter {
   constructor(dir: string, opts: WriterOptions = {}) {
     this.dir = dir;
     this.fsGroup = opts.fsGroup;
+    this.gunzipCap = opts.gunzipCap ?? MAX_GUNZIP_BYTES;
   }
 
   /** The mode a file gets on disk: with an fsGroup, group-readable as the kubelet makes it. */
@@ -179,45 +292,99 @@ export class AtomicWriter {
     return this.cleanup;
   }
 
+  /**
+   * Writes `payload` unless it equals what is on disk. Plain files are decoded, hashed and written one at a time;
+   * gunzipped ones are streamed from their compressed form straight into the new directory (hashed on the way)
+   * and compared afterwards, unless their compressed input is the one last written. Without gunzipped files,
+   * everything from the new directory to the rename of `..data` is synchronous.
+   */
   async write(payload: Payload, now = new Date()): Promise<WriteResult> {
     validatePayload(payload);
     if (!this.current) await this.load();
     const current = this.current as Map<string, FileState>;
     const next = new Map<string, FileState>();
-    for (const [path, file] of payload)
-      next.set(path, { sha256: sha256(file.data), mode: this.fileMode(file.mode) });
+    /** Gunzipped paths whose content is known only once decompressed → hash of their compressed input. */
+    const unknown = new Map<string, string>();
+    for (const [path, file] of payload) {
+      const mode = this.fileMode(file.mode);
+      if (file.gunzip) {
+        const input = sha256(contentBytes(file.data));
+        const known = this.gunzipped.get(path);
+        next.set(path, { sha256: known?.input === input ? known.sha256 : '', mode });
+        if (known?.input !== input) unknown.set(path, input);
+      } else next.set(path, { sha256: sha256(contentBytes(file.data)), mode });
+    }
     const initial = !this.hadData && !this.written;
-    if (!initial && sameFiles(current, next)) {
+    if (!initial && unknown.size === 0 && sameFiles(current, next)) {
       // After a restart with identical content, still repair symlinks an interrupted run may have missed.
       this.linkTopLevel(payload, current);
       return { changed: false, initial: false };
     }
-    const oldDir = this.currentDir;
-    this.swapIn(payload, current, now);
-    if (oldDir && oldDir !== this.currentDir) {
-      // Removals are chained, never awaited by the next write: in a burst the newest content goes to disk at once.
-      const old = join(this.dir, oldDir);
-      this.cleanup = this.cleanup.then(() => rm(old, { recursive: true, force: true })).catch(() => {});
+    const tsName = this.makeVersionDir(now);
+    try {
+      this.writeFiles(join(this.dir, tsName), payload, next, current);
+      if (this.gunzippedIn(payload)) await this.gunzipFiles(join(this.dir, tsName), payload, next, current);
+    } catch (err) {
+      rmSync(join(this.dir, tsName), { recursive: true, force: true });
+      throw err;
     }
+    this.rememberGunzipped(payload, next, unknown);
+    if (!initial && sameFiles(current, next)) {
+      // Decompressed, it is what is on disk already (a restart, or the same data compressed anew).
+      this.removeLater(tsName);
+      this.linkTopLevel(payload, current);
+      return { changed: false, initial: false };
+    }
+    const oldDir = this.currentDir;
+    this.swapIn(tsName, payload, current);
+    // Removals are chained, never awaited by the next write: in a burst the newest content goes to disk at once.
+    if (oldDir && oldDir !== tsName) this.removeLater(oldDir);
     this.current = next;
     this.written = true;
     return { changed: true, initial };
   }
 
-  /** New timestamped directory, files, then the one atomic rename of `..data`, then the visible symlinks. */
-  private swapIn(payload: Payload, previous: Map<string, FileState>, now: Date): void {
+  private rememberGunzipped(
+    payload: Payload,
+    next: Map<string, FileState>,
+    unknown: Map<string, string>,
+  ): void {
+    const gunzipped = new Map<string, { input: string; sha256: string }>();
+    for (const [path, file] of payload) {
+      const input = unknown.get(path) ?? this.gunzipped.get(path)?.input;
+      if (file.gunzip && input !== undefined)
+        gunzipped.set(path, { input, sha256: (next.get(path) as FileState).sha256 });
+    }
+    this.gunzipped = gunzipped;
+  }
+
+  private removeLater(name: string): void {
+    const path = join(this.dir, name);
+    this.cleanup = this.cleanup.then(() => removeTree(path)).catch(() => {});
+  }
+
+  /** The next version's directory, `..TIMESTAMP.xxxxxx` (mkdtemp makes 0700; the application may be another user). */
+  private makeVersionDir(now: Date): string {
     const tsDir = mkdtempSync(join(this.dir, timestampPrefix(now)));
-    const tsName = tsDir.slice(this.dir.length + 1);
     try {
-      this.ownDir(tsDir); // mkdtemp makes 0700; the application may run as another user
-      this.writeFiles(tsDir, payload);
+      this.ownDir(tsDir);
+    } catch (err) {
+      rmSync(tsDir, { recursive: true, force: true });
+      throw err;
+    }
+    return tsDir.slice(this.dir.length + 1);
+  }
+
+  /** The one atomic rename of `..data` to the new directory, then the visible symlinks. */
+  private swapIn(tsName: string, payload: Payload, previous: Map<string, FileState>): void {
+    try {
       const tmp = join(this.dir, DATA_TMP);
       rmSync(tmp, { force: true });
       symlinkSync(tsName, tmp);
       this.ownLink(tmp);
       renameSync(tmp, join(this.dir, DATA_DIR));
     } catch (err) {
-      rmSync(tsDir, { recursive: true, force: true });
+      rmSync(join(this.dir, tsName), { recursive: true, force: true });
       throw err;
     }
     this.currentDir = tsName;
@@ -253,7 +420,7 @@ export class AtomicWriter {
     }
     for (const entry of await readdir(this.dir)) {
       if (entry.startsWith('..') && entry !== DATA_DIR && entry !== target) {
-        await rm(join(this.dir, entry), { recursive: true, force: true });
+        await removeTree(join(this.dir, entry));
       }
     }
     this.current = files;
@@ -262,11 +429,14 @@ export class AtomicWriter {
   /** One `name -> ..data/name` symlink per top-level path; those no longer in the payload go. */
   private linkTopLevel(payload: Payload, previous: Map<string, FileState>): void {
     const names = new Set([...payload.keys()].map(topLevel));
+    let present: Set<string> | undefined;
     for (const name of names) {
       if (this.linked.has(name)) continue;
+      // One listing rather than a failed readlink, and its Error object, per new name.
+      present ??= new Set(readdirSync(this.dir));
       const link = join(this.dir, name);
       const wanted = `${DATA_DIR}/${name}`;
-      if (readlinkSyncOrUndefined(link) !== wanted) {
+      if (!present.has(name) || readlinkSyncOrUndefined(link) !== wanted) {
         // Symlink beside it, then rename over: the visible name never disappears.
         const tmp = join(this.dir, LINK_TMP);
         rmSync(tmp, { force: true });
@@ -295,7 +465,17 @@ export class AtomicWriter {
     if (this.fsGroup !== undefined) lchownSync(path, -1, this.fsGroup);
   }
 
-  private writeFiles(tsDir: string, payload: Payload): void {
+  /**
+   * Item subdirectories, then every plain file: hard-linked from the current version when its content and mode
+   * are unchanged (no second copy in a memory-backed emptyDir while both versions exist), else decoded only
+   * while it is written.
+   */
+  private writeFiles(
+    tsDir: string,
+    payload: Payload,
+    next: Map<string, FileState>,
+    current: Map<string, FileState>,
+  ): void {
     const dirs = new Set<string>();
     for (const path of payload.keys()) {
       for (let d = dirname(path); d !== '.' && !dirs.has(d); d = dirname(d)) dirs.add(d);
@@ -305,16 +485,82 @@ export class AtomicWriter {
       this.ownDir(join(tsDir, d));
     }
     for (const [path, file] of payload) {
-      const mode = this.fileMode(file.mode);
-      const fd = openSync(join(tsDir, path), 'wx', mode);
+      if (file.gunzip || this.linkUnchanged(tsDir, path, next, current)) continue;
+      const fd = this.openFile(join(tsDir, path), file);
       try {
-        writeFileSync(fd, file.data);
-        if (this.fsGroup !== undefined) fchownSync(fd, -1, this.fsGroup);
-        fchmodSync(fd, mode); // the umask must not change the mode the source asked for
+        writeFileSync(fd, contentBytes(file.data));
+        this.finishFile(fd, file);
       } finally {
         closeSync(fd);
       }
     }
+  }
+
+  private gunzippedIn(payload: Payload): boolean {
+    for (const file of payload.values()) if (file.gunzip) return true;
+    return false;
+  }
+
+  /** Every gunzipped file: linked when unchanged, else streamed (its hash goes into `next`); all within the cap. */
+  private async gunzipFiles(
+    tsDir: string,
+    payload: Payload,
+    next: Map<string, FileState>,
+    current: Map<string, FileState>,
+  ): Promise<void> {
+    const budget = { cap: this.gunzipCap, left: this.gunzipCap };
+    for (const [path, file] of payload) {
+      if (!file.gunzip) continue;
+      if (this.linkUnchanged(tsDir, path, next, current)) {
+        budget.left -= statSync(join(tsDir, path)).size;
+        continue;
+      }
+      const fd = this.openFile(join(tsDir, path), file);
+      try {
+        const digest = await gunzipToFile(fd, contentBytes(file.data), file.gunzip.key, budget);
+        (next.get(path) as FileState).sha256 = digest;
+        this.finishFile(fd, file);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+
+  /**
+   * Hard-links `path` from the current version when the new one is known to be identical (same hash and mode):
+   * files are never changed once written, so both versions can share it. False when it cannot.
+   */
+  private linkUnchanged(
+    tsDir: string,
+    path: string,
+    next: Map<string, FileState>,
+    current: Map<string, FileState>,
+  ): boolean {
+    const want = next.get(path);
+    const have = current.get(path);
+    if (
+      this.currentDir === undefined ||
+      !want?.sha256 ||
+      want.sha256 !== have?.sha256 ||
+      want.mode !== have.mode
+    )
+      return false;
+    try {
+      linkSync(join(this.dir, this.currentDir, path), join(tsDir, path));
+      return true;
+    } catch {
+      return false; // gone or not linkable: write it instead
+    }
+  }
+
+  private openFile(path: string, file: PayloadFile): number {
+    return openSync(path, 'wx', this.fileMode(file.mode));
+  }
+
+  /** Group, then mode: the umask must not change the mode the source asked for. */
+  private finishFile(fd: number, file: PayloadFile): void {
+    if (this.fsGroup !== undefined) fchownSync(fd, -1, this.fsGroup);
+    fchmodSync(fd, this.fileMode(file.mode));
   }
 }
 

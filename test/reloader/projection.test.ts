@@ -1,15 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { projectObject, ProjectionError, type Payload } from '../../src/reloader/projection.ts';
+import { gunzipSync } from 'node:zlib';
+import {
+  contentBytes,
+  projectObject,
+  ProjectionError,
+  type Payload,
+  type PayloadFile,
+} from '../../src/reloader/projection.ts';
 import { parseSourceSpec } from '../../src/shared/source-spec.ts';
 
 const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
 
+/** What the writer puts in the file (it decodes, and gunzips, itself). */
+const bytes = (f: PayloadFile | undefined): Buffer | undefined =>
+  f && (f.gunzip ? gunzipSync(contentBytes(f.data)) : contentBytes(f.data));
+
 function files(payload: Payload): Record<string, [string, string]> {
-  return Object.fromEntries(
-    [...payload].map(([path, f]) => [path, [f.data.toString('utf8'), f.mode.toString(8)]]),
-  );
+  return Object.fromEntries([...payload].map(([path, f]) => [path, [String(bytes(f)), f.mode.toString(8)]]));
 }
 
 void describe('projectObject', () => {
@@ -21,13 +30,13 @@ void describe('projectObject', () => {
   });
 
   void it('writes ConfigMap data as text and binaryData decoded, with defaultMode', () => {
-    const bytes = Buffer.from([0, 1, 2, 255]);
+    const raw = Buffer.from([0, 1, 2, 255]);
     const p = projectObject(parseSourceSpec('configmap/c=/d?defaultMode=0400'), {
       data: { 'app.yaml': 'x: 1\n' },
-      binaryData: { blob: b64(bytes) },
+      binaryData: { blob: b64(raw) },
     });
     assert.deepEqual(files(p)['app.yaml'], ['x: 1\n', '400']);
-    assert.deepEqual(p.get('blob')?.data, bytes);
+    assert.deepEqual(bytes(p.get('blob')), raw);
     assert.equal(p.get('blob')?.mode, 0o400);
   });
 
@@ -73,7 +82,15 @@ void describe('projectObject', () => {
     );
     assert.deepEqual(files(item), { 'config/vm.yaml': ['scrape_configs: []\n', '644'] });
     const off = projectObject(parseSourceSpec('secret/s=/d'), { data: { 'vmagent.yaml.gz': gz } });
-    assert.deepEqual(off.get('vmagent.yaml.gz')?.data, Buffer.from(gz, 'base64'));
+    assert.deepEqual(bytes(off.get('vmagent.yaml.gz')), Buffer.from(gz, 'base64'));
+    assert.equal(off.get('vmagent.yaml.gz')?.gunzip, undefined);
+  });
+
+  void it('keeps values encoded as the API sent them (the writer decodes one file at a time)', () => {
+    const p = projectObject(parseSourceSpec('secret/s=/d'), { data: { k: b64('v') } });
+    assert.deepEqual(p.get('k')?.data, { base64: b64('v') });
+    const c = projectObject(parseSourceSpec('configmap/c=/d'), { data: { k: 'v' } });
+    assert.deepEqual(c.get('k')?.data, { text: 'v' });
   });
 
   void it('rejects a .gz key that is not gzip, and two keys landing on one path, without quoting any value', () => {
