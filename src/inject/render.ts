@@ -38,6 +38,18 @@ export interface RenderStyle {
   eol: string;
 }
 
+/**
+ * A double-quoted string, as JSON writes it (valid YAML too), with the characters escaped that YAML does not
+ * allow raw (DEL, C1 controls, U+FFFE, U+FFFF, a byte order mark) or that YAML 1.1 takes for line breaks inside
+ * quotes and folds into spaces (NEL, U+2028, U+2029).
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 export function scalarText(value: unknown, flow: boolean, json: boolean): string {
   if (value === null || value === undefined) return 'null';
   if (typeof value === 'boolean') return String(value);
@@ -45,7 +57,7 @@ export function scalarText(value: unknown, flow: boolean, json: boolean): string
     if (!Number.isFinite(value)) throw new Error(`cannot write the number ${value}`);
     return String(value);
   }
-  if (typeof value === 'string') return json || needsQuotes(value, flow) ? JSON.stringify(value) : value;
+  if (typeof value === 'string') return json || needsQuotes(value, flow) ? quoted(value) : value;
   throw new Error(`cannot write a ${typeof value} as a scalar`);
 }
 

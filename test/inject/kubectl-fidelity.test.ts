@@ -86,6 +86,11 @@ const TRICKY = [
   'http://127.0.0.1:8080/-/reload',
   '10m',
   '48Mi',
+  'nel\u0085here',
+  'ls\u2028here',
+  'del\u007fhere',
+  'bom\ufeffhere',
+  'café 🙂',
 ];
 
 /**
@@ -180,6 +185,17 @@ describe('inject reads and writes YAML as kubectl does (checked against kubectl)
       configMap(data),
     ]);
     assert.deepEqual(values(readFileSync(file, 'utf8')), theirs);
+  });
+
+  it("reads escaped JSON keys right, where V8's JSON.parse does not (nodejs/node#63785)", async () => {
+    const stream = String.raw`{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"h": "x", "\\": "0"}}}
+{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "annotations": {"h": "x", "\"": "2", "\n": "3"}}}
+`;
+    const file = join(dir, 'escaped-keys.json');
+    writeFileSync(file, stream);
+    const ours = values(stream);
+    assert.deepEqual(Object.keys(ours[1]!.metadata.annotations), ['h', '"', '\n']);
+    assert.deepEqual(ours, await kubectl.read([file]));
   });
 
   it('reads a multi-document YAML whose first document is JSON, and writes it so that kubectl reads it too', async () => {

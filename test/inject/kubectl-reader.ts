@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseJson } from '../../src/inject/read.ts';
 import { TestApiServer } from '../support/kube-apiserver/index.ts';
 import { kubectlPath } from '../support/kubectl.ts';
 
@@ -57,9 +58,10 @@ export class KubectlReader {
     for (const path of paths) args.push('-f', path);
     const { code, stdout, stderr } = await this.run(args);
     if (code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${stderr}`);
-    // One JSON object after the other, each pretty-printed from a "{" line to a "}" line.
+    // One JSON object after the other, each pretty-printed from a "{" line to a "}" line. Not JSON.parse: V8's
+    // misreads some escaped keys (nodejs/node#63785).
     const objects =
-      stdout.trim() === '' ? [] : (JSON.parse(`[${stdout.replace(/\n}\n{/g, '\n},{')}]`) as Obj[]);
+      stdout.trim() === '' ? [] : (parseJson(`[${stdout.replace(/\n}\n{/g, '\n},{')}]`) as Obj[]);
     for (const object of objects) {
       if (object.metadata?.namespace === 'default') delete object.metadata.namespace;
     }
