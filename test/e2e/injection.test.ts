@@ -135,13 +135,21 @@ void describe('e2e (real kube-apiserver): the webhook installed from deploy/over
     );
   });
 
-  void test('a later webhook that changes the pod makes the API server call the injector again (IfNeeded), which leaves it as it is', async () => {
-    // Another team's webhook, ordered after ours (configurations run by name), adding a volume to every pod.
-    const other = await startStubWebhook(() => ({
-      allowed: true,
-      patch: [{ op: 'add', path: '/spec/volumes/-', value: { name: 'scratch', emptyDir: {} } }],
-    }));
-    try {
+  void describe('a later webhook that changes the pod (reinvocationPolicy: Never)', () => {
+    // Another team's webhook, ordered after ours (configurations run by name), adding to every pod what meshes
+    // and secret injectors add: a scratch volume, and a configMap volume of its own (as Istio's istiod-ca-cert).
+    let other: Awaited<ReturnType<typeof startStubWebhook>>;
+    const addedVolumes = [
+      { name: 'scratch', emptyDir: {} },
+      { name: 'mesh-ca', configMap: { name: 'mesh-ca-root-cert' } },
+    ];
+    before(async () => {
+      other = await startStubWebhook((request) => ({
+        allowed: true,
+        patch: (request.object as V1Pod).spec?.volumes
+          ? addedVolumes.map((value) => ({ op: 'add', path: '/spec/volumes/-', value }))
+          : [{ op: 'add', path: '/spec/volumes', value: addedVolumes }],
+      }));
       await applyObjects(kube, [
         {
           apiVersion: 'admissionregistration.k8s.io/v1',
@@ -160,25 +168,53 @@ void describe('e2e (real kube-apiserver): the webhook installed from deploy/over
           ],
         },
       ]);
-      const pod = await createPod(kube, 'labelled', appPod('reinvoked'));
-      assert.equal(other.calls.length, 1);
-      assert.ok(pod.spec?.volumes?.some((v) => v.name === 'scratch'));
-      assert.equal(pod.spec?.initContainers?.filter((c) => c.name === 'config-reloader').length, 1);
-      assert.deepEqual(
-        reviewsOf('reinvoked').map((l) => [l.path, l.decision]),
-        [
-          ['/mutate/namespace', 'injected'],
-          ['/mutate/namespace', 'skipped'],
-        ],
-      );
-    } finally {
+    });
+    after(async () => {
       await kube.objects.delete({
         apiVersion: 'admissionregistration.k8s.io/v1',
         kind: 'MutatingWebhookConfiguration',
         metadata: { name: 'zz-volume-adder' },
       });
       await other.close();
-    }
+    });
+
+    void test('the injector is called once: the pod keeps one sidecar, and the volume added later is left to the kubelet', async () => {
+      const calls = other.calls.length;
+      const pod = await createPod(kube, 'labelled', appPod('reinvoked'));
+      assert.equal(other.calls.length, calls + 1);
+      assert.ok(pod.spec?.volumes?.some((v) => v.name === 'scratch'));
+      assert.equal(pod.spec?.initContainers?.filter((c) => c.name === 'config-reloader').length, 1);
+      // The other webhook's configMap volume is its own: not converted, not synced by the sidecar.
+      const meshCa = pod.spec?.volumes?.find((v) => v.name === 'mesh-ca');
+      assert.equal(meshCa?.configMap?.name, 'mesh-ca-root-cert');
+      assert.equal(meshCa?.emptyDir, undefined);
+      const args = pod.spec?.initContainers?.[0]?.args ?? [];
+      assert.ok(!args.some((a) => a.includes('mesh-ca-root-cert')), args.join(' '));
+      assert.deepEqual(
+        reviewsOf('reinvoked').map((l) => [l.path, l.decision]),
+        [['/mutate/namespace', 'injected']],
+      );
+    });
+
+    void test('a pod with nothing to sync stays without the sidecar when a later webhook gives it a configMap volume', async () => {
+      // With IfNeeded, the second call saw the other webhook's configMap volume and injected a sidecar to sync
+      // it: a Role for that object is nowhere, so the native sidecar would never be ready and the pod never start.
+      const plain: V1Pod = {
+        metadata: { name: 'meshed' },
+        spec: { containers: [{ name: 'app', image: 'example.com/shop:1.4.2' }] },
+      };
+      const pod = await createPod(kube, 'labelled', plain);
+      assert.equal(pod.metadata?.annotations?.['config-reloader.io/status'], undefined);
+      assert.equal(pod.spec?.initContainers, undefined);
+      assert.equal(
+        pod.spec?.volumes?.find((v) => v.name === 'mesh-ca')?.configMap?.name,
+        'mesh-ca-root-cert',
+      );
+      assert.deepEqual(
+        reviewsOf('meshed').map((l) => [l.path, l.decision, l.reason]),
+        [['/mutate/namespace', 'skipped', 'nothing to sync']],
+      );
+    });
   });
 
   void test("a denial (an invalid annotation) reaches the client as the webhook's message, and nothing is created", async () => {
