@@ -75,13 +75,18 @@ function detectStyle(text: string, doc: Document.Parsed, json: boolean): RenderS
             if (childKey) unit = column(childKey[0]) - column(keyRange[0]);
           }
           if (isSeq(value) && !value.flow && seqIndent === undefined) {
-            const dash = dashOffsets(text, value)[0];
+            let dash: number | undefined;
+            try {
+              dash = dashOffsets(value)[0];
+            } catch {
+              // a sequence whose dashes cannot be told: look at the next one
+            }
             if (dash !== undefined) seqIndent = column(dash) - column(keyRange[0]);
           }
         }
-        queue.push(value);
+        if (queue.length < 500) queue.push(value);
       }
-    } else if (isSeq(node)) queue.push(...node.items);
+    } else if (isSeq(node)) for (const item of node.items.slice(0, 500)) queue.push(item);
   }
   if (json) {
     const second = /\n( +)\S/.exec(text);
@@ -93,7 +98,7 @@ function detectStyle(text: string, doc: Document.Parsed, json: boolean): RenderS
 }
 
 /** The offsets of a block sequence's dashes, one per item, from its source tokens. */
-function dashOffsets(text: string, seq: YSeq): number[] {
+function dashOffsets(seq: YSeq): number[] {
   const token = seq.srcToken as { items?: { start: { type: string; offset: number }[] }[] } | undefined;
   const dashes: number[] = [];
   for (const item of token?.items ?? []) {
@@ -101,7 +106,6 @@ function dashOffsets(text: string, seq: YSeq): number[] {
     if (dash !== undefined) dashes.push(dash.offset);
   }
   if (dashes.length !== seq.items.length) throw new Unsafe('the dashes of a block sequence do not line up');
-  void text;
   return dashes;
 }
 
@@ -216,7 +220,9 @@ class Editor {
     const pairs = new Map<string, Pair[]>();
     for (const pair of node.items) {
       const key = pairKey(pair) as string;
-      pairs.set(key, [...(pairs.get(key) ?? []), pair]);
+      const same = pairs.get(key);
+      if (same === undefined) pairs.set(key, [pair]);
+      else same.push(pair);
     }
     const removed: Pair[] = [];
     for (const key of Object.keys(before))
@@ -343,7 +349,7 @@ class Editor {
       }
       return;
     }
-    const dashes = dashOffsets(this.text, node);
+    const dashes = dashOffsets(node);
     const column = this.column(dashes[0] as number);
     const lines = blockLines(items, column, this.style);
     if (index === 0) {
@@ -434,7 +440,7 @@ class Editor {
       this.edits.push({ start, end, text, depth });
       return;
     }
-    const dash = dashOffsets(this.text, seq)[index] as number;
+    const dash = dashOffsets(seq)[index] as number;
     const column = this.column(dash);
     const itemRange = (item as YNode | null)?.range;
     const end = this.lineEndAfter(itemRange ? itemRange[1] : dash + 1);

@@ -184,7 +184,7 @@ class Converter {
         size += this.merge(value, object, depth);
         continue;
       }
-      const name = this.key(key, depth);
+      const name = this.key(key);
       let converted: Converted;
       if (value === null) {
         this.nodes++;
@@ -223,7 +223,7 @@ class Converter {
     return map.size;
   }
 
-  private key(node: unknown, depth: number): string {
+  private key(node: unknown): string {
     const target = isAlias(node) ? this.anchors.get(node.source) : undefined;
     if (isAlias(node) && target === undefined)
       throw new ReadError(
@@ -243,7 +243,6 @@ class Converter {
       if (typeof v === 'string') return v;
       if (typeof v === 'number' || typeof v === 'boolean') return String(v);
     }
-    void depth;
     throw new ReadError(offsetOf(node), 'a map key is a list, a map or null; kubectl reads only scalar keys');
   }
 

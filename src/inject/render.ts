@@ -84,28 +84,38 @@ function inline(value: unknown, style: RenderStyle, flow: boolean): string {
  */
 export function blockLines(value: unknown, column: number, style: RenderStyle): string[] {
   const lines: string[] = [];
+  emitBlock(value, column, style, lines, '');
+  return lines;
+}
+
+/** Appends `value`'s lines to `lines` (no spreading: a list may be long); `dash` replaces the first line's indent. */
+function emitBlock(value: unknown, column: number, style: RenderStyle, lines: string[], dash: string): void {
+  let first = true;
+  const indent = (): string => {
+    const text = first && dash !== '' ? `${pad(column - dash.length)}${dash}` : pad(column);
+    first = false;
+    return text;
+  };
   if (isObject(value) && Object.keys(value).length > 0) {
     for (const [key, item] of Object.entries(value)) {
       if (item === undefined) continue;
-      const head = `${pad(column)}${scalarText(key, false, style.json)}:`;
+      const head = `${indent()}${scalarText(key, false, style.json)}:`;
       if (isBlockCollection(item)) {
         lines.push(head);
-        lines.push(...blockLines(item, column + (Array.isArray(item) ? style.seqIndent : style.unit), style));
+        emitBlock(item, column + (Array.isArray(item) ? style.seqIndent : style.unit), style, lines, '');
       } else lines.push(`${head} ${inline(item, style, false)}`);
     }
-    return lines;
+    return;
   }
   if (Array.isArray(value) && value.length > 0) {
     for (const item of value) {
-      if (isBlockCollection(item)) {
-        const sub = blockLines(item, column + 2, style);
-        sub[0] = `${pad(column)}- ${(sub[0] ?? '').slice(column + 2)}`;
-        lines.push(...sub);
-      } else lines.push(`${pad(column)}- ${inline(item, style, false)}`);
+      const prefix = `${indent()}- `;
+      if (isBlockCollection(item)) emitBlock(item, column + 2, style, lines, prefix.trimStart());
+      else lines.push(`${prefix}${inline(item, style, false)}`);
     }
-    return lines;
+    return;
   }
-  return [`${pad(column)}${inline(value, style, false)}`];
+  lines.push(`${indent()}${inline(value, style, false)}`);
 }
 
 /**
