@@ -101,9 +101,15 @@ void describe('e2e: kubectl create -f against the API server with the webhook in
       await podFile('with-subpath', { 'config-reloader.io/inject': 'true' }, true),
     ]);
     assert.equal(created.code, 0, created.stderr);
+    // Mounted only through subPath, the volume is left to the kubelet (a subPath mount never sees updates) and the
+    // pod, with nothing else to sync, is not injected: both warnings reach the user.
     assert.match(
       created.stderr,
-      /^Warning: container "app" mounts volume "config" with subPath: that file never sees updates/m,
+      /^Warning: volume "config" is not kept current by config-reloader: every mount of it uses subPath \(container "app"\)/m,
+    );
+    assert.match(
+      created.stderr,
+      /^Warning: config-reloader\.io\/inject: the pod opted in but has nothing to sync/m,
     );
   });
 

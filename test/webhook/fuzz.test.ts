@@ -315,17 +315,23 @@ const ports = fc.uniqueArray(
   { selector: (p) => p.name ?? `#${p.containerPort}`, maxLength: 3 },
 );
 
-/** Mounts name volumes by index; the index is resolved against the pod's volumes once they are known. */
+/**
+ * Mounts name volumes by index; the index is resolved against the pod's volumes once they are known. One mount in
+ * five uses subPath: a volume mounted only that way is left to the kubelet, so a pod whose every mount did would
+ * never reach the injection branch.
+ */
 const mounts = fc.uniqueArray(
-  fc.record(
-    {
-      volume: fc.nat(),
-      mountPath: relPath.map((p) => `/mnt/${p}`),
-      subPath: relPath,
-      readOnly: fc.boolean(),
-    },
-    { requiredKeys: ['volume', 'mountPath'] },
-  ),
+  fc
+    .record(
+      {
+        volume: fc.nat(),
+        mountPath: relPath.map((p) => `/mnt/${p}`),
+        subPath: fc.oneof({ weight: 1, arbitrary: relPath }, { weight: 4, arbitrary: fc.constant(null) }),
+        readOnly: fc.boolean(),
+      },
+      { requiredKeys: ['volume', 'mountPath', 'subPath'] },
+    )
+    .map(({ subPath, ...m }) => (subPath === null ? m : { ...m, subPath })),
   { selector: (m) => m.mountPath, maxLength: 3 },
 );
 
