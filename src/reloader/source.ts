@@ -1,22 +1,16 @@
 import type { Logger } from '../shared/log.ts';
 import type { SourceSpec } from '../shared/source-spec.ts';
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.ts';
-import { ApiError, describeError, describeForbidden, isGone, type KubeStatus } from './kube/api-error.ts';
+import { describeError } from './kube/api-error.ts';
 import type { KubeClient } from './kube/client.ts';
-import { readWatchStream } from './kube/watch-stream.ts';
 import type { ApiHealth } from './health.ts';
+import { ListWatch } from './list-watch.ts';
 import { LARGE_OBJECT_BYTES, LARGE_OBJECT_KEYS, releaseMemorySoon } from './memory.ts';
 import type { ReloaderMetrics } from './metrics.ts';
 import { projectObject, ProjectionError, type KubeObject } from './projection.ts';
 import type { AtomicWriter } from './writer.ts';
 
-const RESOURCES = { secret: 'secrets', configmap: 'configmaps' } as const;
-/** A watch that ends without an event sooner than this counts as a failed attempt (no tight reconnect loop). */
-const MIN_HEALTHY_WATCH_MS = 1000;
-/** How long after its timeoutSeconds a silent watch connection is considered dead, at the latest. */
-const WATCH_IDLE_MARGIN_MS = 30_000;
-/** The default silence after which a watch is reopened: API servers send a bookmark about every minute. */
-export const DEFAULT_WATCH_IDLE_MS = 120_000;
+export { DEFAULT_WATCH_IDLE_MS } from './list-watch.ts';
 /** How many file names a "files written" log line lists (it always gives the count). */
 const LOGGED_FILES = 20;
 
@@ -38,29 +32,22 @@ export interface SourceOptions {
   watchIdleMs?: number;
 }
 
-interface ListResult {
-  object: KubeObject | undefined;
-  resourceVersion: string;
-}
-
 export function sourceId(spec: SourceSpec, namespace: string): string {
   return `${spec.kind}/${namespace}/${spec.name}`;
 }
 
 /**
- * Keeps one Secret or ConfigMap's directory in step with the API server: list by name, then watch from
- * that resourceVersion with bookmarks. 410 Gone lists again; a closed or broken watch reconnects at once,
- * and only attempts that keep failing back off. Objects are written in arrival order with the newest
- * winning when writes queue up; a deleted object keeps its files.
+ * Keeps one Secret or ConfigMap's directory in step with the API server. The list/watch protocol is ListWatch's
+ * (list-watch.ts); here, what it delivers becomes files: objects are written in arrival order with the newest
+ * winning when writes queue up, a deleted object keeps its files, and readiness follows the first sync.
  */
 export class SourceWatcher {
   readonly id: string;
   readonly spec: SourceSpec;
   private readonly opts: SourceOptions;
   private readonly log: Logger;
-  private readonly listPath: string;
+  private readonly lw: ListWatch;
   private readonly abort = new AbortController();
-  private rv: string | undefined;
   private present = false;
   private absenceLogged = false;
   private synced = false;
@@ -78,8 +65,17 @@ export class SourceWatcher {
     this.spec = opts.spec;
     this.id = sourceId(opts.spec, opts.namespace);
     this.log = opts.log;
-    const selector = encodeURIComponent(`metadata.name=${opts.spec.name}`);
-    this.listPath = `/api/v1/namespaces/${opts.namespace}/${RESOURCES[opts.spec.kind]}?fieldSelector=${selector}`;
+    this.lw = new ListWatch({
+      target: { kind: opts.spec.kind, namespace: opts.namespace, name: opts.spec.name },
+      id: this.id,
+      client: opts.client,
+      health: opts.health,
+      metrics: opts.metrics,
+      log: opts.log,
+      backoff: opts.backoff,
+      watchTimeoutSeconds: opts.watchTimeoutSeconds,
+      watchIdleMs: opts.watchIdleMs,
+    });
   }
 
   /** Readiness: written once (or, when optional, confirmed absent). */
@@ -88,7 +84,16 @@ export class SourceWatcher {
   }
 
   start(): void {
-    this.running ??= this.loop();
+    this.running ??= this.lw.run(this.abort.signal, {
+      listed: (object) => {
+        this.generation++;
+        this.observe(object, undefined);
+      },
+      changed: (object, receivedAt) => {
+        this.generation++;
+        this.observe(object, receivedAt);
+      },
+    });
     this.scheduleResync();
   }
 
@@ -109,14 +114,14 @@ export class SourceWatcher {
     for (let failures = 1; !signal.aborted; failures++) {
       const delay = backoffDelay(failures, this.backoff);
       try {
-        const { object } = await this.list(signal);
+        const { object } = await this.lw.list(signal);
         this.observe(object, undefined);
         await this.idle();
         if (this.synced) return;
         if (!object) this.lastError = `${this.spec.kind} ${this.opts.namespace}/${this.spec.name} not found`;
       } catch (err) {
         if (signal.aborted) break;
-        this.lastError = this.reportFailure(err, delay);
+        this.lastError = this.lw.report(err, delay);
       }
       await sleep(delay, signal).done;
     }
@@ -125,114 +130,6 @@ export class SourceWatcher {
 
   private get backoff(): BackoffPolicy {
     return this.opts.backoff ?? DEFAULT_BACKOFF;
-  }
-
-  private async loop(): Promise<void> {
-    const signal = this.abort.signal;
-    const { metrics } = this.opts;
-    let failures = 0;
-    while (!signal.aborted) {
-      let delay = 0;
-      try {
-        const listed = this.rv === undefined;
-        if (listed) await this.relist(signal);
-        const { outcome, progressed } = await this.watch(signal);
-        if (signal.aborted) break;
-        metrics.watchRestarts.inc({ source: this.id, reason: outcome });
-        if (outcome === 'gone') {
-          this.rv = undefined;
-          // Relist at once, unless a watch from a fresh list expired right away again.
-          failures = listed && !progressed ? failures + 1 : 0;
-          this.log.info('the watch expired (410 Gone): listing again');
-        } else {
-          failures = progressed ? 0 : failures + 1;
-        }
-        if (failures > 0) delay = backoffDelay(failures, this.backoff);
-      } catch (err) {
-        if (signal.aborted) break;
-        failures++;
-        metrics.watchRestarts.inc({ source: this.id, reason: 'error' });
-        metrics.apiErrors.inc({ source: this.id, code: String(err instanceof ApiError ? err.code : 0) });
-        delay = backoffDelay(failures, this.backoff);
-        this.reportFailure(err, delay);
-      }
-      if (delay > 0) await sleep(delay, signal).done;
-    }
-  }
-
-  private async list(signal: AbortSignal): Promise<ListResult> {
-    const list = await this.opts.client.getJson<{
-      metadata?: { resourceVersion?: string };
-      items?: KubeObject[];
-    }>(this.listPath, { signal });
-    this.opts.health.contact();
-    const resourceVersion = list.metadata?.resourceVersion;
-    if (!resourceVersion) throw new Error('the list answer has no resourceVersion');
-    return { object: list.items?.find((o) => o.metadata?.name === this.spec.name), resourceVersion };
-  }
-
-  private async relist(signal: AbortSignal): Promise<void> {
-    const { object, resourceVersion } = await this.list(signal);
-    this.rv = resourceVersion;
-    this.generation++;
-    this.log.debug({ resourceVersion, found: object !== undefined }, 'listed');
-    this.observe(object, undefined);
-  }
-
-  private async watch(signal: AbortSignal): Promise<{ outcome: 'closed' | 'gone'; progressed: boolean }> {
-    const { client, health, metrics } = this.opts;
-    const timeoutSeconds = this.opts.watchTimeoutSeconds?.() ?? 300 + Math.floor(Math.random() * 300);
-    const path = `${this.listPath}&watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(this.rv ?? '')}&timeoutSeconds=${timeoutSeconds}`;
-    let res;
-    try {
-      res = await client.stream(path, {
-        signal,
-        idleTimeoutMs: Math.min(
-          timeoutSeconds * 1000 + WATCH_IDLE_MARGIN_MS,
-          this.opts.watchIdleMs ?? DEFAULT_WATCH_IDLE_MS,
-        ),
-      });
-    } catch (err) {
-      if (isGone(err)) return { outcome: 'gone', progressed: false }; // some API servers answer 410 before streaming
-      throw err;
-    }
-    health.watchOpened();
-    metrics.watchesOpen.set(health.openWatches);
-    this.log.debug({ resourceVersion: this.rv, timeoutSeconds }, 'watch open');
-    const started = Date.now();
-    let outcome: 'closed' | 'gone' = 'closed';
-    let events = 0;
-    try {
-      await readWatchStream(res, (event, receivedAt) => {
-        health.contact();
-        metrics.events.inc({ source: this.id, type: event.type });
-        if (event.type === 'ERROR') {
-          const status = event.object as KubeStatus;
-          if (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone') {
-            outcome = 'gone';
-            return false;
-          }
-          throw new ApiError(status.code ?? 500, status, 'watch ERROR event');
-        }
-        events++;
-        const object = event.object as KubeObject;
-        const rv = object.metadata?.resourceVersion;
-        if (rv) this.rv = rv;
-        this.log.trace({ type: event.type, resourceVersion: rv }, 'watch event');
-        if (event.type === 'BOOKMARK') return true;
-        this.generation++;
-        this.observe(event.type === 'DELETED' ? undefined : object, receivedAt);
-        return true;
-      });
-    } catch (err) {
-      // A connection that broke after it was open is a normal end: reconnect at once from the last version.
-      if (err instanceof ApiError || signal.aborted) throw err;
-      this.log.info({ error: describeError(err) }, 'the watch connection broke: reconnecting');
-    } finally {
-      health.watchClosed();
-      metrics.watchesOpen.set(health.openWatches);
-    }
-    return { outcome, progressed: events > 0 || Date.now() - started >= MIN_HEALTHY_WATCH_MS };
   }
 
   /** The object's latest known state: present (write it) or absent (keep the files). */
@@ -342,24 +239,6 @@ export class SourceWatcher {
     this.log.info('synced');
   }
 
-  /** Logs why a list or watch failed, once per attempt, and returns the reason (for --once). */
-  private reportFailure(err: unknown, retryInMs: number): string {
-    const fields = { retryInMs, code: err instanceof ApiError ? err.code : undefined };
-    if (err instanceof ApiError && err.code === 403) {
-      const line = describeForbidden(err, RESOURCES[this.spec.kind], this.spec.name, this.opts.namespace);
-      this.log.error({ ...fields, apiMessage: err.status?.message }, line);
-      return line;
-    }
-    const reason =
-      err instanceof ApiError
-        ? err.code === 401
-          ? 'the API server rejected the credentials (401 Unauthorized)'
-          : err.message
-        : `cannot reach the API server: ${describeError(err)}`;
-    this.log.warn({ ...fields, error: reason }, `list/watch failed: ${reason}`);
-    return reason;
-  }
-
   private scheduleResync(): void {
     if (this.opts.resyncMs <= 0 || this.abort.signal.aborted) return;
     const delay = Math.round(this.opts.resyncMs * (0.9 + Math.random() * 0.2));
@@ -368,10 +247,10 @@ export class SourceWatcher {
 
   /** The safety net: list again and write if the watch missed something. */
   private async resync(): Promise<void> {
-    if (this.rv === undefined) return; // the loop is listing anyway
+    if (this.lw.resourceVersion === undefined) return; // the loop is listing anyway
     const generation = this.generation;
     try {
-      const { object } = await this.list(this.abort.signal);
+      const { object } = await this.lw.list(this.abort.signal);
       if (generation !== this.generation) return; // an event arrived meanwhile and is at least as new
       this.log.debug({ found: object !== undefined }, 'resync');
       this.observe(object, undefined);
