@@ -49,8 +49,8 @@ export const SELF_MANAGED_FLAGS_HELP = `Self-managed certificates (in a cluster,
   --cert-validity DURATION     serving certificate lifetime, renewed with a third left (default ${d.certValidity})
   --ca-validity DURATION       CA lifetime, rotated with a third left (default ${d.caValidity})
   --cert-sync-interval DURATION how often each replica re-reads the Secret (default ${d.syncInterval})
-  --ca-propagation-delay DURATION during a CA rotation, how long the API servers get to load the new caBundle
-                               before a certificate of the new CA is served (default ${d.propagationDelay})
+  --ca-propagation-delay DURATION during a CA rotation or reissue, how long the API servers get to load the new
+                               caBundle before a certificate of the new CA is served (default ${d.propagationDelay})
 `;
 
 export type SelfManagedFlagValues = {

@@ -15,6 +15,16 @@ import { checkPair } from './tls.ts';
  *   serve-new  bundle [old, new]   served by new     once every live replica says it serves the new
  *                                                    certificate → none, bundle [new]
  * The API server trusts both CAs for as long as any replica may still serve a certificate of the old one.
+ *
+ * A reissue (a new CA made because the Secret is gone or unusable, or its CA expired or is about to) cannot go
+ * through trust-new: the old CA's key may be lost, so no certificate of the old CA can be written. It keeps the
+ * same order another way:
+ *   trust-reissued  bundle [new, CAs the webhook configuration trusted]   tls.crt is of the new CA, but each
+ *                   replica keeps serving the certificate it already serves (one of those trusted CAs), and a
+ *                   replica that serves nothing yet waits; after the propagation delay, once the webhook
+ *                   configuration holds this bundle → serve-new, then none as above.
+ * When the webhook configuration trusts no usable CA (a first install, an expired CA) there is nothing to keep
+ * working and the reissue is served at once, phase none.
  */
 
 export const SECRET_KEYS = {
@@ -42,7 +52,10 @@ export const ANNOTATIONS = {
 /** One annotation per replica, `<prefix><replica>: <sha-256 of the certificate it serves> <RFC 3339 time>`. */
 export const SERVED_PREFIX = 'served.config-reloader.io/';
 
-export type RotationPhase = 'none' | 'trust-new' | 'serve-new';
+export type RotationPhase = 'none' | 'trust-new' | 'trust-reissued' | 'serve-new';
+
+/** A CA with less than this left is replaced by a reissue: a serving certificate of it would live less than an hour. */
+export const CA_MIN_REMAINING_MS = 3_600_000;
 
 export interface KeyPair {
   cert: string;
@@ -64,6 +77,12 @@ export interface CertState {
   phaseSince: Date | undefined;
   generation: number;
   /** Replica key (annotation name) → what it said it serves. */
+  served: Map<string, ServedAck>;
+}
+
+/** A Secret that cannot be used, and the replicas' served-annotations it still carries (kept by the reissue). */
+export interface UnusableState {
+  problem: string;
   served: Map<string, ServedAck>;
 }
 
@@ -124,9 +143,11 @@ function isCa(cert: X509Certificate): boolean {
 export function readCertState(secret: {
   data?: Record<string, string> | undefined;
   metadata?: { annotations?: Record<string, string> | undefined } | undefined;
-}): CertState | { problem: string } {
+}): CertState | UnusableState {
   const data = secret.data;
   const annotations = secret.metadata?.annotations ?? {};
+  const served = readAcks(annotations);
+  const unusable = (problem: string): UnusableState => ({ problem, served });
   const generation = Number(annotations[ANNOTATIONS.generation] ?? 0);
   const pairs: Record<string, KeyPair | undefined> = {};
   for (const [name, certKey, keyKey] of [
@@ -138,39 +159,37 @@ export function readCertState(secret: {
     const key = decode(data, keyKey);
     if (cert === undefined && key === undefined) continue;
     if (cert === undefined || key === undefined)
-      return { problem: `${certKey} and ${keyKey} must both be present` };
+      return unusable(`${certKey} and ${keyKey} must both be present`);
     try {
       checkPair({ cert, key });
     } catch (err) {
-      return { problem: `${certKey}/${keyKey}: ${(err as Error).message}` };
+      return unusable(`${certKey}/${keyKey}: ${(err as Error).message}`);
     }
     pairs[name] = { cert, key };
   }
   const { ca, serving, nextCa } = pairs;
   if (!ca || !serving)
-    return { problem: `${SECRET_KEYS.caCert}, ${SECRET_KEYS.cert} and their keys are required` };
-  if (!isCa(new X509Certificate(ca.cert)))
-    return { problem: `${SECRET_KEYS.caCert} is not a CA certificate` };
-  const bundle = splitPemCerts(decode(data, SECRET_KEYS.bundle) ?? '');
-  const fingerprints = new Set(bundle.map(certFingerprint));
+    return unusable(`${SECRET_KEYS.caCert}, ${SECRET_KEYS.cert} and their keys are required`);
+  if (!isCa(new X509Certificate(ca.cert))) return unusable(`${SECRET_KEYS.caCert} is not a CA certificate`);
+  let bundle: string[];
+  let fingerprints: Set<string>;
+  try {
+    bundle = splitPemCerts(decode(data, SECRET_KEYS.bundle) ?? '');
+    fingerprints = new Set(bundle.map(certFingerprint));
+  } catch {
+    return unusable(`${SECRET_KEYS.bundle} holds something that is not a PEM certificate`);
+  }
   if (!fingerprints.has(certFingerprint(ca.cert)))
-    return { problem: `${SECRET_KEYS.bundle} does not hold ${SECRET_KEYS.caCert}` };
+    return unusable(`${SECRET_KEYS.bundle} does not hold ${SECRET_KEYS.caCert}`);
   const rawPhase = annotations[ANNOTATIONS.rotation];
-  const phase: RotationPhase = rawPhase === 'trust-new' || rawPhase === 'serve-new' ? rawPhase : 'none';
+  const phase: RotationPhase =
+    rawPhase === 'trust-new' || rawPhase === 'trust-reissued' || rawPhase === 'serve-new' ? rawPhase : 'none';
   if (phase === 'trust-new' && (!nextCa || !fingerprints.has(certFingerprint(nextCa.cert))))
-    return { problem: `rotation phase trust-new needs ${SECRET_KEYS.nextCaCert} in ${SECRET_KEYS.bundle}` };
-  if (phase === 'serve-new' && bundle.length < 2)
-    return { problem: `rotation phase serve-new needs the previous CA in ${SECRET_KEYS.bundle}` };
+    return unusable(`rotation phase trust-new needs ${SECRET_KEYS.nextCaCert} in ${SECRET_KEYS.bundle}`);
+  if ((phase === 'serve-new' || phase === 'trust-reissued') && bundle.length < 2)
+    return unusable(`rotation phase ${phase} needs the previous CA in ${SECRET_KEYS.bundle}`);
   const sinceRaw = annotations[ANNOTATIONS.rotationSince];
   const since = sinceRaw === undefined ? undefined : new Date(sinceRaw);
-  const served = new Map<string, ServedAck>();
-  for (const [k, v] of Object.entries(annotations)) {
-    if (!k.startsWith(SERVED_PREFIX)) continue;
-    const [fingerprint, at] = v.split(' ');
-    const date = new Date(at ?? '');
-    if (fingerprint && !Number.isNaN(date.getTime()))
-      served.set(k.slice(SERVED_PREFIX.length), { fingerprint, at: date });
-  }
   return {
     ca,
     serving,
@@ -181,6 +200,18 @@ export function readCertState(secret: {
     generation: Number.isSafeInteger(generation) && generation > 0 ? generation : 0,
     served,
   };
+}
+
+function readAcks(annotations: Record<string, string>): Map<string, ServedAck> {
+  const served = new Map<string, ServedAck>();
+  for (const [k, v] of Object.entries(annotations)) {
+    if (!k.startsWith(SERVED_PREFIX)) continue;
+    const [fingerprint, at] = v.split(' ');
+    const date = new Date(at ?? '');
+    if (fingerprint && !Number.isNaN(date.getTime()))
+      served.set(k.slice(SERVED_PREFIX.length), { fingerprint, at: date });
+  }
+  return served;
 }
 
 /** True once less than a third of the certificate's lifetime is left (cert-manager's default renewBefore). */
@@ -215,16 +246,28 @@ export function liveAcks(state: CertState, now: Date, expiryMs: number): Map<str
 }
 
 /** The next step for the Secret, from its state alone: every replica reaches the same decision. */
-export function planStep(state: CertState | { problem: string }, ctx: PlanContext): Step {
+export function planStep(state: CertState | UnusableState, ctx: PlanContext): Step {
   if ('problem' in state) return { kind: 'reissue', reason: state.problem };
   const { now, policy } = ctx;
+  // Before the serving certificate: one renewed by a CA at its end would be as short-lived as the CA, and
+  // renewed again at every sync, while the CA itself never got replaced.
+  const caEnds = new Date(new X509Certificate(state.ca.cert).validTo);
+  if (caEnds.getTime() - now.getTime() < CA_MIN_REMAINING_MS)
+    return {
+      kind: 'reissue',
+      reason:
+        caEnds <= now
+          ? `the CA expired at ${caEnds.toISOString()}`
+          : `the CA expires at ${caEnds.toISOString()}, too soon for a rotation`,
+    };
   const problem = servingProblem(state, policy.hosts, now);
   if (problem !== undefined) return { kind: 'renew-serving', reason: problem };
   const since = state.phaseSince?.getTime() ?? 0;
   switch (state.phase) {
     case 'none':
       return isDue(state.ca.cert, now) ? { kind: 'start-ca-rotation' } : { kind: 'none' };
-    case 'trust-new': {
+    case 'trust-new':
+    case 'trust-reissued': {
       if (now.getTime() - since < policy.propagationDelayMs)
         return { kind: 'wait', reason: 'giving the API servers time to load the new caBundle' };
       if (ctx.webhookGeneration !== 'absent' && ctx.webhookGeneration < state.generation)
@@ -244,6 +287,49 @@ export function planStep(state: CertState | { problem: string }, ctx: PlanContex
       return { kind: 'finish-ca-rotation' };
     }
   }
+}
+
+/**
+ * The state a reissue writes: a new CA and its serving certificate, with the CAs the webhook configuration
+ * trusts now (`trusted`, PEM; those that are not a usable CA, expired or expiring within CA_MIN_REMAINING_MS are
+ * left out) kept in the bundle behind the new one, in phase trust-reissued so that no replica serves the new
+ * certificate before the API servers trust its CA. With none of them left, phase none: served at once.
+ * `served` carries the replicas' served-annotations over, so that the old CAs leave the bundle only after those
+ * replicas say they serve the new certificate.
+ */
+export function reissuedState(opts: {
+  ca: KeyPair;
+  serving: KeyPair;
+  trusted: string[];
+  served: Map<string, ServedAck>;
+  generation: number;
+  now: Date;
+}): CertState {
+  const { ca, serving, now } = opts;
+  const newFingerprint = certFingerprint(ca.cert);
+  const kept = new Map<string, string>();
+  for (const pem of opts.trusted.flatMap(splitPemCerts)) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch {
+      continue;
+    }
+    const fingerprint = certFingerprint(pem);
+    if (!cert.ca || fingerprint === newFingerprint) continue;
+    if (new Date(cert.validTo).getTime() - now.getTime() < CA_MIN_REMAINING_MS) continue;
+    kept.set(fingerprint, pem);
+  }
+  return {
+    ca,
+    serving,
+    bundle: [...splitPemCerts(ca.cert), ...kept.values()],
+    nextCa: undefined,
+    phase: kept.size > 0 ? 'trust-reissued' : 'none',
+    phaseSince: kept.size > 0 ? now : undefined,
+    generation: opts.generation,
+    served: opts.served,
+  };
 }
 
 /** A generation above every earlier one: wall-clock milliseconds, so that a re-created Secret still outranks. */

@@ -10,6 +10,7 @@ import {
   nextGeneration,
   planStep,
   readCertState,
+  reissuedState,
   replicaKey,
   secretContent,
   SERVED_PREFIX,
@@ -17,8 +18,11 @@ import {
   type CertPolicy,
   type CertState,
   type KeyPair,
+  type ServedAck,
   type Step,
+  type UnusableState,
 } from './cert-state.ts';
+import type { WebhookConfigView } from './cert-api.ts';
 import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from './tls.ts';
 
 /**
@@ -29,7 +33,10 @@ import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from './
  * - each one re-reads the Secret every sync interval and renews what is due (a compare-and-swap update:
  *   on 409 it re-reads and decides again), then serves what the Secret holds, swapped in without a restart;
  * - CA rotation goes through phases recorded in the Secret (see cert-state.ts), so the caBundle trusts the
- *   old and the new CA until every replica serves a certificate of the new one.
+ *   old and the new CA until every replica serves a certificate of the new one;
+ * - so does a reissue (a new CA because the Secret was lost or unusable, or its CA expired): the CAs the webhook
+ *   configuration trusted stay in the bundle, and every replica keeps serving what it serves until the new
+ *   bundle has reached the webhook configuration and the propagation delay has passed.
  */
 
 export interface SelfManagedOptions {
@@ -91,6 +98,8 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let webhookMissingLogged = false;
+  /** The last state read or written, for the served-annotations a reissue carries over when the Secret is gone. */
+  let known: CertState | undefined;
 
   const newCa = async (): Promise<KeyPair> => {
     const made = await generateCertBundle({
@@ -110,29 +119,32 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     });
     return { cert: made.cert, key: made.key };
   };
-  const freshState = async (...previousGenerations: number[]): Promise<CertState> => {
+  /**
+   * A new CA and serving certificate. The CAs the webhook configuration trusts now stay in the bundle and the
+   * replicas keep serving what they serve (phase trust-reissued) until the API servers trust the new CA; the
+   * served-annotations are carried over so the old CAs leave the bundle only once those replicas moved.
+   */
+  const reissue = async (
+    webhook: WebhookConfigView | undefined,
+    served: Map<string, ServedAck>,
+    now: Date,
+    ...previousGenerations: number[]
+  ): Promise<CertState> => {
     const ca = await newCa();
-    return {
+    return reissuedState({
       ca,
       serving: await issueServing(ca),
-      bundle: bundleOf(ca.cert),
-      nextCa: undefined,
-      phase: 'none',
-      phaseSince: undefined,
-      generation: nextGeneration(...previousGenerations),
-      served: new Map(),
-    };
+      trusted: (webhook?.caBundles ?? []).map((b) => Buffer.from(b ?? '', 'base64').toString('utf8')),
+      served,
+      generation: nextGeneration(...previousGenerations, webhook?.generation ?? 0),
+      now,
+    });
   };
 
-  const execute = async (
-    state: CertState | { problem: string },
-    step: Step,
-    now: Date,
-  ): Promise<CertState> => {
+  const execute = async (state: CertState | UnusableState, step: Step, now: Date): Promise<CertState> => {
     if ('problem' in state || step.kind === 'reissue') {
       const previous = 'problem' in state ? [] : [state.generation];
-      const webhook = await api.readWebhookConfig();
-      return freshState(...previous, webhook?.generation ?? 0);
+      return reissue(await api.readWebhookConfig(), state.served, now, ...previous);
     }
     switch (step.kind) {
       case 'renew-serving':
@@ -149,6 +161,8 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         };
       }
       case 'serve-new-ca': {
+        // After a reissue the Secret already holds the new CA's certificate: the phase is all that changes.
+        if (state.phase === 'trust-reissued') return { ...state, phase: 'serve-new', phaseSince: now };
         const ca = state.nextCa as KeyPair;
         return {
           ...state,
@@ -182,22 +196,21 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
       const now = new Date();
       const secret = await api.readSecret();
       if (!secret) {
-        const webhook = await api.readWebhookConfig();
-        const state = await freshState(webhook?.generation ?? 0);
+        const state = await reissue(await api.readWebhookConfig(), known?.served ?? new Map(), now);
         const created = await api.createSecret(secretContent(state, now, policy.ackExpiryMs));
         if (created === 'exists') {
           log.info('another replica created the certificate Secret first; using what it wrote');
           continue;
         }
         log.info(
-          { caFingerprint: certFingerprint(state.ca.cert) },
+          { caFingerprint: certFingerprint(state.ca.cert), phase: state.phase, cas: state.bundle.length },
           'created the certificate Secret with a new CA and serving certificate',
         );
         return state;
       }
       const state = readCertState(secret);
       let webhookGeneration: number | 'absent' = 'absent';
-      if (!('problem' in state) && state.phase === 'trust-new')
+      if (!('problem' in state) && (state.phase === 'trust-new' || state.phase === 'trust-reissued'))
         webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
       const step = planStep(state, { now, policy, webhookGeneration });
       if (step.kind === 'wait') log.debug({ reason: step.reason }, 'CA rotation waiting');
@@ -223,6 +236,9 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
 
   const serve = (state: CertState): void => {
     caBundle = state.bundle.join('');
+    // The API servers may not trust the new CA yet: keep what is served (of a CA they do trust); a replica that
+    // serves nothing yet waits for serve-new.
+    if (state.phase === 'trust-reissued') return;
     if (material?.cert === state.serving.cert && material.key === state.serving.key) return;
     const first = material === undefined;
     material = { ...state.serving };
@@ -280,9 +296,14 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
 
   const syncOnce = async (): Promise<void> => {
     const state = await reconcileSecret();
-    serve(state);
-    await ensureWebhookCaBundle(state);
-    await acknowledge(state);
+    known = state;
+    // The caBundle first: a certificate of a CA that is new to it is served only after it holds that CA.
+    try {
+      await ensureWebhookCaBundle(state);
+    } finally {
+      serve(state);
+    }
+    if (material) await acknowledge(state);
   };
 
   let queue: Promise<void> = Promise.resolve();
@@ -292,16 +313,26 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
     return run;
   };
 
-  for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+  let delay = 1000;
+  for (;;) {
     try {
       await sync();
-      break;
+      if (material) break;
+      // A reissue is under way (trust-reissued): its certificate is not trusted yet and this replica has no
+      // other one; it starts serving once the phase moves on.
+      log.info(
+        { retryInMs: syncIntervalMs },
+        'waiting for the webhook configuration to trust the new CA before serving',
+      );
+      delay = 1000;
+      await sleep(syncIntervalMs);
     } catch (err) {
       log.warn(
         { ...describeApiError(err), retryInMs: delay },
         'cannot set up the self-managed certificates yet',
       );
       await sleep(delay);
+      delay = Math.min(delay * 2, 30_000);
     }
   }
 

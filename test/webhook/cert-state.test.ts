@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { before, describe, it } from 'node:test';
+import { generate } from 'selfsigned';
 import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
 import {
   ANNOTATIONS,
   certFingerprint,
   planStep,
   readCertState,
+  reissuedState,
   replicaKey,
   secretContent,
   SERVED_PREFIX,
@@ -219,6 +222,108 @@ describe('cert-state: reading the Secret and planning the next step', () => {
       [`${SERVED_PREFIX}a`],
       'the gone replica is dropped on write',
     );
+  });
+
+  it('an expired CA, or one with less than an hour left, is reissued (not a serving certificate renewed by it at every sync)', () => {
+    const caEnd = new Date(new X509Certificate(state.ca.cert).validTo).getTime();
+    const at = (ms: number): Date => new Date(caEnd + ms);
+    for (const [now, reason] of [
+      [at(1000), /^the CA expired at /],
+      [at(-30 * 60_000), /^the CA expires at .*, too soon for a rotation$/],
+    ] as const) {
+      const step = planStep(state, { now, policy: POLICY, webhookGeneration: 7 });
+      assert.equal(step.kind, 'reissue');
+      assert.match((step as { reason: string }).reason, reason);
+    }
+    assert.equal(
+      planStep(state, { now: at(-2 * 3_600_000), policy: POLICY, webhookGeneration: 7 }).kind,
+      'renew-serving',
+    );
+  });
+
+  it('a reissue keeps the CAs the webhook configuration trusts, in phase trust-reissued; with none usable, phase none', async () => {
+    const now = new Date();
+    const fresh = await generateCertBundle({ hosts: HOSTS });
+    const day = 86_400_000;
+    const expiredCa = await generate([{ name: 'commonName', value: 'expired' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(now.getTime() - 10 * day),
+      notAfterDate: new Date(now.getTime() - day),
+      extensions: [{ name: 'basicConstraints', cA: true, critical: true }],
+    });
+    const acks = new Map([['a', { fingerprint: 'old', at: now }]]);
+    const made = reissuedState({
+      ca: { cert: fresh.caCert, key: fresh.caKey },
+      serving: { cert: fresh.cert, key: fresh.key },
+      // The current CA, an expired one, a leaf (no CA), garbage and the new CA itself.
+      trusted: [state.ca.cert + expiredCa.cert, other.cert, 'not a certificate', fresh.caCert],
+      served: acks,
+      generation: 9,
+      now,
+    });
+    assert.equal(made.phase, 'trust-reissued');
+    assert.equal(made.phaseSince, now);
+    assert.deepEqual(made.bundle.map(certFingerprint), [
+      certFingerprint(fresh.caCert),
+      certFingerprint(state.ca.cert),
+    ]);
+    assert.equal(made.served, acks, 'the served-annotations are carried over');
+    const back = readCertState({
+      data: secretContent(made, now, POLICY.ackExpiryMs).data,
+      metadata: { annotations: secretContent(made, now, POLICY.ackExpiryMs).annotations },
+    });
+    assert.ok(!('problem' in back));
+    assert.equal(back.phase, 'trust-reissued');
+    assert.equal(back.served.get('a')?.fingerprint, 'old');
+
+    const alone = reissuedState({
+      ca: { cert: fresh.caCert, key: fresh.caKey },
+      serving: { cert: fresh.cert, key: fresh.key },
+      trusted: [expiredCa.cert],
+      served: new Map(),
+      generation: 9,
+      now,
+    });
+    assert.equal(alone.phase, 'none');
+    assert.equal(alone.phaseSince, undefined);
+    assert.deepEqual(alone.bundle.map(certFingerprint), [certFingerprint(fresh.caCert)]);
+  });
+
+  it('in trust-reissued waits for the propagation delay and the webhook configuration like trust-new, then serves', () => {
+    const since = new Date();
+    const reissued: CertState = {
+      ...state,
+      phase: 'trust-reissued',
+      phaseSince: since,
+      bundle: [state.ca.cert, other.caCert],
+      generation: 8,
+    };
+    const at = (ms: number): Date => new Date(since.getTime() + ms);
+    assert.equal(planStep(reissued, { now: at(59_000), policy: POLICY, webhookGeneration: 8 }).kind, 'wait');
+    assert.deepEqual(planStep(reissued, { now: at(61_000), policy: POLICY, webhookGeneration: 7 }), {
+      kind: 'wait',
+      reason: 'the webhook configuration does not hold the new caBundle yet',
+    });
+    assert.equal(
+      planStep(reissued, { now: at(61_000), policy: POLICY, webhookGeneration: 8 }).kind,
+      'serve-new-ca',
+    );
+    const content = secretContent({ ...reissued, bundle: [state.ca.cert] }, since, POLICY.ackExpiryMs);
+    const lonely = readCertState({ data: content.data, metadata: { annotations: content.annotations } });
+    assert.ok('problem' in lonely);
+    assert.match(lonely.problem, /rotation phase trust-reissued needs the previous CA/);
+  });
+
+  it('an unusable Secret still gives its served-annotations to the reissue', () => {
+    const content = secretContent(state, new Date(), POLICY.ackExpiryMs);
+    const read = readCertState({
+      data: { ...content.data, 'tls.key': Buffer.from(other.key).toString('base64') },
+      metadata: { annotations: { [`${SERVED_PREFIX}replica-a`]: `abc ${new Date().toISOString()}` } },
+    });
+    assert.ok('problem' in read);
+    assert.equal(read.served.get('replica-a')?.fingerprint, 'abc');
   });
 
   it('makes an annotation name of any replica name', () => {

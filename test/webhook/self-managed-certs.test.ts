@@ -455,23 +455,278 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
     }
   });
 
-  it('a deleted Secret is made again by one replica, with a CA that every replica and the caBundle move to', async () => {
-    const caBefore = certFingerprint(unb64(secret().data?.['ca.crt']));
+  /**
+   * Everything a reissue does, as the API server and a client see it: every change of the Secret and of the
+   * webhook configuration (from watches, with the time each arrived) and, every 20 ms, the certificate each
+   * replica presents to a new connection (with the time the connection was opened).
+   */
+  const observe = async (): Promise<{
+    events: Array<{ rv: number; at: number; what: 'secret' | 'webhook'; obj: KubeObject }>;
+    samples: Array<{ at: number; replica: string; leaf: X509Certificate }>;
+    stop(): Promise<void>;
+  }> => {
+    const kc = new KubeConfig();
+    kc.loadFromString(kubeconfigYaml({ server: api.url, caCert: api.caCert, token: api.adminToken }));
+    const events: Array<{ rv: number; at: number; what: 'secret' | 'webhook'; obj: KubeObject }> = [];
+    const record = (what: 'secret' | 'webhook') => (_type: string, obj: KubeObject) =>
+      events.push({ rv: Number(obj.metadata.resourceVersion), at: Date.now(), what, obj });
+    const from = api.resourceVersion;
+    const watches = await Promise.all([
+      new Watch(kc).watch(
+        `/api/v1/namespaces/${NS}/secrets`,
+        { resourceVersion: from },
+        record('secret'),
+        () => {},
+      ),
+      new Watch(kc).watch(
+        '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+        { resourceVersion: from },
+        record('webhook'),
+        () => {},
+      ),
+    ]);
+    const samples: Array<{ at: number; replica: string; leaf: X509Certificate }> = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        await Promise.all(
+          replicas.map(async (r) => {
+            const at = Date.now();
+            const leaf = await new Promise<X509Certificate | undefined>((resolve) => {
+              const { port } = new URL(r.server.url);
+              const socket = connect(
+                { host: '127.0.0.1', port: Number(port), servername: SERVER_NAME, rejectUnauthorized: false },
+                () => {
+                  resolve(socket.getPeerX509Certificate());
+                  socket.destroy();
+                },
+              );
+              socket.on('error', () => resolve(undefined));
+            });
+            if (leaf) samples.push({ at, replica: r.name, leaf });
+          }),
+        );
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    return {
+      events,
+      samples,
+      stop: async () => {
+        sampling = false;
+        await sampler;
+        await waitFor('the watches to catch up', () =>
+          Math.max(0, ...events.map((e) => e.rv)) >= Number(api.resourceVersion) ? true : undefined,
+        );
+        for (const w of watches) w.abort();
+      },
+    };
+  };
+
+  /**
+   * The order a CA change must keep, checked on what observe() saw while the CA `oldCa` was replaced by a
+   * reissue: the caBundle gains the new CA next to the old one before any replica serves a certificate of the new
+   * CA, and loses the old CA only after every replica serves a certificate of the new one.
+   */
+  const checkReissueOrder = async (
+    seen: Awaited<ReturnType<typeof observe>>,
+    oldCa: string,
+  ): Promise<string> => {
+    const oldFp = certFingerprint(oldCa);
+    const newCa = unb64(secret().data?.['ca.crt']);
+    const newFp = certFingerprint(newCa);
+    assert.notEqual(newFp, oldFp, 'a new CA');
+    const webhookEvents = seen.events.filter((e) => e.what === 'webhook');
+    const cas = (e: { obj: KubeObject }): Set<string> =>
+      new Set(
+        (e.obj as unknown as { webhooks: Array<{ clientConfig: { caBundle?: string } }> }).webhooks.flatMap(
+          (w) => splitPemCerts(unb64(w.clientConfig.caBundle)).map(certFingerprint),
+        ),
+      );
+    const changed = webhookEvents.filter((e) => cas(e).has(newFp) || !cas(e).has(oldFp));
+    assert.ok(changed.length > 0, 'the caBundle changed');
+    assert.deepEqual(
+      [...cas(changed[0]!)].sort(),
+      [oldFp, newFp].sort(),
+      'the first caBundle written after the reissue holds the old CA next to the new one',
+    );
+    const trusted = changed[0]!;
+    const dropped = webhookEvents.find((e) => e.rv > trusted.rv && !cas(e).has(oldFp));
+    assert.ok(dropped, 'the old CA left the caBundle in the end');
+    for (const e of webhookEvents.filter((x) => x.rv > trusted.rv && x.rv < dropped.rv))
+      assert.ok(cas(e).has(oldFp) && cas(e).has(newFp), 'no caBundle in between drops either CA');
+    assert.deepEqual([...cas(dropped)], [newFp]);
+
+    const ofNewCa = seen.samples.filter((x) => x.leaf.checkIssued(new X509Certificate(newCa)));
+    assert.ok(ofNewCa.length > 0, 'the replicas were seen serving a certificate of the new CA');
+    const firstNew = ofNewCa.reduce((m, x) => (x.at < m.at ? x : m));
+    assert.ok(
+      firstNew.at > trusted.at,
+      `${firstNew.replica} served a certificate of the new CA ${trusted.at - firstNew.at} ms before the caBundle held it`,
+    );
+    for (const x of seen.samples.filter((y) => y.at > dropped.at))
+      assert.ok(
+        x.leaf.checkIssued(new X509Certificate(newCa)),
+        `${x.replica} still served a certificate of the old CA when the old CA left the caBundle`,
+      );
+    // The Secret as it was when the old CA was dropped: every replica had said it serves the new certificate.
+    const secretThen = seen.events.filter((e) => e.what === 'secret' && e.rv < dropped.rv).at(-1)
+      ?.obj as KubeObject & {
+      data?: Record<string, string>;
+    };
+    const servedThen = certFingerprint(unb64(secretThen.data?.['tls.crt']));
+    const acks = Object.entries(ann(secretThen)).filter(([k]) => k.startsWith(SERVED_PREFIX));
+    assert.deepEqual(
+      acks.map(([k]) => k.slice(SERVED_PREFIX.length)).sort(),
+      replicas.map((r) => r.name).sort(),
+      'every replica had said what it serves',
+    );
+    for (const [k, v] of acks) assert.equal(v.split(' ')[0], servedThen, `${k} served the new certificate`);
+    // The Secret went through trust-reissued for at least the propagation delay.
+    const phases = seen.events.filter((e) => e.what === 'secret').map((e) => ann(e.obj));
+    const reissued = phases.find((a) => a[ANNOTATIONS.rotation] === 'trust-reissued');
+    const serveNew = phases.find((a) => a[ANNOTATIONS.rotation] === 'serve-new');
+    assert.ok(reissued && serveNew, 'phases trust-reissued, then serve-new');
+    assert.ok(
+      Date.parse(serveNew[ANNOTATIONS.rotationSince] ?? '') -
+        Date.parse(reissued[ANNOTATIONS.rotationSince] ?? '') >=
+        PROPAGATION_DELAY_MS,
+    );
+    return newFp;
+  };
+
+  it('a deleted Secret is made again by one replica; the caBundle holds both CAs before the new one is served, and drops the old one after every replica moved', async () => {
+    const caBefore = unb64(secret().data?.['ca.crt']);
     const created = api.requests.filter(
       (r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${NS}/secrets` && r.status === 201,
     ).length;
-    api.delete('secrets', NS, SECRET);
-    await waitFor('a new Secret served everywhere', async () => {
-      const s = api.get('secrets', NS, SECRET) as
-        (KubeObject & { data?: Record<string, string> }) | undefined;
-      if (!s || certFingerprint(unb64(s.data?.['ca.crt'])) === caBefore) return undefined;
-      return allServeTheSecret();
-    });
+    const seen = await observe();
+    try {
+      api.delete('secrets', NS, SECRET);
+      await waitFor('a new Secret served everywhere, with only its CA in the caBundle', async () => {
+        const s = api.get('secrets', NS, SECRET) as
+          (KubeObject & { data?: Record<string, string> }) | undefined;
+        if (!s || certFingerprint(unb64(s.data?.['ca.crt'])) === certFingerprint(caBefore)) return undefined;
+        if (webhookCaBundles().some((b) => splitPemCerts(b).length !== 1)) return undefined;
+        return allServeTheSecret();
+      });
+    } finally {
+      await seen.stop();
+    }
+    await checkReissueOrder(seen, caBefore);
     assert.equal(
       api.requests.filter(
         (r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${NS}/secrets` && r.status === 201,
       ).length,
       created + 1,
+    );
+  });
+
+  it('an unusable Secret is reissued in the same order, and a replica that starts meanwhile waits to serve until the new CA is trusted', async () => {
+    const s = secret();
+    const caBefore = unb64(s.data?.['ca.crt']);
+    const other = await generateCertBundle({ hosts: HOSTS });
+    const seen = await observe();
+    let late: Replica | undefined;
+    try {
+      // A key that does not belong to the certificate: the Secret cannot be used and is reissued.
+      api.update({ ...s, data: { ...s.data, 'tls.key': b64(other.key) } });
+      await waitFor('the reissue to start', () =>
+        certFingerprint(unb64(secret().data?.['ca.crt'])) !== certFingerprint(caBefore) ? true : undefined,
+      );
+      assert.equal(
+        ann(secret())[ANNOTATIONS.rotation],
+        'trust-reissued',
+        'the reissued Secret waits for the caBundle before its certificate is served',
+      );
+      const started = startReplica('replica-during-reissue');
+      late = await started;
+      const phase = ann(secret())[ANNOTATIONS.rotation];
+      assert.notEqual(phase, 'trust-reissued', 'it started serving only once the phase moved on');
+      assert.ok(
+        new X509Certificate(late.certs.material.cert).checkIssued(
+          new X509Certificate(unb64(secret().data?.['ca.crt'])),
+        ),
+        'and serves a certificate of the new CA',
+      );
+      await waitFor('the reissue to finish', async () => {
+        if (ann(secret())[ANNOTATIONS.rotation] !== undefined) return undefined;
+        if (webhookCaBundles().some((b) => splitPemCerts(b).length !== 1)) return undefined;
+        return allServeTheSecret();
+      });
+    } finally {
+      await seen.stop();
+    }
+    await checkReissueOrder(seen, caBefore);
+  });
+
+  it('an expired CA (the webhook was down past its end) is replaced by a reissue, served at once as no valid CA is trusted', async () => {
+    const day = 86_400_000;
+    const expired = await generate([{ name: 'commonName', value: 'expired webhook CA' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(Date.now() - 400 * day),
+      notAfterDate: new Date(Date.now() - day),
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      ],
+    });
+    const leaf = await generate([{ name: 'commonName', value: HOSTS[0] ?? '' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(Date.now() - 400 * day),
+      notAfterDate: new Date(Date.now() - 2 * day),
+      ca: { cert: expired.cert, key: expired.private },
+      extensions: [{ name: 'subjectAltName', altNames: HOSTS.map((value) => ({ type: 2, value })) }],
+    });
+    const s = secret();
+    const generation = Number(ann(s)[ANNOTATIONS.generation]) + 1;
+    // The webhook configuration trusts that CA alone, as it would after the CA ran out.
+    const mwc = api.get('mutatingwebhookconfigurations', undefined, WEBHOOK_CONFIG) as KubeObject & {
+      webhooks: Array<{ clientConfig: { caBundle?: string } }>;
+    };
+    api.update({
+      ...mwc,
+      metadata: {
+        ...mwc.metadata,
+        annotations: { ...ann(mwc), [ANNOTATIONS.generation]: String(generation) },
+      },
+      webhooks: mwc.webhooks.map((w) => ({
+        ...w,
+        clientConfig: { ...w.clientConfig, caBundle: b64(expired.cert) },
+      })),
+    } as KubeObject);
+    api.update({
+      ...s,
+      metadata: { ...s.metadata, annotations: { ...ann(s), [ANNOTATIONS.generation]: String(generation) } },
+      data: {
+        'ca.crt': b64(expired.cert),
+        'ca.key': b64(expired.private),
+        'tls.crt': b64(leaf.cert),
+        'tls.key': b64(leaf.private),
+        'ca-bundle.crt': b64(expired.cert),
+      },
+    });
+    await waitFor(
+      'a new CA served by every replica and alone in the caBundle',
+      async () => {
+        const ca = unb64(secret().data?.['ca.crt']);
+        if (certFingerprint(ca) === certFingerprint(expired.cert)) return undefined;
+        if (webhookCaBundles().some((b) => fingerprints(b).join() !== certFingerprint(ca))) return undefined;
+        return allServeTheSecret();
+      },
+      10_000,
+    );
+    const now = secret();
+    assert.equal(ann(now)[ANNOTATIONS.rotation], undefined, 'no phase: nothing valid was trusted to keep');
+    assert.ok(
+      new Date(new X509Certificate(unb64(now.data?.['ca.crt'])).validTo).getTime() > Date.now() + 300 * day,
+    );
+    assert.ok(
+      new Date(new X509Certificate(unb64(now.data?.['tls.crt'])).validTo).getTime() > Date.now() + 300 * day,
     );
   });
 
