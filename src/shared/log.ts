@@ -190,7 +190,7 @@ let stdoutSink: LineSink | undefined;
 const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 250;
 /** At exit, how long the last lines may wait for a slow reader before they are given up. */
-const EXIT_FLUSH_MS = 1_000;
+const EXIT_FLUSH_MS = 500;
 
 function lineCount(text: string | Buffer): number {
   let n = 0;

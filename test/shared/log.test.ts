@@ -238,6 +238,31 @@ function startLoggingChild(): { child: ChildProcess; ticks: Tick[] } {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 void describe('logging to a stdout nobody reads', () => {
+  void it('does not keep an exiting process waiting for a stalled reader', async () => {
+    const script = `
+      const { createLogger } = await import(${JSON.stringify(LOG_MODULE)});
+      const log = createLogger({ name: 'exiting' });
+      const pad = 'x'.repeat(1000);
+      for (let i = 0; i < 3000; i++) log.info({ i, pad }, 'line');
+      setImmediate(() => process.exit(0));
+    `;
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      // stdout is never read.
+      const code = await Promise.race([
+        new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c))),
+        sleep(10_000).then(() => 'still running'),
+      ]);
+      assert.equal(code, 0);
+      assert.ok(performance.now() - started < 5_000, 'exited within the last-lines grace');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
   void it('never blocks the process: lines beyond the buffer are dropped and counted, and logging resumes with one line saying how many', async () => {
     const { child, ticks } = startLoggingChild();
     try {
