@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
 // The webhook's own TLS settings, so that both sides pay for the same handshake and ciphers.
 import { TLS_OPTIONS } from '../src/webhook/tls-options.ts';
+import { SERVER_TIMEOUTS } from '../src/webhook/server.ts';
 
 const [certFile, keyFile, responsesFile] = process.argv.slice(2);
 if (!certFile || !keyFile || !responsesFile) throw new Error('usage: bare-server.ts CERT KEY RESPONSES_JSON');
@@ -20,9 +21,10 @@ const app = Fastify({
   https: { ...TLS_OPTIONS, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') },
   logger: false,
   bodyLimit: 8 * 1024 * 1024,
-  connectionTimeout: 30_000,
-  requestTimeout: 30_000,
-  keepAliveTimeout: 65_000,
+  // The webhook's own server timeouts, so the two servers differ only in what they do per request.
+  connectionTimeout: SERVER_TIMEOUTS.socketIdle,
+  requestTimeout: SERVER_TIMEOUTS.request,
+  keepAliveTimeout: SERVER_TIMEOUTS.keepAlive,
 });
 
 app.post('/mutate', async (req, reply) => {

@@ -681,7 +681,7 @@ function checkCase(c: Case, status: number, answer: unknown): Checked {
         assert.doesNotThrow(() => parseSourceSpec(arg.slice('--source='.length)), arg);
     }
   }
-  // A second pass (reinvocationPolicy: IfNeeded, or the other route) never patches again.
+  // A second pass (the other route, or a re-run of inject) never patches again.
   for (const optIn of ['annotation', 'namespace'] as const) {
     const again = review(
       { ...c.body, request: { ...request, uid: 'second-pass', object: pod } },
