@@ -27,7 +27,7 @@ export interface ReloaderConfig {
   listen: { host: string; port: number };
   logLevel: LevelWithSilent;
   healthTimeoutMs: number;
-  /** 0 disables the periodic relist. */
+  /** How often the files on disk are checked against the newest object watched; 0 disables. */
   resyncMs: number;
   /**
    * The pod's fsGroup (--fs-group): every file and directory written gets this group, files mode | 0440 and
@@ -58,7 +58,9 @@ Flags:
   --listen [HOST]:PORT             address of /readyz, /healthz and /metrics (default :9533; port 0 picks one)
   --health-timeout DURATION        /healthz fails when no watch is open and the API server has not answered
                                    for this long (default 60s)
-  --resync DURATION                relist every source this often as a safety net; 0 disables (default 5m)
+  --resync DURATION                compare the files on disk with the newest object watched this often and
+                                   rewrite them if something else changed them (no API request); 0 disables
+                                   (default 5m)
   --log-level LEVEL                fatal, error, warn, info, debug, trace or silent (default info)
   --fs-group GID                   the pod's fsGroup: files and directories get this group, files mode | 0440,
                                    directories setgid and group r-x, as the kubelet does (default: none, exact

@@ -51,12 +51,16 @@ export interface ListWatchOptions {
   watchIdleMs?: number;
 }
 
-type WatchOutcome = { outcome: 'closed' | 'gone'; progressed: boolean };
+type WatchOutcome =
+  | { outcome: 'closed' | 'gone'; progressed: boolean }
+  /** The server failed the watch with an ERROR event other than 410. */
+  | { outcome: 'failed'; error: ApiError };
 
 /**
  * The list/watch protocol for one object: list it by name, then watch from that resourceVersion with bookmarks.
- * 410 Gone lists again; a closed or broken watch reconnects at once from the last resourceVersion, and only
- * attempts that keep failing back off; a watch silent for too long is reopened.
+ * A closed or broken watch reconnects at once from the newest resourceVersion seen, and only attempts that keep
+ * failing back off; a watch silent for too long is reopened; 410 Gone (or a watch the server failed) lists again,
+ * not older than what was seen. resourceVersions are opaque strings: never compared, only handed back.
  */
 export class ListWatch {
   readonly id: string;
@@ -83,35 +87,70 @@ export class ListWatch {
     return this.opts.backoff ?? DEFAULT_BACKOFF;
   }
 
-  /** Lists and watches until `signal` aborts; failures are logged and retried, never thrown. */
+  /**
+   * Lists and watches until `signal` aborts; failures are logged and retried, never thrown. The informer's
+   * discipline: one list, then watches, each from the newest resourceVersion seen (an event's or a bookmark's),
+   * for as long as the API server can resume them. Only a 410 Gone or a watch the server failed (an ERROR event)
+   * lists again, and that list asks for a state not older than the newest resourceVersion seen
+   * (resourceVersionMatch=NotOlderThan), so it can never hand over an older object than the watch did. Nothing
+   * else lists: a quiet source costs the API server one watch request per `timeoutSeconds` (5-10 min).
+   */
   async run(signal: AbortSignal, handler: ListWatchHandler): Promise<void> {
     const { metrics } = this.opts;
     let failures = 0;
+    /** List before the next watch: at start, after a 410 and after a watch the server failed. */
+    let relist = true;
+    /**
+     * The next list is a consistent read (no resourceVersion): at start, and after a server could not serve one
+     * not older than `rv` (410 or 504: it lags behind, or no longer knows `rv`). A consistent read is never
+     * older than anything the watch delivered either.
+     */
+    let consistent = true;
     while (!signal.aborted) {
       let delay = 0;
+      let step: 'list' | 'watch' = 'watch';
       try {
-        const listed = this.rv === undefined;
-        if (listed) {
-          const { object, resourceVersion } = await this.list(signal);
+        const listed = relist;
+        if (relist) {
+          step = 'list';
+          const minimum = consistent ? undefined : this.rv;
+          const { object, resourceVersion } = await this.list(signal, minimum);
           this.rv = resourceVersion;
-          this.log.debug({ resourceVersion, found: object !== undefined }, 'listed');
+          relist = false;
+          consistent = false;
+          this.log.debug({ resourceVersion, notOlderThan: minimum, found: object !== undefined }, 'listed');
           handler.listed(object, resourceVersion);
+          step = 'watch';
         }
-        const { outcome, progressed } = await this.watch(signal, handler);
+        const result = await this.watch(signal, handler);
         if (signal.aborted) break;
-        metrics.watchRestarts.inc({ source: this.id, reason: outcome });
-        if (outcome === 'gone') {
-          this.rv = undefined;
-          // Relist at once, unless a watch from a fresh list expired right away again.
-          failures = listed && !progressed ? failures + 1 : 0;
-          this.log.info('the watch expired (410 Gone): listing again');
+        if (result.outcome === 'failed') {
+          // The server failed the watch: its position is not to be trusted. List (not older than it) again.
+          relist = true;
+          failures++;
+          metrics.watchRestarts.inc({ source: this.id, reason: 'error' });
+          metrics.apiErrors.inc({ source: this.id, code: String(result.error.code) });
+          delay = backoffDelay(failures, this.backoff);
+          this.report(result.error, delay);
         } else {
-          failures = progressed ? 0 : failures + 1;
+          metrics.watchRestarts.inc({ source: this.id, reason: result.outcome });
+          if (result.outcome === 'gone') {
+            relist = true;
+            // Relist at once, unless a watch from a fresh list expired right away again.
+            failures = listed && !result.progressed ? failures + 1 : 0;
+            this.log.info('the watch expired (410 Gone): listing again');
+          } else {
+            failures = result.progressed ? 0 : failures + 1;
+          }
+          if (failures > 0) delay = backoffDelay(failures, this.backoff);
         }
-        if (failures > 0) delay = backoffDelay(failures, this.backoff);
       } catch (err) {
         if (signal.aborted) break;
         failures++;
+        // A watch that cannot be opened (5xx, 403, no answer) is retried from the same resourceVersion: if the
+        // server no longer has it, it answers 410 and the loop lists again.
+        if (step === 'list' && err instanceof ApiError && (err.code === 410 || err.code === 504))
+          consistent = true;
         metrics.watchRestarts.inc({ source: this.id, reason: 'error' });
         metrics.apiErrors.inc({ source: this.id, code: String(err instanceof ApiError ? err.code : 0) });
         delay = backoffDelay(failures, this.backoff);
@@ -121,12 +160,20 @@ export class ListWatch {
     }
   }
 
-  /** One list by name: the object (undefined when absent) and the list's resourceVersion. */
-  async list(signal: AbortSignal): Promise<ListResult> {
+  /**
+   * One list by name: the object (undefined when absent) and the list's resourceVersion. With `notOlderThan`,
+   * the API server answers with a state at least that new (resourceVersionMatch=NotOlderThan); without, with the
+   * newest (a consistent read).
+   */
+  async list(signal: AbortSignal, notOlderThan?: string): Promise<ListResult> {
+    const path =
+      notOlderThan === undefined
+        ? this.listPath
+        : `${this.listPath}&resourceVersion=${encodeURIComponent(notOlderThan)}&resourceVersionMatch=NotOlderThan`;
     const list = await this.opts.client.getJson<{
       metadata?: { resourceVersion?: string };
       items?: KubeObject[];
-    }>(this.listPath, { signal });
+    }>(path, { signal });
     this.opts.health.contact();
     const resourceVersion = list.metadata?.resourceVersion;
     if (!resourceVersion) throw new Error('the list answer has no resourceVersion');
@@ -156,6 +203,7 @@ export class ListWatch {
     this.log.debug({ resourceVersion: this.rv, timeoutSeconds }, 'watch open');
     const started = Date.now();
     let outcome: 'closed' | 'gone' = 'closed';
+    let failure: ApiError | undefined;
     let events = 0;
     try {
       await readWatchStream(res, (event, receivedAt) => {
@@ -167,7 +215,8 @@ export class ListWatch {
             outcome = 'gone';
             return false;
           }
-          throw new ApiError(status.code ?? 500, status, 'watch ERROR event');
+          failure = new ApiError(status.code ?? 500, status, 'watch ERROR event');
+          return false;
         }
         events++;
         const object = event.object as KubeObject;
@@ -180,12 +229,13 @@ export class ListWatch {
       });
     } catch (err) {
       // A connection that broke after it was open is a normal end: reconnect at once from the last version.
-      if (err instanceof ApiError || signal.aborted) throw err;
+      if (signal.aborted) throw err;
       this.log.info({ error: describeError(err) }, 'the watch connection broke: reconnecting');
     } finally {
       health.watchClosed();
       metrics.watchesOpen.set(health.openWatches);
     }
+    if (failure) return { outcome: 'failed', error: failure };
     return { outcome, progressed: events > 0 || Date.now() - started >= MIN_HEALTHY_WATCH_MS };
   }
 

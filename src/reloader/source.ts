@@ -32,6 +32,14 @@ export interface SourceOptions {
   watchIdleMs?: number;
 }
 
+interface WriteJob {
+  object: KubeObject;
+  /** When its watch event arrived (for the event-to-write histogram); undefined for a list or a resync. */
+  receivedAt: bigint | undefined;
+  /** A resync's check: compare with the files on disk rather than with what was last written. */
+  recheck: boolean;
+}
+
 export function sourceId(spec: SourceSpec, namespace: string): string {
   return `${spec.kind}/${namespace}/${spec.name}`;
 }
@@ -51,9 +59,9 @@ export class SourceWatcher {
   private present = false;
   private absenceLogged = false;
   private synced = false;
-  /** Bumped by every list or watch event, so a resync list that raced an event is dropped as stale. */
-  private generation = 0;
-  private pending: { object: KubeObject; receivedAt: bigint | undefined } | undefined;
+  /** The newest state of the object the list/watch delivered (undefined: absent, or not known yet). */
+  private latest: KubeObject | undefined;
+  private pending: WriteJob | undefined;
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
   private lastError: string | undefined;
@@ -85,14 +93,8 @@ export class SourceWatcher {
 
   start(): void {
     this.running ??= this.lw.run(this.abort.signal, {
-      listed: (object) => {
-        this.generation++;
-        this.observe(object, undefined);
-      },
-      changed: (object, receivedAt) => {
-        this.generation++;
-        this.observe(object, receivedAt);
-      },
+      listed: (object) => this.observe(object, undefined),
+      changed: (object, receivedAt) => this.observe(object, receivedAt),
     });
     this.scheduleResync();
   }
@@ -134,12 +136,13 @@ export class SourceWatcher {
 
   /** The object's latest known state: present (write it) or absent (keep the files). */
   private observe(object: KubeObject | undefined, receivedAt: bigint | undefined): void {
+    this.latest = object;
     if (object) {
       if (!this.present && (this.absenceLogged || this.synced))
         this.log.info('the object exists again: syncing');
       this.present = true;
       this.absenceLogged = false;
-      this.enqueue(object, receivedAt);
+      this.enqueue({ object, receivedAt, recheck: false });
       return;
     }
     if (this.present) {
@@ -159,8 +162,9 @@ export class SourceWatcher {
     if (this.spec.optional) this.markSynced();
   }
 
-  private enqueue(object: KubeObject, receivedAt: bigint | undefined): void {
-    this.pending = { object, receivedAt };
+  private enqueue(job: WriteJob): void {
+    // The newest object wins; a resync's check of the disk carries over to it.
+    this.pending = { ...job, recheck: job.recheck || (this.pending?.recheck ?? false) };
     if (!this.draining) {
       this.draining = true;
       this.drained = this.drain();
@@ -177,17 +181,19 @@ export class SourceWatcher {
   private async drain(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending) {
-      const { object, receivedAt } = this.pending;
+      const job = this.pending;
       this.pending = undefined;
-      await this.apply(object, receivedAt);
+      await this.apply(job);
     }
     this.draining = false;
   }
 
-  private async apply(object: KubeObject, receivedAt: bigint | undefined): Promise<void> {
+  private async apply({ object, receivedAt, recheck }: WriteJob): Promise<void> {
     const { writer, metrics } = this.opts;
     try {
       const payload = projectObject(this.spec, object);
+      // A resync compares with what is on disk now, not with what was last written.
+      if (recheck) await writer.forget();
       const result = await writer.write(payload);
       if (result.changed) {
         if (receivedAt !== undefined)
@@ -207,6 +213,7 @@ export class SourceWatcher {
             fileCount: payload.size,
             resourceVersion: object.metadata?.resourceVersion,
             initial: result.initial,
+            ...(recheck ? { resync: true } : {}),
           },
           'content changed: files written',
         );
@@ -242,22 +249,24 @@ export class SourceWatcher {
   private scheduleResync(): void {
     if (this.opts.resyncMs <= 0 || this.abort.signal.aborted) return;
     const delay = Math.round(this.opts.resyncMs * (0.9 + Math.random() * 0.2));
-    this.resyncTimer = setTimeout(() => void this.resync().finally(() => this.scheduleResync()), delay);
+    this.resyncTimer = setTimeout(() => {
+      this.resync();
+      this.scheduleResync();
+    }, delay);
   }
 
-  /** The safety net: list again and write if the watch missed something. */
-  private async resync(): Promise<void> {
-    if (this.lw.resourceVersion === undefined) return; // the loop is listing anyway
-    const generation = this.generation;
-    try {
-      const { object } = await this.lw.list(this.abort.signal);
-      if (generation !== this.generation) return; // an event arrived meanwhile and is at least as new
-      this.log.debug({ found: object !== undefined }, 'resync');
-      this.observe(object, undefined);
-    } catch (err) {
-      if (!this.abort.signal.aborted)
-        this.log.debug({ error: describeError(err) }, 'resync list failed; the watch goes on');
+  /**
+   * The safety net, without a request to the API server: the files on disk are compared with the newest object
+   * the list/watch delivered, and rewritten when something else changed or removed them. It cannot write older
+   * content than what is on disk: it only ever writes the newest object known, as the watch does.
+   */
+  private resync(): void {
+    if (!this.latest) {
+      this.log.debug('resync: the object is not known to exist, nothing to check');
+      return;
     }
+    this.log.debug('resync: checking the files against the newest object');
+    this.enqueue({ object: this.latest, receivedAt: undefined, recheck: true });
   }
 }
 

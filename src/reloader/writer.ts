@@ -287,6 +287,17 @@ export class AtomicWriter {
     return h.digest('hex');
   }
 
+  /**
+   * Forgets what it knows of the directory, so that the next write compares with what is on disk (a resync's
+   * check: files changed or removed by something else are written again). What gunzipped keys decompressed to
+   * is kept, so that they are compared without decompressing them again.
+   */
+  async forget(): Promise<void> {
+    await this.cleanup;
+    this.current = undefined;
+    this.linked.clear();
+  }
+
   /** Resolves once every replaced timestamped directory is gone (tests, shutdown). */
   settled(): Promise<void> {
     return this.cleanup;

@@ -3,6 +3,8 @@
  * requests it makes, from which resourceVersion, and what it hands over, in which order.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ApiHealth } from '../../src/reloader/health.ts';
@@ -26,7 +28,7 @@ interface Running {
   seen: Seen[];
   lines: Array<Record<string, unknown>>;
   metrics: ReturnType<typeof createReloaderMetrics>;
-  /** This object's list and watch requests, in order: `list` or `watch@RV`, with the list's own RV. */
+  /** This object's list and watch requests, in order: `list` (consistent), `list>=RV` (not older than) or `watch@RV`. */
   requests(): string[];
   stop(): Promise<void>;
 }
@@ -37,8 +39,14 @@ const valueOf = (o: KubeObject | undefined): string =>
 function describeRequest(r: RequestRecord): string {
   const q = new URLSearchParams(r.query);
   const rv = q.get('resourceVersion');
-  const base = q.get('watch') === 'true' ? 'watch' : 'list';
-  return rv === null ? base : `${base}@${rv}`;
+  if (q.get('watch') === 'true') return `watch@${rv}`;
+  if (rv === null) return 'list';
+  assert.equal(
+    q.get('resourceVersionMatch'),
+    'NotOlderThan',
+    'a list pinned to a resourceVersion asks for NotOlderThan',
+  );
+  return `list>=${rv}`;
 }
 
 void describe('ListWatch against the test API server', () => {
@@ -183,7 +191,7 @@ void describe('ListWatch against the test API server', () => {
     await r.stop();
   });
 
-  void it('410 Gone lists again and watches from the new list’s resourceVersion', async () => {
+  void it('410 Gone lists again, not older than the newest resourceVersion seen, and watches from that list', async () => {
     const name = fresh();
     const r = start(name);
     await watching(r, 1);
@@ -196,11 +204,40 @@ void describe('ListWatch against the test API server', () => {
     await waitFor(() => r.seen.includes('listed v3'), 'the relist');
     await watching(r, 3);
     const requests = r.requests();
-    const relist = requests.lastIndexOf('list');
+    const relist = requests.findIndex((q) => q.startsWith('list>='));
     assert.ok(relist > 1, `a second list: ${requests.join(', ')}`);
+    const lastWatch = requests.slice(0, relist).findLast((q) => q.startsWith('watch@')) as string;
+    assert.equal(
+      requests[relist],
+      `list>=${lastWatch.slice('watch@'.length)}`,
+      'the relist asks for a state not older than where the expired watch was',
+    );
     assert.equal(requests[relist + 1], `watch@${compactedAt}`, 'the watch after the relist starts at its RV');
     assert.deepEqual(r.seen, ['listed v1', 'listed v3']);
     assert.ok(r.lines.some((l) => l.msg === 'the watch expired (410 Gone): listing again'));
+    await r.stop();
+  });
+
+  void it('a relist the server cannot answer not older than that (504, 410) falls back to a consistent list', async () => {
+    const name = fresh();
+    const r = start(name);
+    await watching(r, 1);
+    api.failRequests(410, { count: 1, paths: new RegExp(`metadata.name%3D${name}&watch=true`) });
+    api.failRequests(504, {
+      count: 1,
+      paths: new RegExp(`metadata.name%3D${name}&resourceVersion=\\d+&resourceVersionMatch=NotOlderThan`),
+    });
+    update(name, 'v2');
+    api.dropWatches();
+    await waitFor(() => r.requests().filter((q) => q === 'list').length === 2, 'a consistent list');
+    await waitFor(() => r.seen.includes('listed v2'), 'v2 from that list');
+    const requests = r.requests();
+    const consistent = requests.indexOf('list', 1);
+    assert.match(
+      requests[consistent - 1] ?? '',
+      /^list>=\d+$/,
+      `the refused NotOlderThan list, then the consistent one: ${requests.join(', ')}`,
+    );
     await r.stop();
   });
 
@@ -258,5 +295,69 @@ void describe('ListWatch against the test API server', () => {
     update(name, 'v2');
     await waitFor(() => r.seen.includes('changed v2'), 'v2 after recovery');
     await r.stop();
+  });
+
+  void it('a watch the server fails with an ERROR event (not 410) lists again after a backoff, not older than the last event', async () => {
+    const requests: string[] = [];
+    let watches = 0;
+    const secretAt = (rv: string, v: string) => ({
+      metadata: { name: 'x', namespace: NS, resourceVersion: rv },
+      data: { v: b64(v) },
+    });
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const q = url.searchParams;
+      requests.push(
+        describeRequest({ method: 'GET', path: url.pathname, query: q.toString(), user: '', status: 200 }),
+      );
+      res.setHeader('content-type', 'application/json');
+      if (q.get('watch') !== 'true') {
+        const relist = q.has('resourceVersion');
+        const rv = relist ? '12' : '10';
+        res.end(
+          JSON.stringify({ metadata: { resourceVersion: rv }, items: [secretAt(rv, relist ? 'v3' : 'v1')] }),
+        );
+        return;
+      }
+      if (++watches > 1) return; // the watch after the relist stays open
+      res.write(`${JSON.stringify({ type: 'MODIFIED', object: secretAt('11', 'v2') })}\n`);
+      res.end(
+        `${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', status: 'Failure', code: 500, reason: 'InternalError', message: 'etcd hiccup' } })}\n`,
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = new KubeClient({
+      server: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+      tls: { rejectUnauthorized: true },
+      origin: 'test',
+    });
+    const metrics = createReloaderMetrics();
+    const lw = new ListWatch({
+      target: { kind: 'secret', namespace: NS, name: 'x' },
+      id: 'secret/shop/x',
+      client,
+      health: new ApiHealth(60_000),
+      metrics,
+      log: createLogger({ name: 'test', level: 'silent' }),
+      backoff: { baseMs: 20, maxMs: 100 },
+    });
+    const seen: Seen[] = [];
+    const abort = new AbortController();
+    const done = lw.run(abort.signal, {
+      listed: (o) => seen.push(`listed ${valueOf(o)}`),
+      changed: (o) => seen.push(`changed ${valueOf(o)}`),
+    });
+    try {
+      await waitFor(() => watches === 2, 'the watch after the relist');
+      assert.deepEqual(requests, ['list', 'watch@10', 'list>=11', 'watch@12']);
+      assert.deepEqual(seen, ['listed v1', 'changed v2', 'listed v3']);
+      assert.equal(metrics.apiErrors.get({ source: 'secret/shop/x', code: '500' }), 1);
+    } finally {
+      abort.abort();
+      await done;
+      client.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

@@ -8,8 +8,8 @@ import { generateCertBundle } from '../../../src/certs/generate.ts';
 import type { AdmissionRecord } from './admission.ts';
 import { PodAdmission } from './admission.ts';
 import { Authorizer } from './authz.ts';
-import type { FailOptions } from './faults.ts';
-import { Faults } from './faults.ts';
+import type { FailOptions, StaleListOptions } from './faults.ts';
+import { Faults, StaleLists } from './faults.ts';
 import type { RequestContext } from './handler.ts';
 import { ApiHandler, sendStatus } from './handler.ts';
 import { kubeconfigYaml } from './kubeconfig.ts';
@@ -23,7 +23,7 @@ import type { ServiceResolver } from './webhook-client.ts';
 export type { Grant, KubeObject, WatchEventType } from './types.ts';
 export { KubeError } from './status.ts';
 export type { StatusBody } from './status.ts';
-export type { FailOptions } from './faults.ts';
+export type { FailOptions, StaleListOptions } from './faults.ts';
 export type { AdmissionRecord } from './admission.ts';
 export type { ServiceResolver } from './webhook-client.ts';
 
@@ -70,6 +70,8 @@ export interface RequestRecord {
   query: string;
   user: string;
   status: number;
+  /** The request's Accept header ('' without one): what form the client asked for (JSON, a Table, metadata only). */
+  accept?: string;
 }
 
 const DEFAULT_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -90,6 +92,7 @@ export class TestApiServer {
   readonly #store: Store;
   readonly #authz = new Authorizer();
   readonly #faults = new Faults();
+  readonly #staleLists = new StaleLists();
   readonly #handler: ApiHandler;
   readonly #bookmarkIntervalMs: number;
   readonly #idleBookmarks: boolean;
@@ -266,6 +269,20 @@ export class TestApiServer {
     this.#faults.clear();
   }
 
+  /**
+   * Answers lists from the state at `resourceVersion` (an older revision still in the history), as a lagging API
+   * server or cache would: lists without a resourceVersion, with 0, or with one not newer than the snapshot (see
+   * StaleLists in faults.ts). Watches, gets and lists asking for a newer revision are served as usual. Until
+   * `clearStaleLists()`.
+   */
+  serveStaleLists(resourceVersion: string, opts: StaleListOptions = {}): void {
+    this.#staleLists.set(Number(resourceVersion), opts);
+  }
+
+  clearStaleLists(): void {
+    this.#staleLists.clear();
+  }
+
   /** The API server goes down: the listener closes and every connection, watch or idle, is destroyed. */
   async stop(): Promise<void> {
     const server = this.#server;
@@ -344,6 +361,7 @@ export class TestApiServer {
       query: url.search.replace(/^\?/, ''),
       user: '',
       status: 0,
+      accept: req.headers.accept ?? '',
     };
     const ctx: RequestContext = {
       user: '',
@@ -359,6 +377,7 @@ export class TestApiServer {
       req.resume();
       return sendStatus(res, ctx, fault.status);
     }
-    void this.#handler.handle(req, res, ctx, url);
+    // The record keeps what the client asked; a stale list is served as a list pinned to the older revision.
+    void this.#handler.handle(req, res, ctx, this.#staleLists.rewrite(record.method, url) ?? url);
   }
 }
