@@ -51,6 +51,15 @@ export interface ListWatchOptions {
   watchIdleMs?: number;
 }
 
+/**
+ * An object's resourceVersion when it is one (a string): a server that does not conform may put anything in
+ * metadata, and nothing of an object but its strings is logged or sent back.
+ */
+export function resourceVersionOf(object: KubeObject | undefined): string | undefined {
+  const rv: unknown = object?.metadata?.resourceVersion;
+  return typeof rv === 'string' && rv !== '' ? rv : undefined;
+}
+
 type WatchOutcome =
   | { outcome: 'closed' | 'gone'; progressed: boolean }
   /** The server failed the watch with an ERROR event other than 410. */
@@ -175,10 +184,14 @@ export class ListWatch {
       items?: KubeObject[];
     }>(path, { signal });
     this.opts.health.contact();
-    const resourceVersion = list.metadata?.resourceVersion;
-    if (!resourceVersion) throw new Error('the list answer has no resourceVersion');
+    const resourceVersion: unknown = list.metadata?.resourceVersion;
+    if (typeof resourceVersion !== 'string' || resourceVersion === '')
+      throw new Error('the list answer has no resourceVersion');
+    if (list.items !== undefined && list.items !== null && !Array.isArray(list.items))
+      throw new Error('the list answer has no list of items');
     const name = this.opts.target.name;
-    return { object: list.items?.find((o) => o.metadata?.name === name), resourceVersion };
+    const object = list.items?.find((o) => typeof o === 'object' && o !== null && o.metadata?.name === name);
+    return { object, resourceVersion };
   }
 
   private async watch(signal: AbortSignal, handler: ListWatchHandler): Promise<WatchOutcome> {
@@ -220,7 +233,7 @@ export class ListWatch {
         }
         events++;
         const object = event.object as KubeObject;
-        const rv = object.metadata?.resourceVersion;
+        const rv = resourceVersionOf(object);
         if (rv) this.rv = rv;
         this.log.trace({ type: event.type, resourceVersion: rv }, 'watch event');
         if (event.type === 'BOOKMARK') return true;

@@ -59,13 +59,40 @@ export function contentBytes(content: Content): Buffer {
   return 'base64' in content ? Buffer.from(content.base64, 'base64') : Buffer.from(content.text, 'utf8');
 }
 
+/** What a value is, for an error message: its type, never its content. */
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/**
+ * The string values of `data` or `binaryData`, checked: the API holds strings there, but a server that does not
+ * conform may send anything. A value of another type is an error naming the key and the type, never the value
+ * (Node's own errors would quote it: "Received type number (12345)").
+ */
+function stringValues(field: 'data' | 'binaryData', values: unknown): Array<[string, string]> {
+  if (values === undefined || values === null) return [];
+  if (typeof values !== 'object' || Array.isArray(values))
+    throw new ProjectionError(`${field} is ${typeName(values)}, not a map of keys to values`);
+  const entries = Object.entries(values as Record<string, unknown>);
+  for (const [key, value] of entries) {
+    if (typeof value !== 'string')
+      throw new ProjectionError(
+        `key "${key}"${field === 'data' ? '' : ` in ${field}`} holds ${typeName(value)}, not a string`,
+      );
+  }
+  return entries as Array<[string, string]>;
+}
+
 /** Every key of the object with its value: Secret `data` is base64; ConfigMap `data` is text, `binaryData` base64. */
 function keysOf(kind: SourceSpec['kind'], object: KubeObject): Map<string, Content> {
   const keys = new Map<string, Content>();
-  for (const [key, value] of Object.entries(object.data ?? {}))
+  for (const [key, value] of stringValues('data', object.data))
     keys.set(key, kind === 'secret' ? { base64: value } : { text: value });
   if (kind === 'configmap') {
-    for (const [key, value] of Object.entries(object.binaryData ?? {})) keys.set(key, { base64: value });
+    for (const [key, value] of stringValues('binaryData', object.binaryData))
+      keys.set(key, { base64: value });
   }
   return keys;
 }

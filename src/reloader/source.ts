@@ -4,7 +4,7 @@ import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './back
 import { describeError } from './kube/api-error.ts';
 import type { KubeClient } from './kube/client.ts';
 import type { ApiHealth } from './health.ts';
-import { ListWatch } from './list-watch.ts';
+import { ListWatch, resourceVersionOf } from './list-watch.ts';
 import { LARGE_OBJECT_BYTES, LARGE_OBJECT_KEYS, releaseMemorySoon } from './memory.ts';
 import type { ReloaderMetrics } from './metrics.ts';
 import { projectObject, ProjectionError, type KubeObject } from './projection.ts';
@@ -211,23 +211,20 @@ export class SourceWatcher {
             files:
               payload.size > LOGGED_FILES ? [...payload.keys()].slice(0, LOGGED_FILES) : [...payload.keys()],
             fileCount: payload.size,
-            resourceVersion: object.metadata?.resourceVersion,
+            resourceVersion: resourceVersionOf(object),
             initial: result.initial,
             ...(recheck ? { resync: true } : {}),
           },
           'content changed: files written',
         );
       } else {
-        this.log.debug(
-          { resourceVersion: object.metadata?.resourceVersion },
-          'content unchanged: nothing written',
-        );
+        this.log.debug({ resourceVersion: resourceVersionOf(object) }, 'content unchanged: nothing written');
       }
       this.lastError = undefined;
       this.markSynced();
     } catch (err) {
       metrics.writeErrors.inc({ source: this.id });
-      const reason = err instanceof ProjectionError ? err.message : describeError(err);
+      const reason = err instanceof ProjectionError ? err.message : describeWriteError(err);
       this.lastError = reason;
       this.log.error(
         { dir: this.spec.dir, error: reason },
@@ -270,12 +267,23 @@ export class SourceWatcher {
   }
 }
 
+/**
+ * A failed write, for the log and /readyz: a file system error by its code and message (which names a path, never
+ * content); anything else only by its kind, since its message might quote what was being written.
+ */
+function describeWriteError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) return describeError(err);
+  return `unexpected ${err instanceof Error ? err.name : typeof err} while writing`;
+}
+
 /** Whether handling this object leaves enough garbage behind to collect it (see memory.ts). */
 function isLarge(object: KubeObject): boolean {
   let keys = 0;
   let bytes = 0;
   for (const values of [object.data, object.binaryData]) {
-    for (const key in values ?? {}) {
+    if (typeof values !== 'object' || values === null) continue;
+    for (const key in values) {
       keys++;
       bytes += (values as Record<string, string>)[key]?.length ?? 0;
     }
