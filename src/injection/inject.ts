@@ -9,6 +9,7 @@ import {
   readAnnotations,
 } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
+import { podFsGroup, unreadableFileWarnings } from './file-access.ts';
 import { CopyOnWrite, isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
 import { createPatch } from './patch.ts';
 import { choosePort } from './ports.ts';
@@ -143,8 +144,10 @@ function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): In
     );
   }
   warnings.push(...subPathWarnings(spec, plan));
+  const fsGroup = podFsGroup(spec);
+  warnings.push(...unreadableFileWarnings(spec, plan.converted, fsGroup));
 
-  const mutated = mutate(pod, { settings, plan, targets, tokenVolume, port: port.port, config });
+  const mutated = mutate(pod, { settings, plan, targets, tokenVolume, port: port.port, fsGroup, config });
   return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
 }
 
@@ -270,6 +273,7 @@ interface Build {
   targets: string[];
   tokenVolume: string | undefined;
   port: number;
+  fsGroup: number | undefined;
   config: InjectorConfig;
 }
 
@@ -335,6 +339,7 @@ function mutate(original: JsonObject, build: Build): JsonObject {
   if (config.imagePullPolicy !== undefined) sidecar.imagePullPolicy = config.imagePullPolicy;
   if (settings.reloadUrl !== undefined) sidecar.reloadUrl = settings.reloadUrl;
   if (settings.logLevel !== undefined) sidecar.logLevel = settings.logLevel;
+  if (build.fsGroup !== undefined) sidecar.fsGroup = build.fsGroup;
 
   const initContainers = draft.array(spec, 'initContainers');
   if (settings.sidecarMode === 'native') {

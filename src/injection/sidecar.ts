@@ -30,6 +30,8 @@ export interface SidecarSpec {
   reloadUrl?: string;
   reloadMethod: ReloadMethod;
   logLevel?: string;
+  /** The pod's fsGroup: the reloader gives the files it writes this group and group-read, as the kubelet does. */
+  fsGroup?: number;
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   volumeMounts: JsonObject[];
 }
@@ -41,6 +43,7 @@ export function reloaderArgs(spec: SidecarSpec): string[] {
     `--listen=:${spec.port}`,
     ...spec.sources.map((source) => `--source=${formatSourceSpec(source)}`),
   ];
+  if (spec.fsGroup !== undefined) args.push(`--fs-group=${spec.fsGroup}`);
   if (spec.reloadUrl !== undefined)
     args.push(`--reload-url=${spec.reloadUrl}`, `--reload-method=${spec.reloadMethod}`);
   if (spec.logLevel !== undefined) args.push(`--log-level=${spec.logLevel}`);

@@ -37,6 +37,11 @@ describe('sidecar arguments and the reloader command line', () => {
       {},
     ],
     ['legacy with log level', makePod(), { sidecarMode: 'legacy', reloaderLogLevel: 'debug' }],
+    [
+      "the pod's fsGroup",
+      makePod({ spec: { securityContext: { fsGroup: 2000 } } }),
+      { sidecarMode: 'legacy' },
+    ],
   ];
   for (const [name, pod, config] of pods) {
     it(name, () => {
@@ -55,6 +60,8 @@ describe('sidecar arguments and the reloader command line', () => {
         assert.ok(parsed, 'parsed');
         assert.equal(parsed.sources.length, rest.filter((arg) => arg.startsWith('--source=')).length);
         assert.equal(parsed.once, container.name === 'config-reloader-init');
+        const fsGroup = ((out.spec as Obj).securityContext as Obj | undefined)?.fsGroup;
+        assert.equal(parsed.fsGroup, fsGroup);
       }
     });
   }

@@ -197,6 +197,29 @@ describe('review: the AdmissionReview envelope', () => {
     );
   });
 
+  it("passes the pod's fsGroup to the sidecar, and warns when the app's user could not read its files", () => {
+    const withGroup = sample();
+    withGroup.request.object.spec.securityContext = { runAsUser: 1000, fsGroup: 2000 };
+    withGroup.request.object.spec.volumes[0].configMap.defaultMode = 0o400;
+    const res = ok(review(withGroup, 'annotation', DEFAULT_INJECTOR_CONFIG));
+    const ops = JSON.parse(Buffer.from(res.patch as string, 'base64').toString('utf8'));
+    const pod = structuredClone(withGroup.request.object);
+    applyPatch(pod, ops);
+    assert.ok(pod.spec.initContainers[0].args.includes('--fs-group=2000'));
+    assert.equal(res.warnings, undefined);
+
+    const without = sample();
+    without.request.object.spec.securityContext = { runAsUser: 1000 };
+    without.request.object.spec.volumes[0].configMap.defaultMode = 0o400;
+    const warned = ok(review(without, 'annotation', DEFAULT_INJECTOR_CONFIG));
+    assert.equal(warned.allowed, true);
+    assert.equal(warned.warnings?.length, 1);
+    assert.match(
+      warned.warnings?.[0] ?? '',
+      /^volume "scrape-config": its files get mode 0400 .*container "vmagent" \(runAsUser 1000\) cannot read them; set spec\.securityContext\.fsGroup/,
+    );
+  });
+
   it('turns an internal error into an admission with a warning, never a denial', () => {
     const broken = {
       ...DEFAULT_INJECTOR_CONFIG,
