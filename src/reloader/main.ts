@@ -144,7 +144,9 @@ async function watchUntilStopped(
     {
       readiness: () => {
         const pending = sources.filter((s) => !s.isSynced).map((s) => s.id);
-        return { ready: pending.length === 0, pending };
+        const failing: Record<string, string> = {};
+        for (const s of sources) if (s.failure !== undefined) failing[s.id] = s.failure;
+        return { ready: pending.length === 0 && Object.keys(failing).length === 0, pending, failing };
       },
       health: () => deps.health.check(),
     },

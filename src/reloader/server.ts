@@ -6,7 +6,8 @@ import { METRICS_CONTENT_TYPE, type Registry } from '../shared/metrics.ts';
 const http = process.getBuiltinModule('node:http');
 
 export interface StatusProvider {
-  readiness(): { ready: boolean; pending: string[] };
+  /** `failing`: source → why its newest content cannot be written (a write error being retried, or a projection error). */
+  readiness(): { ready: boolean; pending: string[]; failing?: Record<string, string> };
   health(): { healthy: boolean } & Record<string, unknown>;
 }
 
@@ -34,10 +35,17 @@ export function startStatusServer(
     }
     if (path === '/readyz') {
       const r = status.readiness();
+      const failing = r.failing && Object.keys(r.failing).length > 0 ? { failing: r.failing } : {};
       json(
         res,
         r.ready ? 200 : 503,
-        r.ready ? { status: 'ready' } : { status: 'waiting for the first sync', pending: r.pending },
+        r.ready
+          ? { status: 'ready' }
+          : {
+              status: r.pending.length > 0 ? 'waiting for the first sync' : 'cannot write the newest content',
+              pending: r.pending,
+              ...failing,
+            },
       );
     } else if (path === '/healthz') {
       const h = status.health();

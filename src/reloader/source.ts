@@ -65,6 +65,10 @@ export class SourceWatcher {
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
   private lastError: string | undefined;
+  /** Why the newest object is not on disk, while it is not (for /readyz). */
+  private failing: string | undefined;
+  /** Cuts the wait before a failed write's retry short (a newer object, or stop). */
+  private wakeRetry: (() => void) | undefined;
   private running: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
 
@@ -91,6 +95,11 @@ export class SourceWatcher {
     return this.synced;
   }
 
+  /** Why the newest content of the object is not on disk, while a write of it is failing; else undefined. */
+  get failure(): string | undefined {
+    return this.failing;
+  }
+
   start(): void {
     this.running ??= this.lw.run(this.abort.signal, {
       listed: (object) => this.observe(object, undefined),
@@ -113,6 +122,8 @@ export class SourceWatcher {
 
   /** --once: list and write until it worked or `signal` aborts; then throws with the last reason. */
   async syncOnce(signal: AbortSignal): Promise<void> {
+    // A write being retried gives up when --once does.
+    signal.addEventListener('abort', () => this.abort.abort(), { once: true });
     for (let failures = 1; !signal.aborted; failures++) {
       const delay = backoffDelay(failures, this.backoff);
       try {
@@ -137,6 +148,8 @@ export class SourceWatcher {
   /** The object's latest known state: present (write it) or absent (keep the files). */
   private observe(object: KubeObject | undefined, receivedAt: bigint | undefined): void {
     this.latest = object;
+    // Absent, there is nothing to write: the files kept are all there is (a failing write is moot).
+    if (!object) this.failing = undefined;
     if (object) {
       if (!this.present && (this.absenceLogged || this.synced))
         this.log.info('the object exists again: syncing');
@@ -165,6 +178,8 @@ export class SourceWatcher {
   private enqueue(job: WriteJob): void {
     // The newest object wins; a resync's check of the disk carries over to it.
     this.pending = { ...job, recheck: job.recheck || (this.pending?.recheck ?? false) };
+    // A write waiting to be retried is superseded: the newer object is written at once.
+    this.wakeRetry?.();
     if (!this.draining) {
       this.draining = true;
       this.drained = this.drain();
@@ -177,22 +192,46 @@ export class SourceWatcher {
    * burst already received is parsed whole first and only its newest state is written (once), where writing
    * in between would put one write per chunk before the reload of the newest. A lone event waits for nothing
    * (setImmediate runs right after this turn's I/O callbacks).
+   *
+   * A write that fails on the file system (disk full, EIO, permission) is retried with backoff until it works
+   * or a newer object supersedes it; each retry reads the directory's state from disk again, whatever the
+   * failed attempt left. An object that cannot be projected (a missing item key, bad gzip) is not retried: the
+   * same object would fail the same way, so it waits for the next version.
    */
   private async drain(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.pending) {
+    const signal = this.abort.signal;
+    let failures = 0;
+    while (this.pending && !signal.aborted) {
       const job = this.pending;
       this.pending = undefined;
-      await this.apply(job);
+      const outcome = await this.apply(job, failures);
+      if (outcome !== 'failed') {
+        failures = 0;
+        continue;
+      }
+      failures++;
+      if (this.pending) continue; // superseded already: write the newer object now
+      const wait = sleep(backoffDelay(failures, this.backoff), signal);
+      this.wakeRetry = wait.wake;
+      await wait.done;
+      this.wakeRetry = undefined;
+      // The newest object known, which is the same one unless a newer came; none if it was deleted meanwhile.
+      if (!this.pending && this.latest)
+        this.pending = { object: this.latest, receivedAt: undefined, recheck: true };
     }
     this.draining = false;
   }
 
-  private async apply({ object, receivedAt, recheck }: WriteJob): Promise<void> {
+  /** Writes one object: `written` (or unchanged), `rejected` (cannot be projected), or `failed` (retry it). */
+  private async apply(
+    { object, receivedAt, recheck }: WriteJob,
+    failedAttempts: number,
+  ): Promise<'written' | 'rejected' | 'failed'> {
     const { writer, metrics } = this.opts;
     try {
       const payload = projectObject(this.spec, object);
-      // A resync compares with what is on disk now, not with what was last written.
+      // A resync or a retry compares with what is on disk now, not with what was last written.
       if (recheck) await writer.forget();
       const result = await writer.write(payload);
       if (result.changed) {
@@ -213,7 +252,8 @@ export class SourceWatcher {
             fileCount: payload.size,
             resourceVersion: resourceVersionOf(object),
             initial: result.initial,
-            ...(recheck ? { resync: true } : {}),
+            ...(recheck && failedAttempts === 0 ? { resync: true } : {}),
+            ...(failedAttempts > 0 ? { afterFailedAttempts: failedAttempts } : {}),
           },
           'content changed: files written',
         );
@@ -221,15 +261,32 @@ export class SourceWatcher {
         this.log.debug({ resourceVersion: resourceVersionOf(object) }, 'content unchanged: nothing written');
       }
       this.lastError = undefined;
+      this.failing = undefined;
       this.markSynced();
+      return 'written';
     } catch (err) {
       metrics.writeErrors.inc({ source: this.id });
-      const reason = err instanceof ProjectionError ? err.message : describeWriteError(err);
+      const rejected = err instanceof ProjectionError;
+      const reason = rejected ? err.message : describeWriteError(err);
+      const again = reason === this.failing;
       this.lastError = reason;
-      this.log.error(
-        { dir: this.spec.dir, error: reason },
-        `cannot write the object's files (${reason}): keeping the previous ones`,
-      );
+      this.failing = reason;
+      if (rejected) {
+        this.log.error(
+          { dir: this.spec.dir, error: reason },
+          `cannot write the object's files (${reason}): keeping the previous ones`,
+        );
+        return 'rejected';
+      }
+      // One error line per reason; the retries of the same failure only at debug level.
+      const retryInfo = { dir: this.spec.dir, error: reason, attempt: failedAttempts + 1 };
+      if (again) this.log.debug(retryInfo, 'writing the files failed again: retrying with backoff');
+      else
+        this.log.error(
+          retryInfo,
+          `cannot write the object's files (${reason}): keeping the previous ones, retrying with backoff`,
+        );
+      return 'failed';
     } finally {
       // After the write: a collection in the middle of it would find the object still in use.
       if (isLarge(object)) releaseMemorySoon();

@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startCli, type CliChild } from '../support/cli.ts';
 import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
 import { waitFor } from '../support/wait.ts';
@@ -18,6 +19,9 @@ import { waitFor } from '../support/wait.ts';
 export { waitFor };
 
 export const NS = 'shop';
+
+/** The preload that drops a reloader's privileges (Harness.reloader's `runAsUid`). */
+const RUN_AS_UID = fileURLToPath(new URL('./run-as-uid.ts', import.meta.url));
 
 const values = new Set<string>();
 
@@ -61,7 +65,6 @@ export function configMap(
     binaryData: Object.fromEntries(Object.entries(binaryData).map(([k, v]) => [k, b64(v)])),
   };
 }
-
 
 /** `name -> content` of the regular files a directory shows through its symlinks (what an app reads). */
 export function readTree(dir: string, prefix = ''): Record<string, string> {
@@ -177,6 +180,12 @@ export class Harness {
     return h;
   }
 
+  /** Lets a reloader run as another uid read the kubeconfig and reach directories under the root. */
+  shareWithOtherUsers(): void {
+    chmodSync(this.root, 0o755);
+    chmodSync(this.kubeconfig, 0o644);
+  }
+
   /** A fresh directory path under the harness root (not created: the reloader creates it). */
   dir(label: string): string {
     return join(this.root, `${label}-${++this.n}`);
@@ -190,21 +199,39 @@ export class Harness {
   /** Starts `reloader` with the harness's kubeconfig and receiver, trace logging and a free status port. */
   async reloader(
     args: string[],
-    opts: { watch?: string[]; waitListening?: boolean } = {},
+    opts: {
+      watch?: string[];
+      waitListening?: boolean;
+      /**
+       * Run as this uid (and gid) when the tests run as root, so that file permissions apply to the reloader: the
+       * harness root and kubeconfig must then be readable by it (`shareWithOtherUsers`).
+       */
+      runAsUid?: number;
+    } = {},
   ): Promise<ReloaderProcess> {
     this.receiver.watched.push(...(opts.watch ?? []));
-    const cli = startCli([
-      'reloader',
-      '--kubeconfig',
-      this.kubeconfig,
-      '--reload-url',
-      this.receiver.url,
-      '--listen',
-      '127.0.0.1:0',
-      '--log-level',
-      'trace',
-      ...args,
-    ]);
+    const env: NodeJS.ProcessEnv =
+      opts.runAsUid !== undefined && process.getuid?.() === 0
+        ? {
+            TEST_RUN_AS_UID: String(opts.runAsUid),
+            NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${RUN_AS_UID}`.trim(),
+          }
+        : {};
+    const cli = startCli(
+      [
+        'reloader',
+        '--kubeconfig',
+        this.kubeconfig,
+        '--reload-url',
+        this.receiver.url,
+        '--listen',
+        '127.0.0.1:0',
+        '--log-level',
+        'trace',
+        ...args,
+      ],
+      { env },
+    );
     this.children.push(cli);
     let address = '';
     if (opts.waitListening !== false) {
