@@ -20,8 +20,10 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = Object.freeze({
   reloaderImage: DEFAULT_RELOADER_IMAGE,
   sidecarMode: 'native',
   port: DEFAULT_RELOADER_PORT,
-  // The reloader idles at about 64 MiB RSS at most; a limit close to that gets it OOM-killed when a large Secret arrives.
-  resources: Object.freeze({ cpuRequest: '10m', memoryRequest: '48Mi', memoryLimit: '96Mi' }),
+  // 128Mi holds the idle reloader (about 17 MiB anonymous, 64 MiB RSS), the peak of the largest object (22 MiB more)
+  // and the files of memory-backed sources twice during a swap: Secrets up to 1 MiB and 1,000 keys, or one gunzip
+  // source expanding to 40 MiB (the reloader derives its gunzip cap from this limit; docs/reloader.md#memory).
+  resources: Object.freeze({ cpuRequest: '10m', memoryRequest: '48Mi', memoryLimit: '128Mi' }),
   allowedReloadHosts: 'loopback',
 }) as InjectorConfig;
 

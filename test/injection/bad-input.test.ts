@@ -74,9 +74,9 @@ const cases: { name: string; pod: Obj; config?: Obj; message: RegExp }[] = [
   },
   {
     name: 'a request above the limit',
-    pod: makePod({ annotations: { 'config-reloader.io/memory-request': '128Mi' } }),
+    pod: makePod({ annotations: { 'config-reloader.io/memory-request': '256Mi' } }),
     message:
-      /^config-reloader\.io\/memory-request: the memory request 128Mi .* is greater than the memory limit 96Mi/,
+      /^config-reloader\.io\/memory-request: the memory request 256Mi .* is greater than the memory limit 128Mi/,
   },
   {
     name: 'a limit below the default request',

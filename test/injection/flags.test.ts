@@ -12,7 +12,7 @@ describe('injector flags', () => {
     assert.deepEqual(DEFAULT_INJECTOR_CONFIG.resources, {
       cpuRequest: '10m',
       memoryRequest: '48Mi',
-      memoryLimit: '96Mi',
+      memoryLimit: '128Mi',
     });
     assert.equal(DEFAULT_INJECTOR_CONFIG.reloaderImage, 'config-reloader-injector:0.1.0');
   });
@@ -50,7 +50,7 @@ describe('injector flags', () => {
     [['--sidecar-mode=sidecar'], /--sidecar-mode "sidecar" is neither native nor legacy/],
     [['--reloader-port=0'], /--reloader-port "0" is not a port number/],
     [['--memory-limit=96MB'], /--memory-limit "96MB" is not a Kubernetes quantity/],
-    [['--memory-request=256Mi'], /memory request 256Mi is greater than the limit 96Mi/],
+    [['--memory-request=256Mi'], /memory request 256Mi is greater than the limit 128Mi/],
     [
       ['--image-pull-policy=Sometimes'],
       /--image-pull-policy "Sometimes" is not one of Always, IfNotPresent, Never/,

@@ -82,7 +82,7 @@ describe('the native sidecar container', () => {
   });
 
   it('requests cpu and memory and limits memory by default', () => {
-    assert.deepEqual(c.resources, { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '96Mi' } });
+    assert.deepEqual(c.resources, { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } });
   });
 });
 
