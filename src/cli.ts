@@ -17,7 +17,7 @@ const COMMANDS: Record<
   },
   inject: {
     summary: 'inject the sidecar into manifests offline (YAML/JSON from a file or stdin)',
-    load: () => import('./inject/command.ts'),
+    load: () => import('./manifests/command.ts'),
   },
   certs: {
     summary: "write a CA and the webhook Service's serving certificate, print the caBundle",

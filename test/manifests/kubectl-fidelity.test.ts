@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { injectManifests } from '../../src/inject/manifests.ts';
-import { readManifests } from '../../src/inject/read.ts';
-import { flowText, blockLines } from '../../src/inject/render.ts';
+import { injectManifests } from '../../src/manifests/manifests.ts';
+import { readManifests } from '../../src/manifests/read.ts';
+import { flowText, blockLines } from '../../src/manifests/render.ts';
 import { KubectlReader, type Obj } from './kubectl-reader.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '..', 'fixtures', 'inject');

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseJson, readManifests } from '../../src/inject/read.ts';
-import { blockLines, flowText, needsQuotes, type RenderStyle } from '../../src/inject/render.ts';
-import { formatFloat32, resolvePlain } from '../../src/inject/scalars.ts';
+import { parseJson, readManifests } from '../../src/manifests/read.ts';
+import { blockLines, flowText, needsQuotes, type RenderStyle } from '../../src/manifests/render.ts';
+import { formatFloat32, resolvePlain } from '../../src/manifests/scalars.ts';
 
 const styles: RenderStyle[] = [
   { json: false, unit: 2, seqIndent: 2, eol: '\n' },

@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { injectPod } from '../../src/injection/inject.ts';
-import { injectManifests } from '../../src/inject/manifests.ts';
-import { readManifests } from '../../src/inject/read.ts';
+import { injectManifests } from '../../src/manifests/manifests.ts';
+import { readManifests } from '../../src/manifests/read.ts';
 import { loadPod, podFixtureNames } from '../support/fixtures.ts';
 
 type Obj = Record<string, any>;

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { injectManifests } from '../../src/inject/manifests.ts';
+import { injectManifests } from '../../src/manifests/manifests.ts';
 import { cli } from './run-cli.ts';
 
 const options = { optIn: 'annotation' as const, config: DEFAULT_INJECTOR_CONFIG };

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseJson } from '../../src/inject/read.ts';
+import { parseJson } from '../../src/manifests/read.ts';
 import { TestApiServer } from '../support/kube-apiserver/index.ts';
 import { kubectlPath } from '../support/kubectl.ts';
 

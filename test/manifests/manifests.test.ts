@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { injectManifests } from '../../src/inject/manifests.ts';
+import { injectManifests } from '../../src/manifests/manifests.ts';
 import { validatePod } from '../support/pod-validation.ts';
 import { MANIFESTS } from './sample-manifests.ts';
 
