@@ -20,7 +20,7 @@ import {
   selectedName,
 } from './selectors.ts';
 import type { StatusBody } from './status.ts';
-import { KubeError, badRequest, methodNotAllowed, notFound, pathNotFound } from './status.ts';
+import { KubeError, badRequest, invalidCauses, methodNotAllowed, notFound, pathNotFound } from './status.ts';
 import type { Store } from './store.ts';
 import type { IncludeObject } from './table.ts';
 import { toTable } from './table.ts';
@@ -48,7 +48,11 @@ const MAX_BODY = 3 * 1024 * 1024;
 const CONTINUE_TOO_OLD =
   'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.';
 
-type Negotiated = { table?: { apiVersion: string; include: IncludeObject } };
+type Negotiated = {
+  table?: { apiVersion: string; include: IncludeObject };
+  /** Accept: application/json;as=PartialObjectMetadata(List);g=meta.k8s.io;v=V: metadata only, as the metadata client asks. */
+  metadata?: { apiVersion: string; list: boolean };
+};
 
 export function sendJson(
   res: ServerResponse,
@@ -107,12 +111,19 @@ function decodeObject(req: IncomingMessage, body: Buffer): KubeObject {
   return o;
 }
 
-/** Picks the response form from Accept: a Table when kubectl asks for one, else plain JSON; 406 when neither fits. */
+/** Picks the response form from Accept: a Table when kubectl asks for one, metadata only (PartialObjectMetadata) when a metadata client does, else plain JSON; 406 when none fits. */
 function negotiate(accept: string | undefined, query: URLSearchParams): Negotiated {
   if (!accept) return {};
   for (const clause of accept.split(',')) {
     const [type, ...params] = clause.split(';').map((p) => p.trim());
     const p = Object.fromEntries(params.map((kv) => kv.split('=').map((s) => s.trim()) as [string, string]));
+    if (
+      type === 'application/json' &&
+      (p.as === 'PartialObjectMetadata' || p.as === 'PartialObjectMetadataList') &&
+      p.g === 'meta.k8s.io' &&
+      (p.v === 'v1' || p.v === 'v1beta1')
+    )
+      return { metadata: { apiVersion: `meta.k8s.io/${p.v}`, list: p.as === 'PartialObjectMetadataList' } };
     if (
       type === 'application/json' &&
       p.as === 'Table' &&
@@ -130,6 +141,27 @@ function negotiate(accept: string | undefined, query: URLSearchParams): Negotiat
     'NotAcceptable',
     `only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io`,
   );
+}
+
+/** The Go type the real server names in a 406 for the wrong metadata form: `*core.Pod`, `*coordination.LeaseList`. */
+function goType(def: ResourceDef, list: boolean): string {
+  return `*${def.group ? (def.group.split('.')[0] as string) : 'core'}.${def.kind}${list ? 'List' : ''}`;
+}
+
+/** 406 when the metadata form asked for does not fit the answer (a list for an object, or the other way round). */
+function checkMetadataForm(neg: Negotiated, def: ResourceDef, list: boolean): void {
+  if (!neg.metadata || neg.metadata.list === list) return;
+  throw new KubeError(
+    406,
+    'NotAcceptable',
+    list
+      ? `you requested PartialObjectMetadata, but the requested object is a list (${goType(def, true)})`
+      : `you requested PartialObjectMetadataList, but the requested object is not a list (${goType(def, false)})`,
+  );
+}
+
+function partialMetadata(obj: KubeObject, apiVersion: string): Record<string, unknown> {
+  return { kind: 'PartialObjectMetadata', apiVersion, metadata: obj.metadata };
 }
 
 function stripType(obj: KubeObject): Omit<KubeObject, 'kind' | 'apiVersion'> {
@@ -296,7 +328,10 @@ export class ApiHandler {
             neg.table.include,
             neg.table.apiVersion,
           )
-        : obj;
+        : neg.metadata
+          ? partialMetadata(obj, neg.metadata.apiVersion)
+          : obj;
+    checkMetadataForm(neg, def, r.verb === 'list');
     switch (r.verb) {
       case 'get': {
         const obj = this.#store.get(def, namespace, r.name as string);
@@ -397,9 +432,10 @@ export class ApiHandler {
       const t = decodeContinue(cont);
       listRv = t.rv;
       start = t.start;
-      items = this.#store.listAt(def, namespace, t.rv, CONTINUE_TOO_OLD);
+      items = this.#store.listAt(def, namespace, t.rv, CONTINUE_TOO_OLD, true);
     } else if (rvParam === '' || rvParam === '0') {
-      items = this.#store.list(def, namespace);
+      // The stored objects, read only: a page of them is serialized below.
+      items = this.#store.list(def, namespace, true);
     } else {
       const rv = parseRv(rvParam);
       if (rv > this.#store.rv)
@@ -414,8 +450,9 @@ export class ApiHandler {
           namespace,
           rv,
           'The resourceVersion for the provided list is too old.',
+          true,
         );
-      } else items = this.#store.list(def, namespace);
+      } else items = this.#store.list(def, namespace, true);
     }
     items = items.filter((o) => keyOf(o) > start && matchesAll(o, labels, fields));
     const meta: Record<string, unknown> = { resourceVersion: String(listRv) };
@@ -428,6 +465,15 @@ export class ApiHandler {
     }
     if (neg.table)
       return sendJson(res, ctx, 200, toTable(def, items, meta, neg.table.include, neg.table.apiVersion));
+    if (neg.metadata) {
+      const apiVersion = neg.metadata.apiVersion;
+      return sendJson(res, ctx, 200, {
+        kind: 'PartialObjectMetadataList',
+        apiVersion,
+        metadata: meta,
+        items: items.map((o) => partialMetadata(o, apiVersion)),
+      });
+    }
     sendJson(res, ctx, 200, {
       kind: `${def.kind}List`,
       apiVersion: groupVersion(def),
@@ -505,6 +551,21 @@ export class ApiHandler {
     if (r.name === undefined) throw methodNotAllowed();
     const obj = decodeObject(req, await readBody(req));
     this.#checkBody(def, r, obj);
+    // Kinds whose strategy refuses unconditional updates (AllowUnconditionalUpdate false: Leases) need the
+    // resourceVersion they were read at.
+    if (def.conditionalUpdateOnly && !obj.metadata.resourceVersion)
+      throw invalidCauses(
+        def.resource,
+        r.name,
+        [
+          {
+            reason: 'FieldValueInvalid',
+            message: 'Invalid value: 0: must be specified for an update',
+            field: 'metadata.resourceVersion',
+          },
+        ],
+        def.group,
+      );
     sendJson(res, ctx, 200, this.#store.update(def, obj, { dryRun: dryRun(q), manager: updater(req, q) }));
   }
 

@@ -14,6 +14,8 @@ export interface ResourceDef {
   labelName?: boolean;
   /** DELETE answers with the object (graceful deletion) rather than a Status. */
   returnsDeletedObject?: boolean;
+  /** A PUT must carry metadata.resourceVersion (the kind's strategy refuses unconditional updates): 422 without. */
+  conditionalUpdateOnly?: boolean;
   /** The kind has metadata.generation: 1 on create, incremented when this top-level field changes. */
   generation?: string;
   /** Extra Table columns: header and how to compute the cell. */
@@ -128,6 +130,23 @@ export const RESOURCES: ResourceDef[] = [
     kind: 'ServiceAccount',
     namespaced: true,
     shortNames: ['sa'],
+  },
+  {
+    // What the webhook's missed-injection scan takes turns with: spec.acquireTime and renewTime are MicroTimes.
+    group: 'coordination.k8s.io',
+    version: 'v1',
+    resource: 'leases',
+    singular: 'lease',
+    kind: 'Lease',
+    namespaced: true,
+    conditionalUpdateOnly: true,
+    columns: [
+      {
+        name: 'Holder',
+        type: 'string',
+        cell: (o) => String((o.spec as { holderIdentity?: string } | undefined)?.holderIdentity ?? ''),
+      },
+    ],
   },
   {
     group: 'admissionregistration.k8s.io',
