@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
 // The webhook's own TLS settings, so that both sides pay for the same handshake and ciphers.
-import { TLS_OPTIONS } from '../src/webhook/tls-options.ts';
+import { TLS_OPTIONS } from '../src/certs/tls-options.ts';
 import { SERVER_TIMEOUTS } from '../src/webhook/server.ts';
 
 const [certFile, keyFile, responsesFile] = process.argv.slice(2);

@@ -1,75 +1,8 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from '../shared/log.ts';
-import { generateCertBundle } from '../certs/generate.ts';
-
-export interface TlsMaterial {
-  cert: string;
-  key: string;
-}
-
-/** Where the serving certificate comes from; `onChange` fires with material that was checked to be a usable pair. */
-export interface TlsSource {
-  readonly material: TlsMaterial;
-  onChange(listener: (material: TlsMaterial) => void): void;
-  close(): void;
-}
-
-/** Throws a message naming the problem when the PEMs are not a certificate and its matching private key. */
-export function checkPair(material: TlsMaterial): X509Certificate {
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(material.cert);
-  } catch {
-    throw new Error('the certificate file does not hold a PEM certificate');
-  }
-  let matches: boolean;
-  try {
-    matches = cert.checkPrivateKey(createPrivateKey(material.key));
-  } catch {
-    throw new Error('the key file does not hold a PEM private key');
-  }
-  if (!matches) throw new Error('the private key does not belong to the certificate');
-  return cert;
-}
-
-/**
- * The certificate sources open in this process, for the gauge config_reloader_webhook_certificate_expiry_timestamp_seconds
- * (metrics.ts): every source registers itself when made and leaves on close(). The webhook process has one.
- */
-const openSources = new Set<{ readonly material: TlsMaterial | undefined }>();
-const notAfterCache = new WeakMap<TlsMaterial, number>();
-
-export function trackServed(source: { readonly material: TlsMaterial | undefined }): void {
-  openSources.add(source);
-}
-
-export function untrackServed(source: { readonly material: TlsMaterial | undefined }): void {
-  openSources.delete(source);
-}
-
-/** notAfter (Unix seconds) of the serving certificate of the open sources, the earliest if several; undefined before any serves. */
-export function servedCertificateExpiry(): number | undefined {
-  let earliest: number | undefined;
-  for (const source of openSources) {
-    const material = source.material;
-    if (!material) continue;
-    let notAfter = notAfterCache.get(material);
-    if (notAfter === undefined) {
-      try {
-        notAfter = new Date(new X509Certificate(material.cert).validTo).getTime() / 1000;
-      } catch {
-        continue;
-      }
-      notAfterCache.set(material, notAfter);
-    }
-    if (earliest === undefined || notAfter < earliest) earliest = notAfter;
-  }
-  return earliest;
-}
+import { checkPair, trackServed, untrackServed, type TlsMaterial, type TlsSource } from './source.ts';
 
 /**
  * How often fileTlsSource re-reads the files whatever fs.watch says. A Secret volume changes by an atomic swap of
@@ -186,45 +119,6 @@ export async function fileTlsSource(
       for (const w of watchers) w.close();
       untrackServed(source);
     },
-  };
-  trackServed(source);
-  return source;
-}
-
-/** A CA and serving certificate made at start, for local use; the CA is written to `caOut` so clients can trust it. */
-export async function selfSignedTlsSource(
-  hosts: string[],
-  caOut: string | undefined,
-  log: Logger,
-): Promise<TlsSource & { caCert: string; caPath: string | undefined }> {
-  const names = [...new Set([...hosts, 'localhost', '127.0.0.1', '::1', hostname()])];
-  const bundle = await generateCertBundle({ hosts: names, caName: 'config-reloader-injector local CA' });
-  let caPath: string | undefined;
-  for (const candidate of caOut
-    ? [caOut]
-    : [join('certs', 'webhook-ca.crt'), join(tmpdir(), 'config-reloader-injector', 'webhook-ca.crt')]) {
-    try {
-      await mkdir(dirname(candidate), { recursive: true });
-      await writeFile(candidate, bundle.caCert);
-      caPath = resolve(candidate);
-      break;
-    } catch (err) {
-      log.warn(
-        { path: candidate, code: (err as NodeJS.ErrnoException).code },
-        'cannot write the self-signed CA there',
-      );
-    }
-  }
-  log.info(
-    { caFile: caPath, hosts: names },
-    'no --tls-cert-file/--tls-key-file given: serving a self-signed certificate made at start; its CA is in caFile',
-  );
-  const source = {
-    material: { cert: bundle.cert, key: bundle.key },
-    caCert: bundle.caCert,
-    caPath,
-    onChange: () => {},
-    close: () => untrackServed(source),
   };
   trackServed(source);
   return source;

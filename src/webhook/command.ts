@@ -6,11 +6,13 @@ import {
   selfManagedCertFlags,
   selfManagedSettingsFromFlags,
   startSelfManagedFromSettings,
-} from './cert-flags.ts';
+} from '../certs/self-managed/flags.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KUBECONFIG_FLAG_HELP, kubeConfigFlags, loadKubeConfig } from './kube-config.ts';
 import { startWebhookServer, type RunningServer } from './server.ts';
-import { fileTlsSource, selfSignedTlsSource, type TlsSource } from './tls.ts';
+import { fileTlsSource } from '../certs/file-source.ts';
+import { selfSignedTlsSource } from '../certs/self-signed.ts';
+import type { TlsSource } from '../certs/source.ts';
 
 const HELP = `Usage: config-reloader-injector webhook [flags]
 

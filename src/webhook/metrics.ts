@@ -1,5 +1,5 @@
 import { LATENCY_BUCKETS, Registry } from '../shared/metrics.ts';
-import { servedCertificateExpiry } from './tls.ts';
+import { servedCertificateExpiry } from '../certs/source.ts';
 
 const CERTIFICATE_EXPIRY = 'config_reloader_webhook_certificate_expiry_timestamp_seconds';
 

@@ -4,8 +4,8 @@ import type { InjectorConfig } from '../injection/config.ts';
 import { registerLogMetrics, type Logger } from '../shared/log.ts';
 import { BODY_LIMIT, webhookApp } from './app.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
-import type { TlsMaterial, TlsSource } from './tls.ts';
-import { TLS_OPTIONS } from './tls-options.ts';
+import type { TlsMaterial, TlsSource } from '../certs/source.ts';
+import { TLS_OPTIONS } from '../certs/tls-options.ts';
 
 export interface ServerOptions {
   host: string;

@@ -13,12 +13,9 @@ import { generateCertBundle, type CertBundle } from '../../src/certs/generate.ts
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { createLogger, type Logger } from '../../src/shared/log.ts';
 import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
-import {
-  fileTlsSource,
-  selfSignedTlsSource,
-  servedCertificateExpiry,
-  type TlsSource,
-} from '../../src/webhook/tls.ts';
+import { fileTlsSource } from '../../src/certs/file-source.ts';
+import { selfSignedTlsSource } from '../../src/certs/self-signed.ts';
+import { servedCertificateExpiry, type TlsSource } from '../../src/certs/source.ts';
 import { httpsRequest } from '../support/https.ts';
 
 const HOSTS = ['localhost', '127.0.0.1'];
@@ -103,7 +100,7 @@ class SecretVolume {
 }
 
 /**
- * Replaces fs.watch, for the ES module bindings too (tls.ts imports it by name), with watchers that are never told
+ * Replaces fs.watch, for the ES module bindings too (file-source.ts imports it by name), with watchers that are never told
  * of a change: what a missed event looks like to the webhook. Returns the restore function.
  */
 function suppressWatchEvents(mode: 'silent' | 'throw' = 'silent'): () => void {

@@ -17,7 +17,7 @@ import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import type { RunningServer } from '../../src/webhook/server.ts';
 import { startWebhookServer } from '../../src/webhook/server.ts';
-import type { TlsSource } from '../../src/webhook/tls.ts';
+import type { TlsSource } from '../../src/certs/source.ts';
 import type { ControlPlane, StartOptions } from '../support/control-plane/index.ts';
 import { startControlPlane } from '../support/control-plane/index.ts';
 import type { KubeObject } from '../support/kube-apiserver/index.ts';

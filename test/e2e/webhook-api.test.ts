@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import { serviceHosts } from '../../src/certs/generate.ts';
-import { certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/webhook/cert-state.ts';
+import { certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/certs/self-managed/state.ts';
 import { startCli, type CliChild } from '../support/cli.ts';
 import { freePort } from '../support/control-plane/index.ts';
 import { httpsRequest } from '../support/https.ts';

@@ -13,7 +13,7 @@
  *   with a ServiceAccount token limited by RBAC resourceNames; when bookmarks come (and when none does); 403, 401,
  *   404, 410 after an etcd compaction (hidden by the watch cache) and past the watch cache, an invalid
  *   resourceVersion;
- * - the webhook, through @kubernetes/client-node: the self-managed certificates (src/webhook/cert-api.ts: Secret
+ * - the webhook, through @kubernetes/client-node: the self-managed certificates (src/certs/self-managed/api.ts: Secret
  *   get/create/replace/merge patch, MutatingWebhookConfiguration get and JSON patch with a resourceVersion test)
  *   and the missed-injection watcher (src/webhook/missed-injections.ts: pods and namespaces list and watch as
  *   client-node's informer does it, Event create).
@@ -40,8 +40,8 @@ import { KubeClient } from '../../src/reloader/kube/client.ts';
 import { BearerToken } from '../../src/reloader/kube/token.ts';
 import { readWatchStream } from '../../src/reloader/kube/watch-stream.ts';
 import type { WatchEvent } from '../../src/reloader/kube/watch-stream.ts';
-import { describeApiError } from '../../src/webhook/api-errors.ts';
-import { createCertApi } from '../../src/webhook/cert-api.ts';
+import { describeApiError } from '../../src/certs/self-managed/api-errors.ts';
+import { createCertApi } from '../../src/certs/self-managed/api.ts';
 import { buildEvent } from '../../src/webhook/missed-injections.ts';
 import type { ControlPlane } from '../support/control-plane/index.ts';
 import { startControlPlane } from '../support/control-plane/index.ts';

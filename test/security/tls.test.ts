@@ -6,7 +6,7 @@ import { generateCertBundle } from '../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
-import type { TlsMaterial } from '../../src/webhook/tls.ts';
+import type { TlsMaterial } from '../../src/certs/source.ts';
 
 /**
  * The webhook's TLS surface: TLS 1.2 at least and only AEAD suites with forward secrecy. Each refusal is checked

@@ -11,7 +11,7 @@ import { generateCertBundle } from '../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
-import { fileTlsSource } from '../../src/webhook/tls.ts';
+import { fileTlsSource } from '../../src/certs/file-source.ts';
 import { httpsRequest } from '../support/https.ts';
 import { validatePod } from '../support/pod-validation.ts';
 
@@ -45,7 +45,13 @@ describe('webhook server over HTTPS', () => {
     stream.on('data', (c: Buffer) => logLines.push(...c.toString().split('\n').filter(Boolean)));
     const log = createLogger({ name: 'webhook', level: 'debug', destination: stream });
     const tls = await fileTlsSource(join(dir, 'tls.crt'), join(dir, 'tls.key'), log);
-    server = await startWebhookServer({ host: '127.0.0.1', port: 0, tls, config: DEFAULT_INJECTOR_CONFIG, log });
+    server = await startWebhookServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls,
+      config: DEFAULT_INJECTOR_CONFIG,
+      log,
+    });
   });
 
   after(async () => {
@@ -56,11 +62,16 @@ describe('webhook server over HTTPS', () => {
   it('injects an opted-in pod: the patch applies with another JSON-Patch implementation and yields a valid pod', async () => {
     const res = await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: SAMPLE });
     assert.equal(res.status, 200);
-    const review = res.json<{ response: { uid: string; allowed: boolean; patch: string; patchType: string } }>();
+    const review = res.json<{
+      response: { uid: string; allowed: boolean; patch: string; patchType: string };
+    }>();
     assert.equal(review.response.uid, JSON.parse(SAMPLE).request.uid);
     assert.equal(review.response.patchType, 'JSONPatch');
     const pod = JSON.parse(SAMPLE).request.object;
-    assert.deepEqual(applyPatch(pod, JSON.parse(Buffer.from(review.response.patch, 'base64').toString())).filter(Boolean), []);
+    assert.deepEqual(
+      applyPatch(pod, JSON.parse(Buffer.from(review.response.patch, 'base64').toString())).filter(Boolean),
+      [],
+    );
     assert.deepEqual(validatePod(pod), []);
     const line = logLines.map((l) => JSON.parse(l)).find((l) => l.msg === 'admission review');
     assert.ok(line, 'one log line per review');
@@ -86,14 +97,21 @@ describe('webhook server over HTTPS', () => {
   });
 
   it('answers 415 for a body that is not application/json', async () => {
-    const res = await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } });
+    const res = await httpsRequest(`${server.url}/mutate`, {
+      ca,
+      method: 'POST',
+      body: 'x',
+      headers: { 'content-type': 'text/plain' },
+    });
     assert.equal(res.status, 415);
     assert.match(res.json<{ message: string }>().message, /application\/json/);
   });
 
   it('answers 413 for a body over the limit, then serves the next request', async () => {
     const huge = JSON.stringify({ ...JSON.parse(SAMPLE), padding: 'x'.repeat(9 * 1024 * 1024) });
-    const res = await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: huge }).catch((err: Error) => err);
+    const res = await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: huge }).catch(
+      (err: Error) => err,
+    );
     // The server may answer 413 and close before the whole body is sent; either way it must not crash.
     if (!(res instanceof Error)) assert.equal(res.status, 413);
     assert.equal((await httpsRequest(`${server.url}/healthz`, { ca })).status, 200);
@@ -102,7 +120,11 @@ describe('webhook server over HTTPS', () => {
   it('accepts a 3 MiB pod, the most the API server lets an object be', async () => {
     const body = JSON.parse(SAMPLE);
     body.request.object.metadata.annotations['example.com/big'] = 'y'.repeat(3 * 1024 * 1024 - 4096);
-    const res = await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: JSON.stringify(body) });
+    const res = await httpsRequest(`${server.url}/mutate`, {
+      ca,
+      method: 'POST',
+      body: JSON.stringify(body),
+    });
     assert.equal(res.status, 200);
     assert.equal(res.json<{ response: { patchType: string } }>().response.patchType, 'JSONPatch');
   });
@@ -112,10 +134,19 @@ describe('webhook server over HTTPS', () => {
     assert.equal((await httpsRequest(`${server.url}/readyz`, { ca })).status, 200);
     const metrics = await httpsRequest(`${server.url}/metrics`, { ca });
     assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
-    assert.match(metrics.body, /config_reloader_webhook_requests_total\{path="\/mutate",result="injected"\} [1-9]/);
-    assert.match(metrics.body, /config_reloader_webhook_requests_total\{path="\/mutate",result="bad_request"\} [1-9]/);
+    assert.match(
+      metrics.body,
+      /config_reloader_webhook_requests_total\{path="\/mutate",result="injected"\} [1-9]/,
+    );
+    assert.match(
+      metrics.body,
+      /config_reloader_webhook_requests_total\{path="\/mutate",result="bad_request"\} [1-9]/,
+    );
     assert.match(metrics.body, /config_reloader_webhook_injections_total [1-9]/);
-    assert.match(metrics.body, /config_reloader_webhook_request_duration_seconds_count\{path="\/mutate"\} [1-9]/);
+    assert.match(
+      metrics.body,
+      /config_reloader_webhook_request_duration_seconds_count\{path="\/mutate"\} [1-9]/,
+    );
   });
 
   it('re-reads rotated certificate files without a restart, and ignores a half-written pair', async () => {
@@ -129,7 +160,11 @@ describe('webhook server over HTTPS', () => {
     await writeFile(join(dir, 'tls.crt.new'), other.cert);
     await rename(join(dir, 'tls.crt.new'), join(dir, 'tls.crt'));
     const want = new X509Certificate(other.cert).fingerprint256;
-    for (let i = 0; i < 100 && (await servedFingerprint(server.url, other.caCert).catch(() => '')) !== want; i++) {
+    for (
+      let i = 0;
+      i < 100 && (await servedFingerprint(server.url, other.caCert).catch(() => '')) !== want;
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(await servedFingerprint(server.url, other.caCert), want);
@@ -141,7 +176,10 @@ describe('webhook server over HTTPS', () => {
   it('fails /readyz while draining and keeps answering reviews', async () => {
     server.drain();
     assert.equal((await httpsRequest(`${server.url}/readyz`, { ca })).status, 503);
-    assert.equal((await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: SAMPLE })).status, 200);
+    assert.equal(
+      (await httpsRequest(`${server.url}/mutate`, { ca, method: 'POST', body: SAMPLE })).status,
+      200,
+    );
   });
 
   it('never logs the pod object, even at debug level', () => {

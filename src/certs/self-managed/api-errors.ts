@@ -12,8 +12,7 @@ export function apiStatus(err: unknown): number | undefined {
 export function describeApiError(err: unknown): { code?: number; reason: string } {
   if (err instanceof ApiException) {
     const body = (typeof err.body === 'string' ? safeJson(err.body) : err.body) as
-      | { message?: unknown }
-      | undefined;
+      { message?: unknown } | undefined;
     return {
       code: err.code as number,
       reason: typeof body?.message === 'string' ? body.message : `HTTP ${String(err.code)}`,

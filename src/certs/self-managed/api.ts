@@ -11,7 +11,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import { apiStatus } from './api-errors.ts';
-import { ANNOTATIONS, SERVED_PREFIX } from './cert-state.ts';
+import { ANNOTATIONS, SERVED_PREFIX } from './state.ts';
 
 /** The Kubernetes calls of the self-managed certificates: one Secret and one MutatingWebhookConfiguration, by name. */
 export interface CertApi {

@@ -1,13 +1,13 @@
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { serviceHosts } from '../certs/generate.ts';
-import { parseDuration, UsageError, type FlagSpec } from '../shared/cli.ts';
-import type { Logger } from '../shared/log.ts';
-import { isValidObjectName } from '../shared/source-spec.ts';
+import { serviceHosts } from '../generate.ts';
+import { parseDuration, UsageError, type FlagSpec } from '../../shared/cli.ts';
+import type { Logger } from '../../shared/log.ts';
+import { isValidObjectName } from '../../shared/source-spec.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { SelfManagedCerts } from './self-managed-certs.ts';
+import type { SelfManagedCerts } from './rotation.ts';
 
-/** The webhook's flags for self-managed certificates (see self-managed-certs.ts). */
+/** The webhook's flags for self-managed certificates (see rotation.ts). */
 export const selfManagedCertFlags = {
   'self-managed-certs': { type: 'boolean' },
   'cert-secret': { type: 'string' },
@@ -163,8 +163,8 @@ export async function startSelfManagedFromSettings(
   kc: KubeConfig,
   log: Logger,
 ): Promise<SelfManagedCerts> {
-  const { createCertApi } = await import('./cert-api.ts');
-  const { startSelfManagedCerts } = await import('./self-managed-certs.ts');
+  const { createCertApi } = await import('./api.ts');
+  const { startSelfManagedCerts } = await import('./rotation.ts');
   log.info(
     {
       namespace: s.namespace,

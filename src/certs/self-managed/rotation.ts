@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { generateCertBundle } from '../certs/generate.ts';
-import type { Logger } from '../shared/log.ts';
+import { generateCertBundle } from '../generate.ts';
+import type { Logger } from '../../shared/log.ts';
 import { describeApiError } from './api-errors.ts';
-import type { CertApi } from './cert-api.ts';
+import type { CertApi } from './api.ts';
 import {
   certFingerprint,
   formatAck,
@@ -21,9 +21,9 @@ import {
   type ServedAck,
   type Step,
   type UnusableState,
-} from './cert-state.ts';
-import type { WebhookConfigView } from './cert-api.ts';
-import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from './tls.ts';
+} from './state.ts';
+import type { WebhookConfigView } from './api.ts';
+import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from '../source.ts';
 
 /**
  * Certificates the webhook makes and keeps itself, in one Secret that every replica shares:
@@ -32,7 +32,7 @@ import { trackServed, untrackServed, type TlsMaterial, type TlsSource } from './
  * - every replica writes that Secret's CA bundle into the MutatingWebhookConfiguration's caBundle;
  * - each one re-reads the Secret every sync interval and renews what is due (a compare-and-swap update:
  *   on 409 it re-reads and decides again), then serves what the Secret holds, swapped in without a restart;
- * - CA rotation goes through phases recorded in the Secret (see cert-state.ts), so the caBundle trusts the
+ * - CA rotation goes through phases recorded in the Secret (see state.ts), so the caBundle trusts the
  *   old and the new CA until every replica serves a certificate of the new one;
  * - so does a reissue (a new CA because the Secret was lost or unusable, or its CA expired): the CAs the webhook
  *   configuration trusted stay in the bundle, and every replica keeps serving what it serves until the new

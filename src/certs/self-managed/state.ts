@@ -1,5 +1,5 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import { checkPair } from './tls.ts';
+import { checkPair } from '../source.ts';
 
 /**
  * The self-managed certificates as stored in their Secret, and the pure decision of what to do next.

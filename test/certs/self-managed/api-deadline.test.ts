@@ -7,12 +7,12 @@ import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
-import { createLogger } from '../../src/shared/log.ts';
-import { CertApiTimeoutError, createCertApi, type CertApi } from '../../src/webhook/cert-api.ts';
-import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/webhook/self-managed-certs.ts';
-import { kubeconfigYaml } from '../support/kube-apiserver/kubeconfig.ts';
-import { TestApiServer, type KubeObject } from '../support/kube-apiserver/index.ts';
+import { generateCertBundle, serviceHosts } from '../../../src/certs/generate.ts';
+import { createLogger } from '../../../src/shared/log.ts';
+import { CertApiTimeoutError, createCertApi, type CertApi } from '../../../src/certs/self-managed/api.ts';
+import { startSelfManagedCerts, type SelfManagedCerts } from '../../../src/certs/self-managed/rotation.ts';
+import { kubeconfigYaml } from '../../support/kube-apiserver/kubeconfig.ts';
+import { TestApiServer, type KubeObject } from '../../support/kube-apiserver/index.ts';
 
 const NS = 'crinj-deadline';
 const SECRET = 'config-reloader-injector-certs';
@@ -168,7 +168,10 @@ describe('every certificate API call has a deadline (a stalled connection to the
     api = await TestApiServer.start();
     api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     const mwc = parseAllDocuments(
-      await readFile(new URL('../../deploy/base/mutatingwebhookconfiguration.yaml', import.meta.url), 'utf8'),
+      await readFile(
+        new URL('../../../deploy/base/mutatingwebhookconfiguration.yaml', import.meta.url),
+        'utf8',
+      ),
     )[0]?.toJS() as KubeObject;
     api.create(mwc);
     proxy = await StallingProxy.start(api);

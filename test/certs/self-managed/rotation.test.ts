@@ -9,23 +9,28 @@ import { after, before, describe, it } from 'node:test';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { generate } from 'selfsigned';
 import { parseAllDocuments } from 'yaml';
-import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
-import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { UsageError } from '../../src/shared/cli.ts';
-import { createLogger } from '../../src/shared/log.ts';
-import { createCertApi } from '../../src/webhook/cert-api.ts';
+import { generateCertBundle, serviceHosts } from '../../../src/certs/generate.ts';
+import { DEFAULT_INJECTOR_CONFIG } from '../../../src/injection/config.ts';
+import { UsageError } from '../../../src/shared/cli.ts';
+import { createLogger } from '../../../src/shared/log.ts';
+import { createCertApi } from '../../../src/certs/self-managed/api.ts';
 import {
   certHostProblem,
   selfManagedHosts,
   selfManagedSettingsFromFlags,
-} from '../../src/webhook/cert-flags.ts';
-import { ANNOTATIONS, certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/webhook/cert-state.ts';
-import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/webhook/self-managed-certs.ts';
-import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
-import { runCli, startCli, type CliChild } from '../support/cli.ts';
-import { httpsRequest } from '../support/https.ts';
-import { kubeconfigYaml } from '../support/kube-apiserver/kubeconfig.ts';
-import { TestApiServer, type Grant, type KubeObject } from '../support/kube-apiserver/index.ts';
+} from '../../../src/certs/self-managed/flags.ts';
+import {
+  ANNOTATIONS,
+  certFingerprint,
+  SERVED_PREFIX,
+  splitPemCerts,
+} from '../../../src/certs/self-managed/state.ts';
+import { startSelfManagedCerts, type SelfManagedCerts } from '../../../src/certs/self-managed/rotation.ts';
+import { startWebhookServer, type RunningServer } from '../../../src/webhook/server.ts';
+import { runCli, startCli, type CliChild } from '../../support/cli.ts';
+import { httpsRequest } from '../../support/https.ts';
+import { kubeconfigYaml } from '../../support/kube-apiserver/kubeconfig.ts';
+import { TestApiServer, type Grant, type KubeObject } from '../../support/kube-apiserver/index.ts';
 
 const NS = 'crinj';
 const SECRET = 'config-reloader-injector-certs';
@@ -34,7 +39,7 @@ const HOSTS = serviceHosts('config-reloader-injector', NS);
 const SERVER_NAME = `config-reloader-injector.${NS}.svc`;
 const log = createLogger({ name: 'self-managed-certs-test', level: 'silent' });
 const PROPAGATION_DELAY_MS = 300;
-const DEPLOY = new URL('../../deploy/', import.meta.url);
+const DEPLOY = new URL('../../../deploy/', import.meta.url);
 
 const ann = (o: KubeObject | undefined): Record<string, string> =>
   (o?.metadata.annotations ?? {}) as Record<string, string>;
@@ -807,7 +812,7 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
     ).webhooks.map((w) => w.clientConfig.caBundle);
     assert.deepEqual(caBundles, [secret.data?.['ca-bundle.crt'], secret.data?.['ca-bundle.crt']]);
     const ca = unb64(caBundles[0]);
-    const review = await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8');
+    const review = await readFile(new URL('../../fixtures/admission-review.json', import.meta.url), 'utf8');
     const res = await postAs(url, '/mutate', 'hook.tools.svc', ca, review);
     assert.equal(res.status, 200);
     assert.equal(
@@ -880,7 +885,7 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
     const res = await httpsRequest(`${url}/mutate`, {
       ca: caBefore,
       method: 'POST',
-      body: await readFile(new URL('../fixtures/admission-review.json', import.meta.url), 'utf8'),
+      body: await readFile(new URL('../../fixtures/admission-review.json', import.meta.url), 'utf8'),
     });
     assert.equal(res.status, 200);
     proc.child.kill('SIGTERM');

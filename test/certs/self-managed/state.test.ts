@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
-import { generateCertBundle, serviceHosts } from '../../src/certs/generate.ts';
+import { generateCertBundle, serviceHosts } from '../../../src/certs/generate.ts';
 import {
   ANNOTATIONS,
   certFingerprint,
@@ -14,7 +14,7 @@ import {
   SERVED_PREFIX,
   type CertPolicy,
   type CertState,
-} from '../../src/webhook/cert-state.ts';
+} from '../../../src/certs/self-managed/state.ts';
 
 const HOSTS = serviceHosts('config-reloader-injector', 'crinj');
 const POLICY: CertPolicy = { hosts: HOSTS, propagationDelayMs: 60_000, ackExpiryMs: 600_000 };
