@@ -14,7 +14,7 @@ import { TestApiServer } from '../../test/support/kube-apiserver/index.ts';
 import { kubeconfigYaml, type KubeconfigParams } from '../../test/support/kube-apiserver/kubeconfig.ts';
 import type { BenchContext } from './context.ts';
 import { BENCH_DIR } from './paths.ts';
-import { RELOADER_ENV } from '../../src/injection/sidecar.ts';
+import { RELOADER_ENV } from '../../src/injection/build.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { spawnNode, waitForLine, type BenchChild } from './proc.ts';
 import { nsToMs } from './stats.ts';

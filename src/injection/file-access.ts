@@ -1,5 +1,5 @@
 import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
-import { SECURITY_CONTEXT } from './sidecar.ts';
+import { SECURITY_CONTEXT } from './build.ts';
 import type { ConvertedVolume } from './sources.ts';
 import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
 

@@ -1,22 +1,8 @@
 import type { Operation } from 'fast-json-patch';
-import {
-  ANNOTATIONS,
-  SHARED_VOLUME,
-  SIDECAR_CONTAINER,
-  SIDECAR_INIT_CONTAINER,
-  STATUS_INJECTED,
-  TOKEN_VOLUME,
-  readAnnotations,
-} from './annotations.ts';
+import { buildPod } from './build.ts';
 import type { InjectorConfig } from './config.ts';
-import { podFsGroup, unreadableFileWarnings } from './file-access.ts';
-import { CopyOnWrite, isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
+import { decide } from './decide.ts';
 import { createPatch } from './patch.ts';
-import { choosePort } from './ports.ts';
-import { findTokenVolume, ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
-import { parseSettings, type PodSettings } from './settings.ts';
-import { legacyInitContainer, legacySidecar, nativeSidecar, PORT_NAME, type SidecarSpec } from './sidecar.ts';
-import { planSources, SHARED_DIR, VOLUMES_DIR, type SourcePlan } from './sources.ts';
 
 /** `annotation` (/mutate): the pod must say config-reloader.io/inject: "true". `namespace` (/mutate/namespace): every pod unless it says "false". */
 export type OptIn = 'annotation' | 'namespace';
@@ -43,15 +29,24 @@ export interface InjectionContext {
 /** The skip reason when injection itself failed; the webhook counts it as an error, not as a skip. */
 export const INTERNAL_ERROR = 'internal error';
 
-const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
-
 /**
- * Decides whether the pod gets the config-reloader sidecar and builds the patch. Pure: reads nothing but its
- * arguments, and never throws, whatever JSON it is given (an internal error becomes a skip with a warning).
+ * Whether the pod gets the config-reloader sidecar, and the patch that adds it: decide (decide.ts), build the
+ * injected pod (build.ts), diff it against the pod as received (patch.ts). Pure: reads nothing but its arguments,
+ * and never throws, whatever JSON it is given (an internal error becomes a skip with a warning).
  */
 export function injectPod(pod: unknown, ctx: InjectionContext, config: InjectorConfig): InjectionOutcome {
   try {
-    return decide(pod, ctx, config);
+    const decision = decide(pod, ctx, config);
+    if (decision.action !== 'build') return decision;
+    const { plan } = decision;
+    const mutated = buildPod(decision.pod, plan, config);
+    return {
+      action: 'patch',
+      patch: createPatch(decision.pod, mutated),
+      pod: mutated,
+      warnings: plan.warnings,
+      sources: plan.sourceCount,
+    };
   } catch (error) {
     // The cause stays out of the warning, which goes back to whoever created the pod.
     return {
@@ -63,299 +58,4 @@ export function injectPod(pod: unknown, ctx: InjectionContext, config: InjectorC
       error,
     };
   }
-}
-
-function skip(reason: string, warnings: string[] = []): InjectionOutcome {
-  return { action: 'skip', reason, warnings };
-}
-
-function deny(problems: string[], warnings: string[] = []): InjectionOutcome {
-  return { action: 'deny', message: denialMessage(problems), problems, warnings };
-}
-
-/** One problem as it is; several as a numbered list under one line, so that one denial names every fix. */
-export function denialMessage(problems: string[]): string {
-  if (problems.length === 1) return problems[0] as string;
-  return [
-    `${problems.length} problems with the pod's config-reloader settings, fix each of them:`,
-    ...problems.map((problem, i) => `${i + 1}. ${problem}`),
-  ].join('\n');
-}
-
-function decide(pod: unknown, ctx: InjectionContext, config: InjectorConfig): InjectionOutcome {
-  if (!isObject(pod)) return skip('the object is not a pod');
-  const annotations = readAnnotations(pod.metadata);
-  if (annotations.get(ANNOTATIONS.status) === STATUS_INJECTED)
-    return skip(`already injected (${ANNOTATIONS.status}: ${STATUS_INJECTED})`);
-  // Every problem is collected, so that one denial lists them all; the checks go on as if the pod had opted in.
-  const problems: string[] = [];
-  const optedIn = checkOptIn(annotations.get(ANNOTATIONS.inject), ctx.optIn);
-  if (typeof optedIn === 'string') problems.push(optedIn);
-  else if (optedIn !== true) return optedIn;
-  const spec = pod.spec;
-  if (!isObject(spec) || objectsOf(spec.containers).length === 0)
-    return problems.length > 0 ? deny(problems) : skip('the pod has no containers');
-
-  problems.push(...reservedNameConflicts(spec));
-  const parsed = parseSettings(annotations, config);
-  problems.push(...parsed.problems);
-  const { settings, invalid } = parsed;
-  const warnings = [...parsed.warnings];
-
-  const tokenVolume = findTokenVolume(spec);
-  const planned = planSources(spec, settings, tokenVolume);
-  problems.push(...planned.problems);
-  const { plan } = planned;
-  warnings.push(...plan.warnings);
-  const sources = plan.converted.length + plan.explicit.length;
-  if (sources === 0 && problems.length === 0) {
-    const reason =
-      plan.subPathOnly.length > 0
-        ? `nothing to sync: only secret/configMap volumes mounted through subPath (${plan.subPathOnly.join(', ')})`
-        : 'nothing to sync';
-    // Namespace-wide injection reaches every pod; only a pod that asked for the sidecar hears that it has nothing to sync.
-    const askedFor = annotations.get(ANNOTATIONS.inject)?.trim().toLowerCase() === 'true';
-    if (!askedFor) return skip(reason, warnings);
-    warnings.push(
-      plan.subPathOnly.length > 0
-        ? `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: its secret/configMap volumes are mounted only through subPath (see the warning above), so the sidecar was not added; mount a volume whole, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`
-        : `${ANNOTATIONS.inject}: the pod opted in but has nothing to sync: no secret or configMap volume to keep current; add one, or name objects in ${ANNOTATIONS.secrets} / ${ANNOTATIONS.configmaps}`,
-    );
-    return skip(reason, warnings);
-  }
-
-  const targets = explicitTargets(spec, settings, plan, invalid, problems);
-  const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadPort));
-  if (!port.ok) {
-    problems.push(
-      `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
-    );
-  }
-  if (!invalid.has(ANNOTATIONS.sidecarMode)) {
-    const legacy = legacyRunToCompletion(spec, settings);
-    if (legacy !== undefined) problems.push(legacy);
-  }
-  if (!port.ok || problems.length > 0) return deny(problems, warnings);
-
-  warnings.push(...port.warnings);
-  if (spec.hostNetwork === true) {
-    warnings.push(
-      `the pod uses hostNetwork: the config-reloader sidecar listens on port ${port.port} of the node; make sure it is free there, or set ${ANNOTATIONS.port}`,
-    );
-  }
-  warnings.push(...subPathWarnings(spec, plan));
-  const fsGroup = podFsGroup(spec);
-  warnings.push(...unreadableFileWarnings(spec, plan.converted, fsGroup));
-
-  const mutated = mutate(pod, { settings, plan, targets, tokenVolume, port: port.port, fsGroup, config });
-  return { action: 'patch', patch: createPatch(pod, mutated), pod: mutated, warnings, sources };
-}
-
-/** true: opted in; a skip; or the problem with the annotation's value. */
-function checkOptIn(value: string | undefined, optIn: OptIn): true | InjectionOutcome | string {
-  const normalised = value?.trim().toLowerCase() ?? '';
-  if (normalised === 'true') return true;
-  if (normalised === 'false') return skip(`opted out (${ANNOTATIONS.inject}: "false")`);
-  if (normalised === '')
-    return optIn === 'namespace' ? true : skip(`not opted in (no ${ANNOTATIONS.inject}: "true")`);
-  return `${ANNOTATIONS.inject}: "${value}" is neither "true" nor "false"; set it to "true" to inject the config-reloader sidecar or "false" to opt out`;
-}
-
-/**
- * Legacy mode's regular container never exits, so a pod that runs to completion (a Job's or CronJob's, with
- * restartPolicy Never or OnFailure) would never complete: its Job would hang with the app done.
- */
-function legacyRunToCompletion(spec: JsonObject, settings: PodSettings): string | undefined {
-  const restartPolicy = spec.restartPolicy;
-  if (settings.sidecarMode !== 'legacy' || (restartPolicy !== 'Never' && restartPolicy !== 'OnFailure'))
-    return undefined;
-  const why = `the pod has restartPolicy: ${restartPolicy} (a Job's or CronJob's pod), and legacy mode adds a regular container "${SIDECAR_CONTAINER}" that keeps watching and never exits, so the pod would never complete and its Job would hang`;
-  const native = `the native sidecar (Kubernetes 1.29 and later), which the kubelet stops when the app's containers have finished`;
-  if (settings.sidecarModeFromAnnotation) {
-    return `${ANNOTATIONS.sidecarMode}: "legacy" cannot be used here: ${why}; remove the annotation or set it to "native" to use ${native}, or, on a cluster older than 1.29, opt the pod out with ${ANNOTATIONS.inject}: "false"`;
-  }
-  return `the injector flag --sidecar-mode=legacy cannot be used for this pod: ${why}; set the annotation ${ANNOTATIONS.sidecarMode}: "native" on the pod to use ${native} (or run the injector with --sidecar-mode=native), or, on a cluster older than 1.29, opt the pod out with ${ANNOTATIONS.inject}: "false"`;
-}
-
-function reservedNameConflicts(spec: JsonObject): string[] {
-  const fix = `rename it (the name is reserved for the injected sidecar), or, if the sidecar was added on purpose, add the annotation ${ANNOTATIONS.status}: ${STATUS_INJECTED}`;
-  const problems: string[] = [];
-  for (const list of CONTAINER_LISTS) {
-    for (const container of objectsOf(spec[list])) {
-      if (container.name === SIDECAR_CONTAINER || container.name === SIDECAR_INIT_CONTAINER) {
-        problems.push(
-          `${ANNOTATIONS.status}: the pod already has a container named "${String(container.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`,
-        );
-      }
-    }
-  }
-  for (const volume of objectsOf(spec.volumes)) {
-    if (volume.name === SHARED_VOLUME || volume.name === TOKEN_VOLUME) {
-      problems.push(
-        `${ANNOTATIONS.status}: the pod already has a volume named "${String(volume.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`,
-      );
-    }
-  }
-  return problems;
-}
-
-/**
- * The containers that mount the shared volume in explicit mode (empty without explicit sources); what is wrong
- * with config-reloader.io/containers or /mount-path goes to `problems`.
- */
-function explicitTargets(
-  spec: JsonObject,
-  settings: PodSettings,
-  plan: SourcePlan,
-  invalid: ReadonlySet<string>,
-  problems: string[],
-): string[] {
-  if (plan.explicit.length === 0) return [];
-  const appNames = objectsOf(spec.containers)
-    .map((c) => stringOf(c.name))
-    .filter((name) => name !== undefined);
-  const initNames = objectsOf(spec.initContainers)
-    .map((c) => stringOf(c.name))
-    .filter((name) => name !== undefined);
-  const targets =
-    settings.containers !== undefined && settings.containers.length > 0 ? settings.containers : appNames;
-  for (const name of targets) {
-    if (!appNames.includes(name) && !initNames.includes(name)) {
-      problems.push(
-        `${ANNOTATIONS.containers}: the pod has no container named "${name}"; list containers of the pod (here: ${[...initNames, ...appNames].join(', ')})`,
-      );
-    }
-  }
-  // An invalid mount path was reported already; the default that stands in for it would only add a second problem.
-  if (invalid.has(ANNOTATIONS.mountPath)) return targets;
-  for (const container of [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)]) {
-    if (!targets.includes(stringOf(container.name) ?? '')) continue;
-    for (const mount of objectsOf(container.volumeMounts)) {
-      if (
-        typeof mount.mountPath === 'string' &&
-        mount.mountPath.replace(/(.)\/+$/, '$1') === settings.mountPath
-      ) {
-        problems.push(
-          `${ANNOTATIONS.mountPath}: container "${String(container.name)}" already mounts volume "${String(mount.name)}" at ${settings.mountPath}; choose another directory for the synced objects`,
-        );
-      }
-    }
-  }
-  return targets;
-}
-
-/** The app's port in the reload URL is in use even when no container declares it. */
-function reloadUrlPort(port: number | undefined): Map<number, string> {
-  const taken = new Map<number, string>();
-  if (port !== undefined) taken.set(port, `the app's reload URL (${ANNOTATIONS.reloadUrl})`);
-  return taken;
-}
-
-function subPathWarnings(spec: JsonObject, plan: SourcePlan): string[] {
-  const converted = new Set(plan.converted.map((c) => c.name));
-  const warnings: string[] = [];
-  for (const list of CONTAINER_LISTS) {
-    for (const container of objectsOf(spec[list])) {
-      for (const mount of objectsOf(container.volumeMounts)) {
-        if (!converted.has(stringOf(mount.name) ?? '') || !(mount.subPath || mount.subPathExpr)) continue;
-        warnings.push(
-          `container "${String(container.name)}" mounts volume "${String(mount.name)}" with subPath: that file never sees updates (as with the kubelet); mount the whole volume to get them`,
-        );
-      }
-    }
-  }
-  return warnings;
-}
-
-interface Build {
-  settings: PodSettings;
-  plan: SourcePlan;
-  targets: string[];
-  tokenVolume: string | undefined;
-  port: number;
-  fsGroup: number | undefined;
-  config: InjectorConfig;
-}
-
-/**
- * The injected pod, copy-on-write: every object and array on the way to a change is copied, everything else is
- * shared with the pod as received, which is never written to. The diff then skips shared subtrees by identity,
- * so its cost follows the size of the change, not of the pod.
- */
-function mutate(original: JsonObject, build: Build): JsonObject {
-  const { settings, plan, targets, config } = build;
-  const draft = new CopyOnWrite();
-  const pod = draft.root(original);
-  const spec = draft.object(pod, 'spec');
-  const volumeMounts: JsonObject[] = [];
-
-  const converted = new Map(plan.converted.map((c) => [c.name, c]));
-  if (converted.size > 0) {
-    const volumes = draft.array(spec, 'volumes');
-    volumes.forEach((item, i) => {
-      const entry = isObject(item) ? converted.get(stringOf(item.name) ?? '') : undefined;
-      if (entry === undefined) return;
-      // A new object without the source (delete would leave V8 a slow dictionary object to diff and encode).
-      const { secret: _secret, configMap: _configMap, ...volume } = item as JsonObject;
-      // Secrets stay in memory, never on the node's disk.
-      volume.emptyDir = entry.fromSecret ? { medium: 'Memory' } : {};
-      volumes[i] = volume;
-      volumeMounts.push({ name: entry.name, mountPath: `${VOLUMES_DIR}/${entry.name}` });
-    });
-  }
-  if (plan.explicit.length > 0) {
-    const anySecret = plan.explicit.some((source) => source.kind === 'secret');
-    draft
-      .array(spec, 'volumes')
-      .push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
-    volumeMounts.push({ name: SHARED_VOLUME, mountPath: SHARED_DIR });
-    for (const list of ['initContainers', 'containers'] as const) {
-      if (!Array.isArray(spec[list])) continue;
-      const containers = draft.array(spec, list);
-      containers.forEach((item, i) => {
-        if (!isObject(item) || !targets.includes(stringOf(item.name) ?? '')) return;
-        draft
-          .array(draft.object(containers, i), 'volumeMounts')
-          .push({ name: SHARED_VOLUME, mountPath: settings.mountPath, readOnly: true });
-      });
-    }
-  }
-  if (build.tokenVolume === undefined) draft.array(spec, 'volumes').push(ownTokenVolume());
-  volumeMounts.push({
-    name: build.tokenVolume ?? TOKEN_VOLUME,
-    mountPath: SERVICE_ACCOUNT_PATH,
-    readOnly: true,
-  });
-
-  const sidecar: SidecarSpec = {
-    image: config.reloaderImage,
-    port: build.port,
-    declarePort: !portNameTaken(spec),
-    sources: [...plan.converted.map((c) => c.spec), ...plan.explicit],
-    reloadMethod: settings.reloadMethod,
-    resources: settings.resources,
-    volumeMounts,
-  };
-  if (config.imagePullPolicy !== undefined) sidecar.imagePullPolicy = config.imagePullPolicy;
-  if (settings.reloadUrl !== undefined) sidecar.reloadUrl = settings.reloadUrl;
-  if (settings.logLevel !== undefined) sidecar.logLevel = settings.logLevel;
-  if (build.fsGroup !== undefined) sidecar.fsGroup = build.fsGroup;
-
-  const initContainers = draft.array(spec, 'initContainers');
-  if (settings.sidecarMode === 'native') {
-    initContainers.unshift(nativeSidecar(sidecar));
-  } else {
-    initContainers.unshift(legacyInitContainer(sidecar));
-    draft.array(spec, 'containers').push(legacySidecar(sidecar));
-  }
-  draft.object(draft.object(pod, 'metadata'), 'annotations')[ANNOTATIONS.status] = STATUS_INJECTED;
-  return pod;
-}
-
-function portNameTaken(spec: JsonObject): boolean {
-  return CONTAINER_LISTS.some((list) =>
-    objectsOf(spec[list]).some((container) =>
-      objectsOf(container.ports).some((port) => port.name === PORT_NAME),
-    ),
-  );
 }

@@ -1,0 +1,196 @@
+import {
+  ANNOTATIONS,
+  SHARED_VOLUME,
+  SIDECAR_CONTAINER,
+  SIDECAR_INIT_CONTAINER,
+  STATUS_INJECTED,
+  TOKEN_VOLUME,
+} from './annotations.ts';
+import type { InjectorConfig } from './config.ts';
+import type { InjectionPlan } from './decide.ts';
+import { cloneJson, CopyOnWrite, isObject, stringOf, type JsonObject } from './json.ts';
+import { ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
+import { SHARED_DIR, VOLUMES_DIR } from './sources.ts';
+import { formatSourceSpec } from '../shared/source-spec.ts';
+
+/**
+ * The injected pod, copy-on-write: every object and array on the way to a change is copied, everything else is
+ * shared with the pod as received, which is never written to. The diff then skips shared subtrees by identity,
+ * so its cost follows the size of the change, not of the pod.
+ */
+export function buildPod(original: JsonObject, plan: InjectionPlan, config: InjectorConfig): JsonObject {
+  const { settings, sources, targets } = plan;
+  const draft = new CopyOnWrite();
+  const pod = draft.root(original);
+  const spec = draft.object(pod, 'spec');
+  const volumeMounts: JsonObject[] = [];
+
+  const converted = new Map(sources.converted.map((c) => [c.name, c]));
+  if (converted.size > 0) {
+    const volumes = draft.array(spec, 'volumes');
+    volumes.forEach((item, i) => {
+      const entry = isObject(item) ? converted.get(stringOf(item.name) ?? '') : undefined;
+      if (entry === undefined) return;
+      // A new object without the source (delete would leave V8 a slow dictionary object to diff and encode).
+      const { secret: _secret, configMap: _configMap, ...volume } = item as JsonObject;
+      // Secrets stay in memory, never on the node's disk.
+      volume.emptyDir = entry.fromSecret ? { medium: 'Memory' } : {};
+      volumes[i] = volume;
+      volumeMounts.push({ name: entry.name, mountPath: `${VOLUMES_DIR}/${entry.name}` });
+    });
+  }
+  if (sources.explicit.length > 0) {
+    const anySecret = sources.explicit.some((source) => source.kind === 'secret');
+    draft
+      .array(spec, 'volumes')
+      .push({ name: SHARED_VOLUME, emptyDir: anySecret ? { medium: 'Memory' } : {} });
+    volumeMounts.push({ name: SHARED_VOLUME, mountPath: SHARED_DIR });
+    for (const list of ['initContainers', 'containers'] as const) {
+      if (!Array.isArray(spec[list])) continue;
+      const containers = draft.array(spec, list);
+      containers.forEach((item, i) => {
+        if (!isObject(item) || !targets.includes(stringOf(item.name) ?? '')) return;
+        draft
+          .array(draft.object(containers, i), 'volumeMounts')
+          .push({ name: SHARED_VOLUME, mountPath: settings.mountPath, readOnly: true });
+      });
+    }
+  }
+  if (plan.tokenVolume === undefined) draft.array(spec, 'volumes').push(ownTokenVolume());
+  volumeMounts.push({
+    name: plan.tokenVolume ?? TOKEN_VOLUME,
+    mountPath: SERVICE_ACCOUNT_PATH,
+    readOnly: true,
+  });
+
+  const sidecar: Sidecar = { plan, config, volumeMounts };
+  const initContainers = draft.array(spec, 'initContainers');
+  if (settings.sidecarMode === 'native') {
+    initContainers.unshift(nativeSidecar(sidecar));
+  } else {
+    initContainers.unshift(legacyInitContainer(sidecar));
+    draft.array(spec, 'containers').push(legacySidecar(sidecar));
+  }
+  draft.object(draft.object(pod, 'metadata'), 'annotations')[ANNOTATIONS.status] = STATUS_INJECTED;
+  return pod;
+}
+
+export const PORT_NAME = 'reloader-http';
+
+/**
+ * The sidecar's process settings, in its container's env (the image is shared with the webhook, so not in the
+ * image). Both keep the reloader near its idle footprint under large updates (docs/benchmarks.md):
+ * - NODE_OPTIONS: V8's young generation otherwise grows to tens of MiB and keeps them;
+ * - MALLOC_ARENA_MAX: glibc gives each thread that allocates (libuv's pool, V8's GC helpers) an arena of its own
+ *   and keeps what they freed; two arenas hold about 3 MiB less after 1,000 updates of 512 KiB.
+ */
+export const RELOADER_ENV = {
+  NODE_OPTIONS: '--max-semi-space-size=1',
+  MALLOC_ARENA_MAX: '2',
+} as const;
+
+/** Seconds the native sidecar may take to make its first sync before the kubelet restarts it. */
+export const STARTUP_SECONDS = 120;
+
+/** The sidecar's input: the plan and the cluster defaults, plus the mounts that buildPod made for it. */
+interface Sidecar {
+  plan: InjectionPlan;
+  config: InjectorConfig;
+  volumeMounts: JsonObject[];
+}
+
+/** The reloader's command line; the image's entrypoint is the CLI, so `reloader` is the first argument. */
+export function reloaderArgs({ plan }: Sidecar): string[] {
+  const { settings, sources } = plan;
+  const args = [
+    'reloader',
+    `--listen=:${plan.port}`,
+    ...[...sources.converted.map((c) => c.spec), ...sources.explicit].map(
+      (source) => `--source=${formatSourceSpec(source)}`,
+    ),
+  ];
+  if (plan.fsGroup !== undefined) args.push(`--fs-group=${plan.fsGroup}`);
+  if (settings.reloadUrl !== undefined)
+    args.push(`--reload-url=${settings.reloadUrl}`, `--reload-method=${settings.reloadMethod}`);
+  if (settings.logLevel !== undefined) args.push(`--log-level=${settings.logLevel}`);
+  return args;
+}
+
+/** Passes the Pod Security Standard "restricted". */
+export const SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+  readOnlyRootFilesystem: true,
+} as const;
+
+function container(name: string, sidecar: Sidecar, args: string[]): JsonObject {
+  const { requests, limits } = sidecar.plan.settings.resources;
+  const { reloaderImage, imagePullPolicy } = sidecar.config;
+  const resources: JsonObject = {};
+  if (Object.keys(requests).length > 0) resources.requests = { ...requests };
+  if (Object.keys(limits).length > 0) resources.limits = { ...limits };
+  return {
+    name,
+    image: reloaderImage,
+    ...(imagePullPolicy !== undefined ? { imagePullPolicy } : {}),
+    args,
+    env: [
+      {
+        name: 'POD_NAMESPACE',
+        valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
+      },
+      { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+      ...Object.entries(RELOADER_ENV).map(([name, value]) => ({ name, value })),
+    ],
+    resources,
+    securityContext: cloneJson(SECURITY_CONTEXT),
+    // The reloader logs why it failed; the kubelet shows that in the pod's status.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    volumeMounts: cloneJson(sidecar.volumeMounts),
+  };
+}
+
+function httpGet(path: string, port: number): JsonObject {
+  return { path, port, scheme: 'HTTP' };
+}
+
+function withPortAndLiveness(result: JsonObject, { plan }: Sidecar): JsonObject {
+  if (plan.declarePort) result.ports = [{ name: PORT_NAME, containerPort: plan.port, protocol: 'TCP' }];
+  result.livenessProbe = {
+    httpGet: httpGet('/healthz', plan.port),
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold: 3,
+  };
+  return result;
+}
+
+/**
+ * A native sidecar (Kubernetes 1.29+): the first init container, restartable. The kubelet starts the next init
+ * container only when the startup probe passes, i.e. after the first sync, so the app never sees an empty directory.
+ */
+function nativeSidecar(sidecar: Sidecar): JsonObject {
+  const result = withPortAndLiveness(container(SIDECAR_CONTAINER, sidecar, reloaderArgs(sidecar)), sidecar);
+  result.restartPolicy = 'Always';
+  result.startupProbe = {
+    httpGet: httpGet('/readyz', sidecar.plan.port),
+    periodSeconds: 1,
+    timeoutSeconds: 1,
+    failureThreshold: STARTUP_SECONDS,
+  };
+  return result;
+}
+
+/** Legacy mode, first part: an init container that syncs once and exits (init containers may have no probes). */
+function legacyInitContainer(sidecar: Sidecar): JsonObject {
+  return container(SIDECAR_INIT_CONTAINER, sidecar, [...reloaderArgs(sidecar), '--once']);
+}
+
+/** Legacy mode, second part: a regular container that keeps watching. */
+function legacySidecar(sidecar: Sidecar): JsonObject {
+  return withPortAndLiveness(container(SIDECAR_CONTAINER, sidecar, reloaderArgs(sidecar)), sidecar);
+}
