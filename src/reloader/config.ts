@@ -1,6 +1,7 @@
 import type { LevelWithSilent } from 'pino';
 import { findKubeconfig, parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { isLogLevel } from '../shared/log.ts';
+import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.ts';
 import { parseSourceSpec, SourceSpecError, type SourceSpec } from '../shared/source-spec.ts';
 
 /** Where the API server and its credentials come from. */
@@ -34,6 +35,8 @@ export interface ReloaderConfig {
    * directories setgid + group r-x, as the kubelet does for Secret/ConfigMap volumes. Absent: exact modes.
    */
   fsGroup?: number;
+  /** Hidden --backoff BASE[:MAX]: every retry's backoff (list/watch, writes, reloads); tests lengthen or shorten it. */
+  backoff?: BackoffPolicy;
 }
 
 export const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -86,6 +89,8 @@ const FLAGS = {
   'fs-group': { type: 'string' },
   // Hidden: where the in-cluster CA, token and namespace files live (tests point it at a temp dir).
   'serviceaccount-dir': { type: 'string', default: DEFAULT_SERVICE_ACCOUNT_DIR },
+  // Hidden: BASE[:MAX] of every retry's backoff (default 250ms:10s); tests make it long or short.
+  backoff: { type: 'string' },
 } as const;
 
 const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -108,6 +113,17 @@ function positiveDuration(flag: string, value: string, allowZero = false): numbe
   const ms = parseDuration(flag, value);
   if (ms === 0 && !allowZero) throw new UsageError(`--${flag} must be longer than 0`);
   return ms;
+}
+
+function parseBackoff(value: string | undefined): BackoffPolicy | undefined {
+  if (value === undefined) return undefined;
+  const [base, max, ...rest] = value.split(':');
+  if (base === undefined || rest.length > 0) throw new UsageError(`--backoff "${value}" is not BASE[:MAX]`);
+  const baseMs = positiveDuration('backoff', base);
+  const maxMs =
+    max === undefined ? Math.max(baseMs, DEFAULT_BACKOFF.maxMs) : positiveDuration('backoff', max);
+  if (maxMs < baseMs) throw new UsageError(`--backoff "${value}": MAX is shorter than BASE`);
+  return { baseMs, maxMs };
 }
 
 /** Largest group ID Kubernetes accepts for fsGroup (and the largest the webhook passes). */
@@ -207,5 +223,6 @@ export function parseReloaderConfig(argv: string[], env: NodeJS.ProcessEnv): Rel
     healthTimeoutMs: positiveDuration('health-timeout', values['health-timeout']),
     resyncMs: positiveDuration('resync', values.resync, true),
     fsGroup: parseFsGroup(values['fs-group']),
+    backoff: parseBackoff(values.backoff),
   };
 }

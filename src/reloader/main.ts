@@ -32,6 +32,7 @@ function combinedDigest(writers: AtomicWriter[]): string {
 /** Runs the reloader until `stopped` resolves (or, with --once, until every source synced); returns the exit code. */
 export async function runReloader(config: ReloaderConfig, opts: RunOptions): Promise<number> {
   const { log } = opts;
+  const backoff = opts.backoff ?? config.backoff;
   const access = await loadClusterAccess(config.cluster);
   const namespace = config.namespace ?? access.namespace;
   if (!namespace)
@@ -58,7 +59,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
           log,
           metrics,
           contentHash: () => combinedDigest(writers),
-          backoff: opts.backoff,
+          backoff,
         })
       : undefined;
   const sources = config.sources.map(
@@ -77,7 +78,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
         resyncMs: config.resyncMs,
         // Reopen a watch silent for longer than a liveness window; one that gets bookmarks is never cut.
         watchIdleMs: Math.max(2 * config.healthTimeoutMs, DEFAULT_WATCH_IDLE_MS),
-        backoff: opts.backoff,
+        backoff,
       }),
   );
   log.info(
@@ -156,6 +157,8 @@ async function watchUntilStopped(
   for (const s of sources) s.start();
   await deps.opts.stopped;
   log.info('stopping: closing the watches');
+  // At once: a reload in flight or waiting to be retried must not hold the process (nor go out after this).
+  deps.trigger?.close();
   await Promise.all(sources.map((s) => s.stop()));
   await server.close();
   log.info('stopped');

@@ -17,12 +17,21 @@ export interface ReloadTriggerOptions extends ReloadConfig {
   backoff?: BackoffPolicy;
 }
 
-/** One reload request: resolves with the status code, rejects on a network error or timeout. */
-function send(url: URL, method: string, timeoutMs: number, agent: HttpAgent): Promise<number> {
+/**
+ * One reload request: resolves with the status code, rejects on a network error, a timeout, or when `signal`
+ * aborts (shutdown), which also ends a request in flight.
+ */
+function send(
+  url: URL,
+  method: string,
+  timeoutMs: number,
+  agent: HttpAgent,
+  signal: AbortSignal,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? https.request : http.request)(
       url,
-      { method, agent, headers: { 'content-length': '0', 'user-agent': 'config-reloader' } },
+      { method, agent, signal, headers: { 'content-length': '0', 'user-agent': 'config-reloader' } },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -33,9 +42,10 @@ function send(url: URL, method: string, timeoutMs: number, agent: HttpAgent): Pr
       req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
     );
     req.on('error', (err: NodeJS.ErrnoException) => {
-      // The app closed the kept-alive connection just as we reused it: not a failure of the app, send again.
-      if (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        send(url, method, timeoutMs, agent).then(resolve, reject);
+      // The app closed the kept-alive connection just as we reused it: not a failure of the app, send again
+      // (never once the trigger is closed: that is what closed the connection).
+      if (req.reusedSocket && !signal.aborted && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        send(url, method, timeoutMs, agent, signal).then(resolve, reject);
       } else {
         reject(err);
       }
@@ -47,8 +57,9 @@ function send(url: URL, method: string, timeoutMs: number, agent: HttpAgent): Pr
 /**
  * Calls the application's reload URL after content changed on disk. At most one request is in flight;
  * any number of changes during it cause exactly one more request, sent when it ends (the newest content is
- * already on disk, since `request()` is called after each write). A failed attempt is retried with
- * jittered backoff until one succeeds; a newer change cuts the wait short.
+ * already on disk, since `request()` is called after each write). A failed attempt is retried with jittered
+ * backoff until one succeeds; a newer change cuts the wait short. `close()` ends everything at once: the wait,
+ * the request in flight, the connection.
  */
 export class ReloadTrigger {
   private readonly opts: ReloadTriggerOptions;
@@ -56,7 +67,7 @@ export class ReloadTrigger {
   private active = false;
   private done: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
-  private closed = false;
+  private readonly closing = new AbortController();
   private attempts = 0;
   /** One kept-alive connection to the app: no TCP handshake between a write and its reload. */
   private readonly agent: HttpAgent;
@@ -66,6 +77,10 @@ export class ReloadTrigger {
     const agentOptions = { keepAlive: true, maxSockets: 1, timeout: 30_000 };
     this.agent =
       opts.url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+  }
+
+  private get closed(): boolean {
+    return this.closing.signal.aborted;
   }
 
   /** Content changed: make sure a reload request is sent after now. */
@@ -79,14 +94,17 @@ export class ReloadTrigger {
     }
   }
 
-  /** Resolves when no request is in flight or pending (tests, --once). */
+  /** Resolves when no request is in flight or pending (tests, --once, shutdown). */
   async idle(): Promise<void> {
     while (this.active) await this.done;
   }
 
-  /** Stops retrying and closes the connection to the app. */
+  /**
+   * Stops for good: the backoff wait ends, a request in flight is aborted, no retry goes out, and the
+   * connection to the app is closed, so that nothing keeps the process alive.
+   */
   close(): void {
-    this.closed = true;
+    this.closing.abort();
     this.wake?.();
     this.agent.destroy();
   }
@@ -95,47 +113,51 @@ export class ReloadTrigger {
     let failures = 0;
     while (this.dirty && !this.closed) {
       this.dirty = false;
-      if (await this.attempt()) {
+      const outcome = await this.attempt();
+      if (this.closed) break;
+      if (outcome === 'success') {
         failures = 0;
         continue;
       }
       failures++;
       if (!this.dirty) {
-        const wait = sleep(backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF));
+        const wait = sleep(backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF), this.closing.signal);
         this.wake = wait.wake;
         await wait.done;
         this.wake = undefined;
       }
-      this.dirty = true; // retry, or send the newer content
+      this.dirty = true; // retry, or send the newer content (the loop ends here if closed meanwhile)
     }
     this.active = false;
   }
 
-  private async attempt(): Promise<boolean> {
+  private async attempt(): Promise<'success' | 'failure'> {
     const { url, method, timeoutMs, log, metrics } = this.opts;
     const hash = this.opts.contentHash();
     const attempt = ++this.attempts;
     const started = performance.now();
+    const where = url.origin + url.pathname;
     let failure: string;
     try {
-      const status = await send(url, method, timeoutMs, this.agent);
+      const status = await send(url, method, timeoutMs, this.agent, this.closing.signal);
       const durationMs = Math.round((performance.now() - started) * 10) / 10;
       if (status >= 200 && status < 300) {
         metrics.reloads.inc({ result: 'success' });
         metrics.recordReload(hash);
         log.info({ attempt, status, durationMs, contentHash: hash.slice(0, 16) }, 'reload request succeeded');
-        return true;
+        return 'success';
       }
       failure = `HTTP ${status}`;
     } catch (err) {
+      if (this.closed) {
+        log.debug({ attempt, url: where }, 'reload request abandoned: shutting down');
+        return 'failure';
+      }
       const e = err as NodeJS.ErrnoException;
       failure = e.code ?? e.message;
     }
     metrics.reloads.inc({ result: 'failure' });
-    log.warn(
-      { attempt, error: failure, url: url.origin + url.pathname },
-      `reload request failed (${failure}); retrying`,
-    );
-    return false;
+    log.warn({ attempt, error: failure, url: where }, `reload request failed (${failure}); retrying`);
+    return 'failure';
   }
 }

@@ -186,4 +186,15 @@ void describe('reloader config', () => {
     rejects(['--source', 'secret/a=/a', ...KUBE, 'stray'], /unexpected argument "stray"/);
     rejects(['--source', 'secret/a=/a'], /no --kubeconfig, no KUBECONFIG and not running in a cluster/);
   });
+
+  void it('takes the hidden --backoff BASE[:MAX] for every retry, and names the flag when it is wrong', () => {
+    const base = ['--source', 'secret/a=/a', ...KUBE];
+    assert.equal(parse(base).backoff, undefined);
+    assert.deepEqual(parse([...base, '--backoff', '60s:60s']).backoff, { baseMs: 60_000, maxMs: 60_000 });
+    assert.deepEqual(parse([...base, '--backoff', '20ms']).backoff, { baseMs: 20, maxMs: 10_000 });
+    rejects([...base, '--backoff', '1s:2s:3s'], /--backoff "1s:2s:3s" is not BASE\[:MAX\]/);
+    rejects([...base, '--backoff', '2s:1s'], /MAX is shorter than BASE/);
+    rejects([...base, '--backoff', '0'], /--backoff must be longer than 0/);
+    assert.doesNotMatch(RELOADER_HELP, /--backoff/, 'hidden');
+  });
 });

@@ -90,6 +90,8 @@ export function readTree(dir: string, prefix = ''): Record<string, string> {
 export interface ReloadHit {
   method: string;
   url: string;
+  /** Date.now() when it arrived. */
+  at: number;
   /** What the watched directories held when the request arrived. */
   files: Record<string, Record<string, string>>;
 }
@@ -98,6 +100,8 @@ export interface ReloadHit {
 export class ReloadReceiver {
   readonly hits: ReloadHit[] = [];
   status = 200;
+  /** Requests are recorded but never answered (an app that hangs). */
+  hang = false;
   watched: string[] = [];
   private server: Server | undefined;
   url = '';
@@ -107,8 +111,10 @@ export class ReloadReceiver {
       this.hits.push({
         method: req.method ?? '',
         url: req.url ?? '',
+        at: Date.now(),
         files: Object.fromEntries(this.watched.map((d) => [d, readTree(d)])),
       });
+      if (this.hang) return;
       res.statusCode = this.status;
       res.end();
     });

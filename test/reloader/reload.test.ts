@@ -187,4 +187,48 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
     await s.trigger.idle();
     assert.equal(s.lines.find((l) => l.attempt === 1)?.error, 'ECONNREFUSED');
   });
+
+  // A bounded wait: before close() ended them, these waited out a 10-minute backoff or timeout.
+  const bounded = { timeout: 10_000 };
+
+  void it('close() ends a backoff wait at once: idle() resolves and no retry goes out', bounded, async () => {
+    const { trigger, metrics } = make({ baseMs: 600_000, maxMs: 600_000 });
+    receiver.handler = (_req, res) => {
+      res.statusCode = 503;
+      res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(1);
+    while (metrics.reloads.get({ result: 'failure' }) === 0) await new Promise((r) => setImmediate(r));
+    trigger.close();
+    await trigger.idle(); // would wait the 10-minute backoff if close() did not end it
+    trigger.request(); // ignored once closed
+    await trigger.idle();
+    assert.equal(receiver.hits.length, 1);
+  });
+
+  void it(
+    'close() aborts a request in flight on a kept-alive connection and does not send it again',
+    bounded,
+    async () => {
+      const { trigger, metrics, lines } = make({ baseMs: 600_000, maxMs: 600_000, timeoutMs: 600_000 });
+      receiver.handler = (_req, res, n) => {
+        if (n === 1) {
+          res.statusCode = 503;
+          res.end();
+        } // then: never answered
+      };
+      trigger.request();
+      await receiver.waitForHits(1);
+      while (metrics.reloads.get({ result: 'failure' }) === 0) await new Promise((r) => setImmediate(r));
+      trigger.request(); // newer content: cuts the backoff short, sent on the kept-alive connection, hangs
+      await receiver.waitForHits(2);
+      trigger.close();
+      await trigger.idle(); // would wait for the 10-minute timeout if close() did not abort the request
+      await new Promise((r) => setTimeout(r, 50)); // time for a resend to arrive, if one were made
+      assert.equal(receiver.hits.length, 2, 'the aborted request is not sent again');
+      assert.equal(metrics.reloads.get({ result: 'failure' }), 1, 'an abandoned request is no failure');
+      assert.ok(!lines.some((l) => l.attempt === 2 && l.level === 'warn'));
+    },
+  );
 });
