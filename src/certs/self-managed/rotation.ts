@@ -80,77 +80,297 @@ function bundleOf(...cas: string[]): string[] {
   return cas.flatMap(splitPemCerts);
 }
 
-export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<SelfManagedCerts> {
-  const { api, log, hosts } = opts;
-  const syncIntervalMs = opts.syncIntervalMs ?? 30_000;
-  const certValidityMs = opts.certValidityMs ?? 365 * DAY_MS;
-  const caValidityMs = opts.caValidityMs ?? 3650 * DAY_MS;
-  const ackRefreshMs = opts.ackRefreshMs ?? 10 * syncIntervalMs;
-  const policy: CertPolicy = {
-    hosts,
-    propagationDelayMs: opts.propagationDelayMs ?? 60_000,
-    ackExpiryMs: opts.ackExpiryMs ?? 3 * ackRefreshMs,
-  };
-  const me = replicaKey(opts.replica);
-  const listeners: Array<(m: TlsMaterial) => void> = [];
-  let material: TlsMaterial | undefined;
-  let caBundle = '';
-  let closed = false;
-  let timer: NodeJS.Timeout | undefined;
-  let webhookMissingLogged = false;
+/**
+ * One replica's share of the rotation. A sync runs the named steps in order: reconcile (the Secret), publishBundle
+ * (its CA bundle into the webhook configuration), serve (its certificate, when the API servers trust its CA) and
+ * acknowledge (say what this replica serves). Each step is a method, so a test can run one alone.
+ */
+export class SelfManagedRotation implements SelfManagedCerts {
+  private readonly api: CertApi;
+  private readonly log: Logger;
+  private readonly hosts: string[];
+  private readonly syncIntervalMs: number;
+  private readonly certValidityMs: number;
+  private readonly caValidityMs: number;
+  private readonly ackRefreshMs: number;
+  private readonly policy: CertPolicy;
+  private readonly me: string;
+  private readonly listeners: Array<(m: TlsMaterial) => void> = [];
+  private served: TlsMaterial | undefined;
+  private bundle = '';
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private webhookMissingLogged = false;
   /** The last state read or written, for the served-annotations a reissue carries over when the Secret is gone. */
-  let known: CertState | undefined;
+  private known: CertState | undefined;
+  private queue: Promise<void> = Promise.resolve();
 
-  const newCa = async (): Promise<KeyPair> => {
+  constructor(opts: SelfManagedOptions) {
+    this.api = opts.api;
+    this.log = opts.log;
+    this.hosts = opts.hosts;
+    this.syncIntervalMs = opts.syncIntervalMs ?? 30_000;
+    this.certValidityMs = opts.certValidityMs ?? 365 * DAY_MS;
+    this.caValidityMs = opts.caValidityMs ?? 3650 * DAY_MS;
+    this.ackRefreshMs = opts.ackRefreshMs ?? 10 * this.syncIntervalMs;
+    this.policy = {
+      hosts: opts.hosts,
+      propagationDelayMs: opts.propagationDelayMs ?? 60_000,
+      ackExpiryMs: opts.ackExpiryMs ?? 3 * this.ackRefreshMs,
+    };
+    this.me = replicaKey(opts.replica);
+  }
+
+  /** What this replica serves; undefined until the first serve (startSelfManagedCerts returns only after it). */
+  get material(): TlsMaterial {
+    return this.served as TlsMaterial;
+  }
+
+  get caBundle(): string {
+    return this.bundle;
+  }
+
+  onChange(listener: (material: TlsMaterial) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Reads the Secret, creates or advances it when needed, and returns what it now holds. */
+  async reconcile(): Promise<CertState> {
+    const { api, log, policy } = this;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const now = new Date();
+      const secret = await api.readSecret();
+      if (!secret) {
+        const state = await this.reissue(await api.readWebhookConfig(), this.known?.served ?? new Map(), now);
+        const created = await api.createSecret(secretContent(state, now, policy.ackExpiryMs));
+        if (created === 'exists') {
+          log.info('another replica created the certificate Secret first; using what it wrote');
+          continue;
+        }
+        log.info(
+          { caFingerprint: certFingerprint(state.ca.cert), phase: state.phase, cas: state.bundle.length },
+          'created the certificate Secret with a new CA and serving certificate',
+        );
+        return state;
+      }
+      const state = readCertState(secret);
+      let webhookGeneration: number | 'absent' = 'absent';
+      if (!('problem' in state) && (state.phase === 'trust-new' || state.phase === 'trust-reissued'))
+        webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
+      const step = planStep(state, { now, policy, webhookGeneration });
+      if (step.kind === 'wait') log.debug({ reason: step.reason }, 'CA rotation waiting');
+      if (step.kind === 'none' || step.kind === 'wait') return state as CertState;
+      const next = await this.execute(state, step, now);
+      const replaced = await api.replaceSecret(secret, secretContent(next, now, policy.ackExpiryMs));
+      if (replaced === 'conflict') {
+        log.debug({ step: step.kind }, 'the certificate Secret changed meanwhile; reading it again');
+        continue;
+      }
+      log.info(
+        {
+          step: step.kind,
+          reason: 'reason' in step ? step.reason : undefined,
+          caFingerprint: certFingerprint(next.ca.cert),
+        },
+        'certificate Secret updated',
+      );
+      return next;
+    }
+    throw new Error(`the certificate Secret kept changing under ${MAX_ATTEMPTS} attempts to update it`);
+  }
+
+  /** Writes the state's CA bundle into the MutatingWebhookConfiguration, unless it holds it or a newer one. */
+  async publishBundle(state: CertState): Promise<void> {
+    const { api, log } = this;
+    const wanted = Buffer.from(state.bundle.join('')).toString('base64');
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const webhook = await api.readWebhookConfig();
+      if (!webhook) {
+        if (!this.webhookMissingLogged)
+          log.warn('the MutatingWebhookConfiguration does not exist; its caBundle will be set once it does');
+        this.webhookMissingLogged = true;
+        return;
+      }
+      this.webhookMissingLogged = false;
+      // A newer generation there means this replica's read of the Secret is older than another's write.
+      if (webhook.generation > state.generation) return;
+      if (webhook.generation === state.generation && webhook.caBundles.every((b) => b === wanted)) return;
+      if ((await api.writeCaBundle(webhook, wanted, state.generation)) === 'ok') {
+        log.info(
+          { webhooks: webhook.caBundles.length, cas: state.bundle.length, generation: state.generation },
+          'caBundle written to the MutatingWebhookConfiguration',
+        );
+        return;
+      }
+    }
+    throw new Error(
+      `the MutatingWebhookConfiguration kept changing under ${MAX_ATTEMPTS} attempts to set its caBundle`,
+    );
+  }
+
+  /** Serves the state's certificate (listeners hear of a replacement), unless a reissue is not trusted yet. */
+  serve(state: CertState): void {
+    this.bundle = state.bundle.join('');
+    // The API servers may not trust the new CA yet: keep what is served (of a CA they do trust); a replica that
+    // serves nothing yet waits for serve-new.
+    if (state.phase === 'trust-reissued') return;
+    const current = this.served;
+    if (current?.cert === state.serving.cert && current.key === state.serving.key) return;
+    const first = current === undefined;
+    const material = { ...state.serving };
+    this.served = material;
+    const leaf = new X509Certificate(material.cert);
+    this.log.info(
+      { fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo },
+      first ? 'serving the certificate from the Secret' : 'serving certificate replaced',
+    );
+    if (!first) for (const l of this.listeners) l(material);
+  }
+
+  /**
+   * Says which certificate this replica serves (the CA rotation waits for every live replica), and drops gone
+   * replicas; no call when the annotation is fresh and nobody is gone. Nothing to say before the first serve.
+   */
+  async acknowledge(state: CertState): Promise<void> {
+    if (!this.served) return;
+    const { me, policy } = this;
+    const now = Date.now();
+    const fingerprint = certFingerprint(this.served.cert);
+    const mine = state.served.get(me);
+    const gone = [...state.served]
+      .filter(([r, ack]) => r !== me && now - ack.at.getTime() > policy.ackExpiryMs)
+      .map(([r]) => r);
+    if (mine?.fingerprint === fingerprint && now - mine.at.getTime() < this.ackRefreshMs && gone.length === 0)
+      return;
+    const patch: Record<string, string | null> = {
+      [`${SERVED_PREFIX}${me}`]: formatAck({ fingerprint, at: new Date(now) }),
+    };
+    for (const r of gone) patch[`${SERVED_PREFIX}${r}`] = null;
+    await this.api.patchSecretAnnotations(patch);
+  }
+
+  /** One reconciliation now, after any still running; the background loop runs one every sync interval. */
+  sync(): Promise<void> {
+    const run = this.queue.then(() => this.syncOnce());
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Syncs until there is a certificate to serve (retrying with backoff), then every sync interval until close(). */
+  async start(): Promise<void> {
+    const { log, syncIntervalMs } = this;
+    let delay = 1000;
+    for (;;) {
+      try {
+        await this.sync();
+        if (this.served) break;
+        // A reissue is under way (trust-reissued): its certificate is not trusted yet and this replica has no
+        // other one; it starts serving once the phase moves on.
+        log.info(
+          { retryInMs: syncIntervalMs },
+          'waiting for the webhook configuration to trust the new CA before serving',
+        );
+        delay = 1000;
+        await sleep(syncIntervalMs);
+      } catch (err) {
+        log.warn(
+          { ...describeApiError(err), retryInMs: delay },
+          'cannot set up the self-managed certificates yet',
+        );
+        await sleep(delay);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+    this.schedule();
+    trackServed(this);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    untrackServed(this);
+  }
+
+  private async syncOnce(): Promise<void> {
+    const state = await this.reconcile();
+    this.known = state;
+    // The caBundle first: a certificate of a CA that is new to it is served only after it holds that CA.
+    try {
+      await this.publishBundle(state);
+    } finally {
+      this.serve(state);
+    }
+    await this.acknowledge(state);
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.sync()
+        .catch((err: unknown) =>
+          this.log.warn(
+            describeApiError(err),
+            'certificate sync failed; still serving the current certificate',
+          ),
+        )
+        .finally(() => {
+          if (!this.closed) this.schedule();
+        });
+    }, this.syncIntervalMs);
+  }
+
+  private async newCa(): Promise<KeyPair> {
     const made = await generateCertBundle({
-      hosts,
+      hosts: this.hosts,
       caName: `config-reloader-injector webhook CA ${new Date().toISOString()}`,
-      validDays: caValidityMs / DAY_MS,
+      validDays: this.caValidityMs / DAY_MS,
     });
     return { cert: made.caCert, key: made.caKey };
-  };
-  const issueServing = async (ca: KeyPair): Promise<KeyPair> => {
+  }
+
+  private async issueServing(ca: KeyPair): Promise<KeyPair> {
     // Never past the CA's own expiry: a certificate outliving its issuer stops verifying with it.
     const caLeftMs = new Date(new X509Certificate(ca.cert).validTo).getTime() - Date.now();
     const made = await generateCertBundle({
-      hosts,
+      hosts: this.hosts,
       ca,
-      validDays: Math.min(certValidityMs, caLeftMs) / DAY_MS,
+      validDays: Math.min(this.certValidityMs, caLeftMs) / DAY_MS,
     });
     return { cert: made.cert, key: made.key };
-  };
+  }
+
   /**
    * A new CA and serving certificate. The CAs the webhook configuration trusts now stay in the bundle and the
    * replicas keep serving what they serve (phase trust-reissued) until the API servers trust the new CA; the
    * served-annotations are carried over so the old CAs leave the bundle only once those replicas moved.
    */
-  const reissue = async (
+  private async reissue(
     webhook: WebhookConfigView | undefined,
     served: Map<string, ServedAck>,
     now: Date,
     ...previousGenerations: number[]
-  ): Promise<CertState> => {
-    const ca = await newCa();
+  ): Promise<CertState> {
+    const ca = await this.newCa();
     return reissuedState({
       ca,
-      serving: await issueServing(ca),
+      serving: await this.issueServing(ca),
       trusted: (webhook?.caBundles ?? []).map((b) => Buffer.from(b ?? '', 'base64').toString('utf8')),
       served,
       generation: nextGeneration(...previousGenerations, webhook?.generation ?? 0),
       now,
     });
-  };
+  }
 
-  const execute = async (state: CertState | UnusableState, step: Step, now: Date): Promise<CertState> => {
+  /** The state after `step`, made with new keys where the step needs them. */
+  private async execute(state: CertState | UnusableState, step: Step, now: Date): Promise<CertState> {
     if ('problem' in state || step.kind === 'reissue') {
       const previous = 'problem' in state ? [] : [state.generation];
-      return reissue(await api.readWebhookConfig(), state.served, now, ...previous);
+      return this.reissue(await this.api.readWebhookConfig(), state.served, now, ...previous);
     }
     switch (step.kind) {
       case 'renew-serving':
-        return { ...state, serving: await issueServing(state.ca) };
+        return { ...state, serving: await this.issueServing(state.ca) };
       case 'start-ca-rotation': {
-        const nextCa = await newCa();
+        const nextCa = await this.newCa();
         return {
           ...state,
           nextCa,
@@ -167,7 +387,7 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
         return {
           ...state,
           ca,
-          serving: await issueServing(ca),
+          serving: await this.issueServing(ca),
           nextCa: undefined,
           phase: 'serve-new',
           phaseSince: now,
@@ -188,182 +408,12 @@ export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<S
       default:
         return state;
     }
-  };
-
-  /** Reads the Secret, creates or advances it when needed, and returns what it now holds. */
-  const reconcileSecret = async (): Promise<CertState> => {
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const now = new Date();
-      const secret = await api.readSecret();
-      if (!secret) {
-        const state = await reissue(await api.readWebhookConfig(), known?.served ?? new Map(), now);
-        const created = await api.createSecret(secretContent(state, now, policy.ackExpiryMs));
-        if (created === 'exists') {
-          log.info('another replica created the certificate Secret first; using what it wrote');
-          continue;
-        }
-        log.info(
-          { caFingerprint: certFingerprint(state.ca.cert), phase: state.phase, cas: state.bundle.length },
-          'created the certificate Secret with a new CA and serving certificate',
-        );
-        return state;
-      }
-      const state = readCertState(secret);
-      let webhookGeneration: number | 'absent' = 'absent';
-      if (!('problem' in state) && (state.phase === 'trust-new' || state.phase === 'trust-reissued'))
-        webhookGeneration = (await api.readWebhookConfig())?.generation ?? 'absent';
-      const step = planStep(state, { now, policy, webhookGeneration });
-      if (step.kind === 'wait') log.debug({ reason: step.reason }, 'CA rotation waiting');
-      if (step.kind === 'none' || step.kind === 'wait') return state as CertState;
-      const next = await execute(state, step, now);
-      const replaced = await api.replaceSecret(secret, secretContent(next, now, policy.ackExpiryMs));
-      if (replaced === 'conflict') {
-        log.debug({ step: step.kind }, 'the certificate Secret changed meanwhile; reading it again');
-        continue;
-      }
-      log.info(
-        {
-          step: step.kind,
-          reason: 'reason' in step ? step.reason : undefined,
-          caFingerprint: certFingerprint(next.ca.cert),
-        },
-        'certificate Secret updated',
-      );
-      return next;
-    }
-    throw new Error(`the certificate Secret kept changing under ${MAX_ATTEMPTS} attempts to update it`);
-  };
-
-  const serve = (state: CertState): void => {
-    caBundle = state.bundle.join('');
-    // The API servers may not trust the new CA yet: keep what is served (of a CA they do trust); a replica that
-    // serves nothing yet waits for serve-new.
-    if (state.phase === 'trust-reissued') return;
-    if (material?.cert === state.serving.cert && material.key === state.serving.key) return;
-    const first = material === undefined;
-    material = { ...state.serving };
-    const leaf = new X509Certificate(material.cert);
-    log.info(
-      { fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo },
-      first ? 'serving the certificate from the Secret' : 'serving certificate replaced',
-    );
-    if (!first) for (const l of listeners) l(material);
-  };
-
-  const ensureWebhookCaBundle = async (state: CertState): Promise<void> => {
-    const wanted = Buffer.from(state.bundle.join('')).toString('base64');
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const webhook = await api.readWebhookConfig();
-      if (!webhook) {
-        if (!webhookMissingLogged)
-          log.warn('the MutatingWebhookConfiguration does not exist; its caBundle will be set once it does');
-        webhookMissingLogged = true;
-        return;
-      }
-      webhookMissingLogged = false;
-      // A newer generation there means this replica's read of the Secret is older than another's write.
-      if (webhook.generation > state.generation) return;
-      if (webhook.generation === state.generation && webhook.caBundles.every((b) => b === wanted)) return;
-      if ((await api.writeCaBundle(webhook, wanted, state.generation)) === 'ok') {
-        log.info(
-          { webhooks: webhook.caBundles.length, cas: state.bundle.length, generation: state.generation },
-          'caBundle written to the MutatingWebhookConfiguration',
-        );
-        return;
-      }
-    }
-    throw new Error(
-      `the MutatingWebhookConfiguration kept changing under ${MAX_ATTEMPTS} attempts to set its caBundle`,
-    );
-  };
-
-  /** Says which certificate this replica serves (the CA rotation waits for every live replica), and drops gone replicas. */
-  const acknowledge = async (state: CertState): Promise<void> => {
-    const now = Date.now();
-    const fingerprint = certFingerprint((material as TlsMaterial).cert);
-    const mine = state.served.get(me);
-    const gone = [...state.served]
-      .filter(([r, ack]) => r !== me && now - ack.at.getTime() > policy.ackExpiryMs)
-      .map(([r]) => r);
-    if (mine?.fingerprint === fingerprint && now - mine.at.getTime() < ackRefreshMs && gone.length === 0)
-      return;
-    const patch: Record<string, string | null> = {
-      [`${SERVED_PREFIX}${me}`]: formatAck({ fingerprint, at: new Date(now) }),
-    };
-    for (const r of gone) patch[`${SERVED_PREFIX}${r}`] = null;
-    await api.patchSecretAnnotations(patch);
-  };
-
-  const syncOnce = async (): Promise<void> => {
-    const state = await reconcileSecret();
-    known = state;
-    // The caBundle first: a certificate of a CA that is new to it is served only after it holds that CA.
-    try {
-      await ensureWebhookCaBundle(state);
-    } finally {
-      serve(state);
-    }
-    if (material) await acknowledge(state);
-  };
-
-  let queue: Promise<void> = Promise.resolve();
-  const sync = (): Promise<void> => {
-    const run = queue.then(syncOnce);
-    queue = run.catch(() => {});
-    return run;
-  };
-
-  let delay = 1000;
-  for (;;) {
-    try {
-      await sync();
-      if (material) break;
-      // A reissue is under way (trust-reissued): its certificate is not trusted yet and this replica has no
-      // other one; it starts serving once the phase moves on.
-      log.info(
-        { retryInMs: syncIntervalMs },
-        'waiting for the webhook configuration to trust the new CA before serving',
-      );
-      delay = 1000;
-      await sleep(syncIntervalMs);
-    } catch (err) {
-      log.warn(
-        { ...describeApiError(err), retryInMs: delay },
-        'cannot set up the self-managed certificates yet',
-      );
-      await sleep(delay);
-      delay = Math.min(delay * 2, 30_000);
-    }
   }
+}
 
-  const schedule = (): void => {
-    timer = setTimeout(() => {
-      sync()
-        .catch((err: unknown) =>
-          log.warn(describeApiError(err), 'certificate sync failed; still serving the current certificate'),
-        )
-        .finally(() => {
-          if (!closed) schedule();
-        });
-    }, syncIntervalMs);
-  };
-  schedule();
-
-  const source: SelfManagedCerts = {
-    get material() {
-      return material as TlsMaterial;
-    },
-    get caBundle() {
-      return caBundle;
-    },
-    onChange: (l) => listeners.push(l),
-    sync,
-    close: () => {
-      closed = true;
-      clearTimeout(timer);
-      untrackServed(source);
-    },
-  };
-  trackServed(source);
-  return source;
+/** Starts the rotation and returns once this replica has a certificate to serve. */
+export async function startSelfManagedCerts(opts: SelfManagedOptions): Promise<SelfManagedCerts> {
+  const rotation = new SelfManagedRotation(opts);
+  await rotation.start();
+  return rotation;
 }
