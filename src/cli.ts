@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { InvalidSetting } from './injection/knobs.ts';
 import { UsageError } from './shared/cli.ts';
 
 /** Each subcommand lives in its own module, imported only when run, so the reloader never loads the webhook's dependencies. */
@@ -62,7 +63,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await (await command.load()).run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
+    // A bad injector flag is found by the core (InvalidSetting); to the user it is a usage error like any other.
+    if (err instanceof UsageError || err instanceof InvalidSetting) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
     }

@@ -1,6 +1,19 @@
 import { DEFAULT_INJECTOR_CONFIG, LOG_LEVELS, type InjectorConfig } from './config.ts';
-import { parseQuantity, quantityProblem } from './quantity.ts';
-import { parsePort, UsageError, type FlagSpec } from '../shared/cli.ts';
+import {
+  checkImage,
+  checkLogLevel,
+  checkPort,
+  checkPullPolicy,
+  checkQuantity,
+  checkSidecarMode,
+  flagValue,
+  InvalidSetting,
+  requestsAboveLimits,
+  RESOURCE_KNOBS,
+  type ResourceKey,
+  type ResourceValue,
+} from './knobs.ts';
+import type { FlagSpec } from '../shared/cli.ts';
 
 /** The flags that set the cluster defaults of injection; shared by `webhook` and `inject` so both parse them the same way. */
 export const injectorFlags = {
@@ -36,9 +49,7 @@ export type InjectorFlagValues = {
   [K in keyof typeof injectorFlags]?: (typeof injectorFlags)[K]['type'] extends 'boolean' ? boolean : string;
 };
 
-const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
-
-/** The injector configuration from parsed flag values; a bad value is a UsageError naming the flag. */
+/** The injector configuration from parsed flag values; a bad value is an InvalidSetting naming the flag. */
 export function injectorConfigFromFlags(values: InjectorFlagValues): InjectorConfig {
   const config: InjectorConfig = {
     ...DEFAULT_INJECTOR_CONFIG,
@@ -46,55 +57,35 @@ export function injectorConfigFromFlags(values: InjectorFlagValues): InjectorCon
     allowedReloadHosts: values['allow-any-reload-host'] === true ? 'any' : 'loopback',
   };
   const image = values['reloader-image'];
-  if (image !== undefined) {
-    if (!/^[^\s]+$/.test(image))
-      throw new UsageError(`--reloader-image "${image}" is not an image reference`);
-    config.reloaderImage = image;
-  }
+  if (image !== undefined) config.reloaderImage = flagValue('reloader-image', checkImage(image));
   const policy = values['image-pull-policy'];
-  if (policy !== undefined) {
-    const match = PULL_POLICIES.find((p) => p.toLowerCase() === policy.toLowerCase());
-    if (match === undefined)
-      throw new UsageError(`--image-pull-policy "${policy}" is not one of ${PULL_POLICIES.join(', ')}`);
-    config.imagePullPolicy = match;
-  }
+  if (policy !== undefined) config.imagePullPolicy = flagValue('image-pull-policy', checkPullPolicy(policy));
   const mode = values['sidecar-mode'];
-  if (mode !== undefined) {
-    if (mode !== 'native' && mode !== 'legacy')
-      throw new UsageError(`--sidecar-mode "${mode}" is neither native nor legacy`);
-    config.sidecarMode = mode;
+  if (mode !== undefined) config.sidecarMode = flagValue('sidecar-mode', checkSidecarMode(mode));
+  const port = values['reloader-port'];
+  if (port !== undefined) config.port = flagValue('reloader-port', checkPort(port));
+  const resources: Partial<Record<ResourceKey, ResourceValue>> = {};
+  for (const { key, flag } of RESOURCE_KNOBS) {
+    const text = values[flag] ?? config.resources[key];
+    if (text === undefined) continue;
+    resources[key] = {
+      ...flagValue(flag, checkQuantity(text)),
+      origin: values[flag] !== undefined ? `--${flag}` : `the default of --${flag}`,
+    };
+    config.resources[key] = text;
   }
-  if (values['reloader-port'] !== undefined)
-    config.port = parsePort('reloader-port', values['reloader-port']);
-  for (const [flag, key] of [
-    ['cpu-request', 'cpuRequest'],
-    ['cpu-limit', 'cpuLimit'],
-    ['memory-request', 'memoryRequest'],
-    ['memory-limit', 'memoryLimit'],
-  ] as const) {
-    const value = values[flag];
-    if (value === undefined) continue;
-    const problem = quantityProblem(value);
-    if (problem !== undefined) throw new UsageError(`--${flag} ${problem}`);
-    config.resources[key] = value;
-  }
-  for (const [request, limit] of [
-    ['cpuRequest', 'cpuLimit'],
-    ['memoryRequest', 'memoryLimit'],
-  ] as const) {
-    const r = config.resources[request];
-    const l = config.resources[limit];
-    if (r !== undefined && l !== undefined && (parseQuantity(r) as number) > (parseQuantity(l) as number)) {
-      throw new UsageError(
-        `the ${request.replace('Request', '')} request ${r} is greater than the limit ${l}; set --${request.replace('Request', '')}-request and --${request.replace('Request', '')}-limit consistently`,
-      );
-    }
+  const [above] = requestsAboveLimits(resources);
+  if (above !== undefined) {
+    const flag =
+      values[`${above.resource}-limit`] !== undefined
+        ? `${above.resource}-limit`
+        : `${above.resource}-request`;
+    throw new InvalidSetting(
+      flag,
+      `${above.problem}; set --${above.resource}-request and --${above.resource}-limit so that the request is not above the limit`,
+    );
   }
   const level = values['reloader-log-level'];
-  if (level !== undefined) {
-    if (!(LOG_LEVELS as readonly string[]).includes(level))
-      throw new UsageError(`--reloader-log-level "${level}" is not one of ${LOG_LEVELS.join(', ')}`);
-    config.reloaderLogLevel = level;
-  }
+  if (level !== undefined) config.reloaderLogLevel = flagValue('reloader-log-level', checkLogLevel(level));
   return config;
 }

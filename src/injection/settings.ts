@@ -1,12 +1,23 @@
 import { ANNOTATIONS, ANNOTATION_PREFIX, DEFAULT_MOUNT_PATH, parseList } from './annotations.ts';
-import { LOG_LEVELS, type InjectorConfig } from './config.ts';
-import { parseQuantity, quantityProblem } from './quantity.ts';
+import type { InjectorConfig } from './config.ts';
+import {
+  checkLogLevel,
+  checkPort,
+  checkQuantity,
+  checkSidecarMode,
+  requestsAboveLimits,
+  RESOURCE_KNOBS,
+  type Checked,
+  type ResourceKey,
+  type ResourceValue,
+  type SidecarMode,
+} from './knobs.ts';
 import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
 import { isValidObjectName } from '../shared/source-spec.ts';
 
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
 export interface PodSettings {
-  sidecarMode: 'native' | 'legacy';
+  sidecarMode: SidecarMode;
   /** Where sidecarMode came from: the annotation, or the injector flag --sidecar-mode. */
   sidecarModeFromAnnotation: boolean;
   /** The port the sidecar listens on: fixed by the annotation, or the preferred one that may move to the next free port. */
@@ -99,12 +110,25 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     warnings,
     problems,
   );
-  const modeValue = get(ANNOTATIONS.sidecarMode);
-  const sidecarMode = parseSidecarMode(modeValue, problems);
+  const sidecarMode = annotationValue(
+    ANNOTATIONS.sidecarMode,
+    get(ANNOTATIONS.sidecarMode),
+    checkSidecarMode,
+    undefined,
+    problems,
+  );
+  const port = annotationValue(
+    ANNOTATIONS.port,
+    get(ANNOTATIONS.port),
+    checkPort,
+    'set a port that no container of the pod uses, or remove the annotation to let the injector pick one',
+    problems,
+  );
   const settings: PodSettings = {
     sidecarMode: sidecarMode ?? config.sidecarMode,
     sidecarModeFromAnnotation: sidecarMode !== undefined,
-    ...parsePort(get(ANNOTATIONS.port), config.port, problems),
+    port: port ?? config.port,
+    portFixed: port !== undefined,
     resources: parseResources(get, config, problems),
     ...reload,
     gunzip: parseBoolean(ANNOTATIONS.gunzip, get(ANNOTATIONS.gunzip), problems),
@@ -112,7 +136,13 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     configmaps,
     mountPath,
   };
-  const logLevel = parseLogLevel(get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel, problems);
+  const logLevel = annotationValue(
+    ANNOTATIONS.logLevel,
+    get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel,
+    checkLogLevel,
+    undefined,
+    problems,
+  );
   if (logLevel !== undefined) settings.logLevel = logLevel;
   if (volumesValue !== undefined) settings.volumes = parseList(volumesValue);
   if (containersValue !== undefined) settings.containers = parseList(containersValue);
@@ -148,37 +178,19 @@ function parseMountPath(value: string | undefined, problems: Problems): string {
   return path;
 }
 
-/** The annotation's mode; undefined when it is absent or invalid (the flag's mode applies). */
-function parseSidecarMode(value: string | undefined, problems: Problems): 'native' | 'legacy' | undefined {
-  if (value === undefined) return undefined;
-  const mode = value.toLowerCase();
-  if (mode !== 'native' && mode !== 'legacy') {
-    problems.add(
-      ANNOTATIONS.sidecarMode,
-      `"${value}" is not a sidecar mode`,
-      'use "native" (Kubernetes 1.29 and later) or "legacy"',
-    );
-    return undefined;
-  }
-  return mode;
-}
-
-function parsePort(
+/** The annotation's value through its knob's rule; undefined when absent or invalid (the problem is recorded). */
+function annotationValue<T>(
+  annotation: string,
   value: string | undefined,
-  fallback: number,
+  check: (text: string) => Checked<T>,
+  fix: string | undefined,
   problems: Problems,
-): { port: number; portFixed: boolean } {
-  if (value === undefined) return { port: fallback, portFixed: false };
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
-    problems.add(
-      ANNOTATIONS.port,
-      `"${value}" is not a port number from 1 to 65535`,
-      'set a port that no container of the pod uses, or remove the annotation to let the injector pick one',
-    );
-    return { port: fallback, portFixed: false };
-  }
-  return { port, portFixed: true };
+): T | undefined {
+  if (value === undefined) return undefined;
+  const checked = check(value);
+  if (checked.ok) return checked.value;
+  problems.add(annotation, checked.problem, checked.fix ?? (fix as string));
+  return undefined;
 }
 
 function parseBoolean(annotation: string, value: string | undefined, problems: Problems): boolean {
@@ -189,20 +201,6 @@ function parseBoolean(annotation: string, value: string | undefined, problems: P
     return false;
   }
   return lower === 'true';
-}
-
-function parseLogLevel(value: string | undefined, problems: Problems): string | undefined {
-  if (value === undefined) return undefined;
-  const level = value.toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-    problems.add(
-      ANNOTATIONS.logLevel,
-      `"${value}" is not a log level`,
-      `use one of ${LOG_LEVELS.join(', ')}`,
-    );
-    return undefined;
-  }
-  return level;
 }
 
 function parseReload(
@@ -240,45 +238,32 @@ function parseReload(
   return { reloadUrl: check.url, reloadPort: check.port, reloadMethod };
 }
 
-type ResourceKey = 'cpuRequest' | 'cpuLimit' | 'memoryRequest' | 'memoryLimit';
-
-const RESOURCE_SOURCES: { key: ResourceKey; annotation: string; flag: string }[] = [
-  { key: 'cpuRequest', annotation: ANNOTATIONS.cpuRequest, flag: '--cpu-request' },
-  { key: 'cpuLimit', annotation: ANNOTATIONS.cpuLimit, flag: '--cpu-limit' },
-  { key: 'memoryRequest', annotation: ANNOTATIONS.memoryRequest, flag: '--memory-request' },
-  { key: 'memoryLimit', annotation: ANNOTATIONS.memoryLimit, flag: '--memory-limit' },
-];
-
 function parseResources(
   get: (name: string) => string | undefined,
   config: InjectorConfig,
   problems: Problems,
 ): PodSettings['resources'] {
-  const values: Partial<Record<ResourceKey, { text: string; value: number; origin: string }>> = {};
-  for (const { key, annotation, flag } of RESOURCE_SOURCES) {
+  const values: Partial<Record<ResourceKey, ResourceValue>> = {};
+  for (const { key, flag } of RESOURCE_KNOBS) {
+    const annotation = `${ANNOTATION_PREFIX}${flag}`;
     const fromPod = get(annotation);
     const text = fromPod ?? config.resources[key];
     if (text === undefined) continue;
-    const origin = fromPod !== undefined ? annotation : `the injector flag ${flag}`;
-    const value = parseQuantity(text);
-    if (value === undefined || value < 0) {
-      problems.add(origin, quantityProblem(text) as string, 'fix the value or remove it to use the default');
+    const origin = fromPod !== undefined ? annotation : `the injector flag --${flag}`;
+    const checked = checkQuantity(text);
+    if (!checked.ok) {
+      problems.add(origin, checked.problem, 'fix the value or remove it to use the default');
       continue;
     }
-    values[key] = { text, value, origin };
+    values[key] = { ...checked.value, origin };
   }
-  for (const [request, limit, resource] of [
-    [values.cpuRequest, values.cpuLimit, 'cpu'],
-    [values.memoryRequest, values.memoryLimit, 'memory'],
-  ] as const) {
-    if (request !== undefined && limit !== undefined && request.value > limit.value) {
-      const culprit = limit.origin.startsWith(ANNOTATION_PREFIX) ? limit.origin : request.origin;
-      problems.add(
-        culprit,
-        `the ${resource} request ${request.text} (from ${request.origin}) is greater than the ${resource} limit ${limit.text} (from ${limit.origin})`,
-        `set config-reloader.io/${resource}-request and config-reloader.io/${resource}-limit so that the request is not above the limit`,
-      );
-    }
+  for (const { resource, request, limit, problem } of requestsAboveLimits(values)) {
+    const culprit = limit.origin.startsWith(ANNOTATION_PREFIX) ? limit.origin : request.origin;
+    problems.add(
+      culprit,
+      problem,
+      `set config-reloader.io/${resource}-request and config-reloader.io/${resource}-limit so that the request is not above the limit`,
+    );
   }
   const resources: PodSettings['resources'] = { requests: {}, limits: {} };
   if (values.cpuRequest) resources.requests.cpu = values.cpuRequest.text;

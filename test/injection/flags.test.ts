@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { injectorConfigFromFlags, injectorFlags } from '../../src/injection/flags.ts';
-import { parseFlags, UsageError } from '../../src/shared/cli.ts';
+import { InvalidSetting } from '../../src/injection/knobs.ts';
+import { parseFlags } from '../../src/shared/cli.ts';
 
 const parse = (argv: string[]) => injectorConfigFromFlags(parseFlags('test', argv, injectorFlags).values);
 
@@ -47,10 +48,13 @@ describe('injector flags', () => {
   });
 
   const bad: [string[], RegExp][] = [
-    [['--sidecar-mode=sidecar'], /--sidecar-mode "sidecar" is neither native nor legacy/],
+    [['--sidecar-mode=sidecar'], /--sidecar-mode "sidecar" is not a sidecar mode; use "native"/],
     [['--reloader-port=0'], /--reloader-port "0" is not a port number/],
     [['--memory-limit=96MB'], /--memory-limit "96MB" is not a Kubernetes quantity/],
-    [['--memory-request=256Mi'], /memory request 256Mi is greater than the limit 128Mi/],
+    [
+      ['--memory-request=256Mi'],
+      /memory request 256Mi \(from --memory-request\) is greater than the memory limit 128Mi \(from the default of --memory-limit\)/,
+    ],
     [
       ['--image-pull-policy=Sometimes'],
       /--image-pull-policy "Sometimes" is not one of Always, IfNotPresent, Never/,
@@ -62,7 +66,7 @@ describe('injector flags', () => {
     it(`reject ${argv.join(' ')}`, () => {
       assert.throws(
         () => parse(argv),
-        (err: unknown) => err instanceof UsageError && message.test(err.message),
+        (err: unknown) => err instanceof InvalidSetting && message.test(err.message),
       );
     });
   }

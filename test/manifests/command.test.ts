@@ -66,7 +66,7 @@ describe('config-reloader-injector inject (child process)', () => {
   it('exits 2 on a bad flag and 1 on a missing file', async () => {
     const badFlag = await cli(['--sidecar-mode=sidecar']);
     assert.equal(badFlag.code, 2);
-    assert.match(badFlag.stderr, /error: --sidecar-mode "sidecar" is neither native nor legacy/);
+    assert.match(badFlag.stderr, /error: --sidecar-mode "sidecar" is not a sidecar mode/);
     const missing = await cli(['-f', join(dir, 'nope.yaml')]);
     assert.equal(missing.code, 1);
     assert.equal(missing.stderr, `error: the path "${join(dir, 'nope.yaml')}" does not exist\n`);
