@@ -31,7 +31,7 @@ export function createReloaderMetrics(registry = new Registry()) {
     registry,
     reloads: registry.counter(
       'config_reloader_reloads_total',
-      'Reload request attempts, by result (success or failure; each retry counts).',
+      'Reload request attempts, by result: success, failure (retried with backoff) or rejected (a 4xx other than 408, 425 and 429: not retried until the next change); each attempt counts.',
       ['result'],
     ),
     lastReloadSuccess,

@@ -55,11 +55,21 @@ function send(
 }
 
 /**
+ * Answers that the same request will get again, whatever the app's state: the URL, method or credentials are
+ * wrong (404, 405, 401, 403, 400, ...). Retrying them every few seconds only fills the log; 408 (timeout), 425
+ * (too early) and 429 (too many requests) are the 4xx that ask to come back later.
+ */
+export function isPermanentRejection(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 425 && status !== 429;
+}
+
+/**
  * Calls the application's reload URL after content changed on disk. At most one request is in flight;
  * any number of changes during it cause exactly one more request, sent when it ends (the newest content is
- * already on disk, since `request()` is called after each write). A failed attempt is retried with jittered
- * backoff until one succeeds; a newer change cuts the wait short. `close()` ends everything at once: the wait,
- * the request in flight, the connection.
+ * already on disk, since `request()` is called after each write). A failed attempt (connection error, timeout,
+ * 408, 425, 429, 5xx) is retried with jittered backoff until one succeeds; a newer change cuts the wait short.
+ * A permanent rejection (another 4xx) is not retried: one error line, and the next change tries again.
+ * `close()` ends everything at once: the wait, the request in flight, the connection.
  */
 export class ReloadTrigger {
   private readonly opts: ReloadTriggerOptions;
@@ -115,7 +125,8 @@ export class ReloadTrigger {
       this.dirty = false;
       const outcome = await this.attempt();
       if (this.closed) break;
-      if (outcome === 'success') {
+      if (outcome === 'success' || outcome === 'rejected') {
+        // A rejection waits for the next change (a request() during the attempt counts as one).
         failures = 0;
         continue;
       }
@@ -131,7 +142,7 @@ export class ReloadTrigger {
     this.active = false;
   }
 
-  private async attempt(): Promise<'success' | 'failure'> {
+  private async attempt(): Promise<'success' | 'failure' | 'rejected'> {
     const { url, method, timeoutMs, log, metrics } = this.opts;
     const hash = this.opts.contentHash();
     const attempt = ++this.attempts;
@@ -146,6 +157,14 @@ export class ReloadTrigger {
         metrics.recordReload(hash);
         log.info({ attempt, status, durationMs, contentHash: hash.slice(0, 16) }, 'reload request succeeded');
         return 'success';
+      }
+      if (isPermanentRejection(status)) {
+        metrics.reloads.inc({ result: 'rejected' });
+        log.error(
+          { attempt, status, url: where, method },
+          `the app rejected the reload request: ${method} ${where} answered HTTP ${status}; not retried until the content changes again (check config-reloader.io/reload-url and reload-method, and that the app allows reloads)`,
+        );
+        return 'rejected';
       }
       failure = `HTTP ${status}`;
     } catch (err) {

@@ -231,4 +231,49 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
       assert.ok(!lines.some((l) => l.attempt === 2 && l.level === 'warn'));
     },
   );
+
+  for (const status of [404, 405, 401, 403, 400]) {
+    void it(
+      `HTTP ${status} is a rejection: one error line naming the URL and the status, counted, not retried until the next change`,
+      bounded,
+      async () => {
+        const { trigger, metrics, lines } = make({ baseMs: 1, maxMs: 1 });
+        receiver.handler = (_req, res) => {
+          res.statusCode = status;
+          res.end();
+        };
+        trigger.request();
+        await trigger.idle(); // before the fix: never idle, it retried every millisecond
+        assert.equal(receiver.hits.length, 1);
+        assert.equal(metrics.reloads.get({ result: 'rejected' }), 1);
+        assert.equal(metrics.reloads.get({ result: 'failure' }), 0);
+        const logged = lines.filter((l) => l.attempt === 1);
+        assert.equal(logged.length, 1);
+        assert.equal(logged[0]?.level, 'error');
+        assert.equal(logged[0]?.status, status);
+        assert.equal(logged[0]?.url, url);
+        assert.match(String(logged[0]?.msg), new RegExp(`POST ${url} answered HTTP ${status}; not retried`));
+        trigger.request(); // the next change tries again, once
+        await trigger.idle();
+        assert.equal(receiver.hits.length, 2);
+        assert.equal(metrics.reloads.get({ result: 'rejected' }), 2);
+      },
+    );
+  }
+
+  for (const status of [408, 429, 500, 503]) {
+    void it(`HTTP ${status} keeps the backoff: retried until it succeeds`, async () => {
+      const { trigger, metrics } = make();
+      receiver.handler = (_req, res, n) => {
+        res.statusCode = n <= 2 ? status : 200;
+        res.end();
+      };
+      trigger.request();
+      await receiver.waitForHits(3);
+      await trigger.idle();
+      assert.equal(metrics.reloads.get({ result: 'failure' }), 2);
+      assert.equal(metrics.reloads.get({ result: 'rejected' }), 0);
+      assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+    });
+  }
 });
