@@ -21,7 +21,7 @@ const CENSOR = '[REDACTED]';
  * Keys (compared in lower case) whose value is never logged, at any depth. Code never logs Secret content, tokens
  * or keys on purpose; this scrubbing of every log object (below) is the second line of defence.
  */
-const SECRET_KEYS = new Set([
+const REDACTED_KEYS = new Set([
   'data',
   'stringdata',
   'binarydata',
@@ -135,7 +135,7 @@ function scrub(value: unknown, depth: number, seen: WeakSet<object>): unknown {
       const serialized = pino.stdSerializers.err(value) as unknown as Record<string, unknown>;
       const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
       for (const [k, v] of Object.entries(serialized)) {
-        out[k] = SECRET_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
+        out[k] = REDACTED_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
       }
       return out;
     }
@@ -143,7 +143,7 @@ function scrub(value: unknown, depth: number, seen: WeakSet<object>): unknown {
     if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = SECRET_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
+      out[k] = REDACTED_KEYS.has(k.toLowerCase()) ? CENSOR : scrub(v, depth + 1, seen);
     }
     return out;
   } finally {

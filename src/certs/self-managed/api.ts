@@ -11,7 +11,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import { apiStatus } from './api-errors.ts';
-import { ANNOTATIONS, SERVED_PREFIX } from './state.ts';
+import { ROTATION_ANNOTATIONS, SERVED_PREFIX } from './state.ts';
 
 /** The Kubernetes calls of the self-managed certificates: one Secret and one MutatingWebhookConfiguration, by name. */
 export interface CertApi {
@@ -68,7 +68,8 @@ export class CertApiTimeoutError extends Error {
 
 function isOurs(annotation: string): boolean {
   return (
-    annotation.startsWith(SERVED_PREFIX) || (Object.values(ANNOTATIONS) as string[]).includes(annotation)
+    annotation.startsWith(SERVED_PREFIX) ||
+    (Object.values(ROTATION_ANNOTATIONS) as string[]).includes(annotation)
   );
 }
 
@@ -178,7 +179,7 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
         404,
       );
       if (!mwc) return undefined;
-      const generation = Number(mwc.metadata?.annotations?.[ANNOTATIONS.generation] ?? 0);
+      const generation = Number(mwc.metadata?.annotations?.[ROTATION_ANNOTATIONS.generation] ?? 0);
       return {
         resourceVersion: mwc.metadata?.resourceVersion ?? '',
         hasAnnotations: mwc.metadata?.annotations !== undefined,
@@ -192,13 +193,13 @@ export function createCertApi(kc: KubeConfig, target: CertApiTarget): CertApi {
       const ops: object[] = [
         { op: 'test', path: '/metadata/resourceVersion', value: current.resourceVersion },
       ];
-      const annotation = `/metadata/annotations/${ANNOTATIONS.generation.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      const annotation = `/metadata/annotations/${ROTATION_ANNOTATIONS.generation.replace(/~/g, '~0').replace(/\//g, '~1')}`;
       if (current.hasAnnotations) ops.push({ op: 'add', path: annotation, value: String(generation) });
       else
         ops.push({
           op: 'add',
           path: '/metadata/annotations',
-          value: { [ANNOTATIONS.generation]: String(generation) },
+          value: { [ROTATION_ANNOTATIONS.generation]: String(generation) },
         });
       current.caBundles.forEach((_, i) =>
         ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }),

@@ -27,7 +27,7 @@ import { checkPair } from '../source.ts';
  * working and the reissue is served at once, phase none.
  */
 
-export const SECRET_KEYS = {
+export const CERT_SECRET_KEYS = {
   caCert: 'ca.crt',
   caKey: 'ca.key',
   cert: 'tls.crt',
@@ -37,7 +37,7 @@ export const SECRET_KEYS = {
   nextCaKey: 'next-ca.key',
 } as const;
 
-export const ANNOTATIONS = {
+export const ROTATION_ANNOTATIONS = {
   /** The CA rotation phase: trust-new or serve-new; absent when no rotation runs. */
   rotation: 'config-reloader.io/ca-rotation',
   /** When the current phase began (RFC 3339). */
@@ -148,12 +148,12 @@ export function readCertState(secret: {
   const annotations = secret.metadata?.annotations ?? {};
   const served = readAcks(annotations);
   const unusable = (problem: string): UnusableState => ({ problem, served });
-  const generation = Number(annotations[ANNOTATIONS.generation] ?? 0);
+  const generation = Number(annotations[ROTATION_ANNOTATIONS.generation] ?? 0);
   const pairs: Record<string, KeyPair | undefined> = {};
   for (const [name, certKey, keyKey] of [
-    ['ca', SECRET_KEYS.caCert, SECRET_KEYS.caKey],
-    ['serving', SECRET_KEYS.cert, SECRET_KEYS.key],
-    ['nextCa', SECRET_KEYS.nextCaCert, SECRET_KEYS.nextCaKey],
+    ['ca', CERT_SECRET_KEYS.caCert, CERT_SECRET_KEYS.caKey],
+    ['serving', CERT_SECRET_KEYS.cert, CERT_SECRET_KEYS.key],
+    ['nextCa', CERT_SECRET_KEYS.nextCaCert, CERT_SECRET_KEYS.nextCaKey],
   ] as const) {
     const cert = decode(data, certKey);
     const key = decode(data, keyKey);
@@ -169,26 +169,29 @@ export function readCertState(secret: {
   }
   const { ca, serving, nextCa } = pairs;
   if (!ca || !serving)
-    return unusable(`${SECRET_KEYS.caCert}, ${SECRET_KEYS.cert} and their keys are required`);
-  if (!isCa(new X509Certificate(ca.cert))) return unusable(`${SECRET_KEYS.caCert} is not a CA certificate`);
+    return unusable(`${CERT_SECRET_KEYS.caCert}, ${CERT_SECRET_KEYS.cert} and their keys are required`);
+  if (!isCa(new X509Certificate(ca.cert)))
+    return unusable(`${CERT_SECRET_KEYS.caCert} is not a CA certificate`);
   let bundle: string[];
   let fingerprints: Set<string>;
   try {
-    bundle = splitPemCerts(decode(data, SECRET_KEYS.bundle) ?? '');
+    bundle = splitPemCerts(decode(data, CERT_SECRET_KEYS.bundle) ?? '');
     fingerprints = new Set(bundle.map(certFingerprint));
   } catch {
-    return unusable(`${SECRET_KEYS.bundle} holds something that is not a PEM certificate`);
+    return unusable(`${CERT_SECRET_KEYS.bundle} holds something that is not a PEM certificate`);
   }
   if (!fingerprints.has(certFingerprint(ca.cert)))
-    return unusable(`${SECRET_KEYS.bundle} does not hold ${SECRET_KEYS.caCert}`);
-  const rawPhase = annotations[ANNOTATIONS.rotation];
+    return unusable(`${CERT_SECRET_KEYS.bundle} does not hold ${CERT_SECRET_KEYS.caCert}`);
+  const rawPhase = annotations[ROTATION_ANNOTATIONS.rotation];
   const phase: RotationPhase =
     rawPhase === 'trust-new' || rawPhase === 'trust-reissued' || rawPhase === 'serve-new' ? rawPhase : 'none';
   if (phase === 'trust-new' && (!nextCa || !fingerprints.has(certFingerprint(nextCa.cert))))
-    return unusable(`rotation phase trust-new needs ${SECRET_KEYS.nextCaCert} in ${SECRET_KEYS.bundle}`);
+    return unusable(
+      `rotation phase trust-new needs ${CERT_SECRET_KEYS.nextCaCert} in ${CERT_SECRET_KEYS.bundle}`,
+    );
   if ((phase === 'serve-new' || phase === 'trust-reissued') && bundle.length < 2)
-    return unusable(`rotation phase ${phase} needs the previous CA in ${SECRET_KEYS.bundle}`);
-  const sinceRaw = annotations[ANNOTATIONS.rotationSince];
+    return unusable(`rotation phase ${phase} needs the previous CA in ${CERT_SECRET_KEYS.bundle}`);
+  const sinceRaw = annotations[ROTATION_ANNOTATIONS.rotationSince];
   const since = sinceRaw === undefined ? undefined : new Date(sinceRaw);
   return {
     ca,
@@ -345,20 +348,20 @@ export function secretContent(
 ): { data: Record<string, string>; annotations: Record<string, string> } {
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   const data: Record<string, string> = {
-    [SECRET_KEYS.caCert]: b64(state.ca.cert),
-    [SECRET_KEYS.caKey]: b64(state.ca.key),
-    [SECRET_KEYS.cert]: b64(state.serving.cert),
-    [SECRET_KEYS.key]: b64(state.serving.key),
-    [SECRET_KEYS.bundle]: b64(state.bundle.join('')),
+    [CERT_SECRET_KEYS.caCert]: b64(state.ca.cert),
+    [CERT_SECRET_KEYS.caKey]: b64(state.ca.key),
+    [CERT_SECRET_KEYS.cert]: b64(state.serving.cert),
+    [CERT_SECRET_KEYS.key]: b64(state.serving.key),
+    [CERT_SECRET_KEYS.bundle]: b64(state.bundle.join('')),
   };
   if (state.nextCa) {
-    data[SECRET_KEYS.nextCaCert] = b64(state.nextCa.cert);
-    data[SECRET_KEYS.nextCaKey] = b64(state.nextCa.key);
+    data[CERT_SECRET_KEYS.nextCaCert] = b64(state.nextCa.cert);
+    data[CERT_SECRET_KEYS.nextCaKey] = b64(state.nextCa.key);
   }
-  const annotations: Record<string, string> = { [ANNOTATIONS.generation]: String(state.generation) };
+  const annotations: Record<string, string> = { [ROTATION_ANNOTATIONS.generation]: String(state.generation) };
   if (state.phase !== 'none') {
-    annotations[ANNOTATIONS.rotation] = state.phase;
-    annotations[ANNOTATIONS.rotationSince] = (state.phaseSince ?? now).toISOString();
+    annotations[ROTATION_ANNOTATIONS.rotation] = state.phase;
+    annotations[ROTATION_ANNOTATIONS.rotationSince] = (state.phaseSince ?? now).toISOString();
   }
   for (const [replica, ack] of liveAcks(state, now, ackExpiryMs)) {
     annotations[`${SERVED_PREFIX}${replica}`] = formatAck(ack);

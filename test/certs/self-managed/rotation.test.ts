@@ -20,7 +20,7 @@ import {
   selfManagedSettingsFromFlags,
 } from '../../../src/certs/self-managed/flags.ts';
 import {
-  ANNOTATIONS,
+  ROTATION_ANNOTATIONS,
   certFingerprint,
   SERVED_PREFIX,
   splitPemCerts,
@@ -381,12 +381,12 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
     ]);
     try {
       const s = secret();
-      const generation = Number(ann(s)[ANNOTATIONS.generation]) + 1;
+      const generation = Number(ann(s)[ROTATION_ANNOTATIONS.generation]) + 1;
       api.update({
         ...s,
         metadata: {
           ...s.metadata,
-          annotations: { ...ann(s), [ANNOTATIONS.generation]: String(generation) },
+          annotations: { ...ann(s), [ROTATION_ANNOTATIONS.generation]: String(generation) },
         },
         data: {
           'ca.crt': b64(oldCa.cert),
@@ -400,7 +400,7 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       const newFp = await waitFor('the rotation to finish', () => {
         const s2 = secret();
         const ca = certFingerprint(unb64(s2.data?.['ca.crt']));
-        const done = ca !== oldFp && ann(s2)[ANNOTATIONS.rotation] === undefined;
+        const done = ca !== oldFp && ann(s2)[ROTATION_ANNOTATIONS.rotation] === undefined;
         return done && webhookCaBundles().every((b) => fingerprints(b).join() === ca) ? ca : undefined;
       });
       await waitFor('every replica to serve a certificate of the new CA', allServeTheSecret);
@@ -421,7 +421,7 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       const trustBoth = events.find((e) => e.what === 'webhook' && bundleOf(e) === both);
       assert.ok(trustBoth, 'the caBundle held the old and the new CA');
       const serveNew = events.find(
-        (e) => e.what === 'secret' && ann(e.obj)[ANNOTATIONS.rotation] === 'serve-new',
+        (e) => e.what === 'secret' && ann(e.obj)[ROTATION_ANNOTATIONS.rotation] === 'serve-new',
       );
       assert.ok(serveNew, 'the Secret went through the serve-new phase');
       assert.ok(
@@ -429,10 +429,10 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
         'the API server trusted the new CA before any replica was given a certificate of it',
       );
       const trustPhase = events.find(
-        (e) => e.what === 'secret' && ann(e.obj)[ANNOTATIONS.rotation] === 'trust-new',
+        (e) => e.what === 'secret' && ann(e.obj)[ROTATION_ANNOTATIONS.rotation] === 'trust-new',
       );
       const since = (e: { obj: KubeObject } | undefined): number =>
-        Date.parse(ann(e?.obj)[ANNOTATIONS.rotationSince] ?? '');
+        Date.parse(ann(e?.obj)[ROTATION_ANNOTATIONS.rotationSince] ?? '');
       assert.ok(
         since(serveNew) - since(trustPhase) >= PROPAGATION_DELAY_MS,
         'the API servers were given the propagation delay to load the new caBundle',
@@ -589,12 +589,12 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
     for (const [k, v] of acks) assert.equal(v.split(' ')[0], servedThen, `${k} served the new certificate`);
     // The Secret went through trust-reissued for at least the propagation delay.
     const phases = seen.events.filter((e) => e.what === 'secret').map((e) => ann(e.obj));
-    const reissued = phases.find((a) => a[ANNOTATIONS.rotation] === 'trust-reissued');
-    const serveNew = phases.find((a) => a[ANNOTATIONS.rotation] === 'serve-new');
+    const reissued = phases.find((a) => a[ROTATION_ANNOTATIONS.rotation] === 'trust-reissued');
+    const serveNew = phases.find((a) => a[ROTATION_ANNOTATIONS.rotation] === 'serve-new');
     assert.ok(reissued && serveNew, 'phases trust-reissued, then serve-new');
     assert.ok(
-      Date.parse(serveNew[ANNOTATIONS.rotationSince] ?? '') -
-        Date.parse(reissued[ANNOTATIONS.rotationSince] ?? '') >=
+      Date.parse(serveNew[ROTATION_ANNOTATIONS.rotationSince] ?? '') -
+        Date.parse(reissued[ROTATION_ANNOTATIONS.rotationSince] ?? '') >=
         PROPAGATION_DELAY_MS,
     );
     return newFp;
@@ -640,13 +640,13 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
         certFingerprint(unb64(secret().data?.['ca.crt'])) !== certFingerprint(caBefore) ? true : undefined,
       );
       assert.equal(
-        ann(secret())[ANNOTATIONS.rotation],
+        ann(secret())[ROTATION_ANNOTATIONS.rotation],
         'trust-reissued',
         'the reissued Secret waits for the caBundle before its certificate is served',
       );
       const started = startReplica('replica-during-reissue');
       late = await started;
-      const phase = ann(secret())[ANNOTATIONS.rotation];
+      const phase = ann(secret())[ROTATION_ANNOTATIONS.rotation];
       assert.notEqual(phase, 'trust-reissued', 'it started serving only once the phase moved on');
       assert.ok(
         new X509Certificate(late.certs.material.cert).checkIssued(
@@ -655,7 +655,7 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
         'and serves a certificate of the new CA',
       );
       await waitFor('the reissue to finish', async () => {
-        if (ann(secret())[ANNOTATIONS.rotation] !== undefined) return undefined;
+        if (ann(secret())[ROTATION_ANNOTATIONS.rotation] !== undefined) return undefined;
         if (webhookCaBundles().some((b) => splitPemCerts(b).length !== 1)) return undefined;
         return allServeTheSecret();
       });
@@ -688,7 +688,7 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       extensions: [{ name: 'subjectAltName', altNames: HOSTS.map((value) => ({ type: 2, value })) }],
     });
     const s = secret();
-    const generation = Number(ann(s)[ANNOTATIONS.generation]) + 1;
+    const generation = Number(ann(s)[ROTATION_ANNOTATIONS.generation]) + 1;
     // The webhook configuration trusts that CA alone, as it would after the CA ran out.
     const mwc = api.get('mutatingwebhookconfigurations', undefined, WEBHOOK_CONFIG) as KubeObject & {
       webhooks: Array<{ clientConfig: { caBundle?: string } }>;
@@ -697,7 +697,7 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       ...mwc,
       metadata: {
         ...mwc.metadata,
-        annotations: { ...ann(mwc), [ANNOTATIONS.generation]: String(generation) },
+        annotations: { ...ann(mwc), [ROTATION_ANNOTATIONS.generation]: String(generation) },
       },
       webhooks: mwc.webhooks.map((w) => ({
         ...w,
@@ -706,7 +706,10 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
     } as KubeObject);
     api.update({
       ...s,
-      metadata: { ...s.metadata, annotations: { ...ann(s), [ANNOTATIONS.generation]: String(generation) } },
+      metadata: {
+        ...s.metadata,
+        annotations: { ...ann(s), [ROTATION_ANNOTATIONS.generation]: String(generation) },
+      },
       data: {
         'ca.crt': b64(expired.cert),
         'ca.key': b64(expired.private),
@@ -726,7 +729,11 @@ describe('self-managed certificates (real @kubernetes/client-node against the te
       10_000,
     );
     const now = secret();
-    assert.equal(ann(now)[ANNOTATIONS.rotation], undefined, 'no phase: nothing valid was trusted to keep');
+    assert.equal(
+      ann(now)[ROTATION_ANNOTATIONS.rotation],
+      undefined,
+      'no phase: nothing valid was trusted to keep',
+    );
     assert.ok(
       new Date(new X509Certificate(unb64(now.data?.['ca.crt'])).validTo).getTime() > Date.now() + 300 * day,
     );

@@ -4,7 +4,7 @@ import { before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { generateCertBundle, serviceHosts } from '../../../src/certs/generate.ts';
 import {
-  ANNOTATIONS,
+  ROTATION_ANNOTATIONS,
   certFingerprint,
   planStep,
   readCertState,
@@ -41,7 +41,7 @@ describe('cert-state: reading the Secret and planning the next step', () => {
         new Date(),
         POLICY.ackExpiryMs,
       ).data,
-      metadata: { annotations: { [ANNOTATIONS.generation]: '7' } },
+      metadata: { annotations: { [ROTATION_ANNOTATIONS.generation]: '7' } },
     });
     assert.ok(!('problem' in read));
     state = read;
