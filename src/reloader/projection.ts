@@ -1,4 +1,4 @@
-import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
+import { cleanItemPath, DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
 
 /**
  * A file's content: its bytes, or a key's value as the API sent it (base64, or ConfigMap text), which the writer
@@ -118,6 +118,21 @@ function put(payload: Payload, path: string, file: PayloadFile, key: string): vo
 }
 
 /**
+ * An item at the path the kubelet writes it to: path.Clean of the path it names (`./config.yaml` →
+ * `config.yaml`), the last of several items at one path winning, as in the kubelet's payload map. A path the
+ * kubelet would refuse never gets here: parseSourceSpec refuses it (itemPathProblem), as the webhook does.
+ */
+function putItem(payload: Payload, path: string, file: PayloadFile, key: string): void {
+  const clean = cleanItemPath(path);
+  if (clean === '.' || clean.startsWith('..'))
+    throw new ProjectionError(
+      `item "${key}" names the path "${path}", which the kubelet would not write either`,
+    );
+  payload.delete(clean); // the last one wins, and takes its place in the order
+  payload.set(clean, file);
+}
+
+/**
  * The files of a source for one version of its object, as the kubelet projects a volume: every key at its
  * own name, or only the listed items at their paths; item mode, else defaultMode, else 0644. With gunzip,
  * keys ending in `.gz` are marked for decompression (and lose the suffix when written under their own name).
@@ -140,7 +155,7 @@ export function projectObject(spec: SourceSpec, object: KubeObject): Payload {
         if (!spec.optional) missing.push(item.key);
         continue;
       }
-      put(payload, item.path, file(item.key, data, item.mode ?? defaultMode), item.key);
+      putItem(payload, item.path, file(item.key, data, item.mode ?? defaultMode), item.key);
     }
     if (missing.length > 0) {
       throw new ProjectionError(

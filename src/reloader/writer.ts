@@ -176,6 +176,7 @@ function topLevel(path: string): string {
   return i < 0 ? path : path.slice(0, i);
 }
 
+/** A payload that cannot be written as it is: a ProjectionError, since writing it again would fail the same way. */
 function validatePayload(payload: Payload): void {
   const files = new Set(payload.keys());
   for (const path of files) {
@@ -185,12 +186,14 @@ function validatePayload(payload: Payload): void {
       path.startsWith('..') ||
       path.split('/').some((p) => p === '' || p === '..' || p === '.')
     ) {
-      throw new Error(`invalid path "${path}" in the payload`);
+      throw new ProjectionError(`invalid path "${path}" in the payload`);
     }
     // `a` as a file and `a/b` cannot both exist.
     for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
       if (files.has(path.slice(0, i)))
-        throw new Error(`path "${path.slice(0, i)}" is both a file and a directory in the payload`);
+        throw new ProjectionError(
+          `path "${path.slice(0, i)}" would be both a file and a directory ("${path}")`,
+        );
     }
   }
 }

@@ -51,10 +51,72 @@ export function isValidKey(key: string): boolean {
   return key.length <= 253 && KEY_RE.test(key) && key !== '.' && key !== '..';
 }
 
-/** A relative path as the kubelet accepts it for `items[].path`: no `..` element, not absolute, well-formed text. */
+/** The kubelet's limits on a projected path (pkg/volume/util/atomic_writer.go): bytes, as Go's len() counts. */
+const MAX_PATH_BYTES = 4096;
+const MAX_FILE_NAME_BYTES = 255;
+
+/**
+ * Where the kubelet writes an item path: Go's path.Clean of it, for a path itemPathProblem accepts (relative,
+ * without `..`): `.` elements, empty elements and a trailing slash go (`./config.yaml` → `config.yaml`,
+ * `sub/./x` → `sub/x`, `a//b/` → `a/b`); `.` when nothing is left.
+ */
+export function cleanItemPath(path: string): string {
+  return (
+    path
+      .split('/')
+      .filter((part) => part !== '' && part !== '.')
+      .join('/') || '.'
+  );
+}
+
+/**
+ * Why the kubelet would not write `items[].path`, or undefined when it would. The API server's validation of
+ * KeyToPath (pkg/apis/core/validation: not empty, relative, no `..` element, not starting with `..`) and the
+ * kubelet's AtomicWriter validatePath (the same, and at most 4096 bytes, file names at most 255 bytes) accept,
+ * and the kubelet then writes at path.Clean of the path: `./config.yaml`, `sub/./x`, `a//b` are fine. Refused
+ * besides: a path that cleans to the volume itself (`.`, `./`: the kubelet's write fails, the path is a
+ * directory), a NUL character (no file name holds one), text that is not well-formed (no API server sends it),
+ * and a path whose cleaned form starts with `..` (`./..data`): the API refuses `..data` written plainly, and the
+ * kubelet reserves those names for its own `..data` machinery, where it writes such a file into its own
+ * bookkeeping or, for `..data_tmp`, fails every later update.
+ */
+export function itemPathProblem(path: string): string | undefined {
+  if (path === '') return 'must not be empty';
+  if (path.startsWith('/')) return 'must be a relative path';
+  if (!path.isWellFormed() || path.includes('\0')) return 'must be well-formed text without NUL';
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) return `must be at most ${MAX_PATH_BYTES} bytes long`;
+  const parts = path.split('/');
+  if (parts.includes('..')) return "must not contain '..'";
+  if (parts.some((part) => Buffer.byteLength(part) > MAX_FILE_NAME_BYTES))
+    return `must not hold a file name longer than ${MAX_FILE_NAME_BYTES} bytes`;
+  if (path.startsWith('..')) return "must not start with '..'";
+  const clean = cleanItemPath(path);
+  if (clean === '.') return 'names the volume itself, not a file in it';
+  if (clean.startsWith('..')) return `must not start with '..' once cleaned ("${clean}")`;
+  return undefined;
+}
+
+/** An item path the kubelet writes (see itemPathProblem). */
 export function isValidItemPath(path: string): boolean {
-  if (path.length === 0 || path.startsWith('/') || !path.isWellFormed()) return false;
-  return !path.split('/').some((part) => part === '..' || part === '') && !path.startsWith('..');
+  return itemPathProblem(path) === undefined;
+}
+
+/**
+ * Why a list of items cannot be written together, or undefined. Two items at the same path (once cleaned) are
+ * fine, the last one wins, as in the kubelet's payload map. A path that is a file for one item and a directory
+ * for another (`a` and `a/b`) fails in the kubelet whenever both keys exist: always, unless the source is
+ * optional (then a missing key leaves room for the other; the reloader refuses the object when both exist).
+ */
+export function itemsProblem(items: readonly SourceItem[], optional: boolean): string | undefined {
+  if (optional) return undefined;
+  const files = new Set(items.map((item) => cleanItemPath(item.path)));
+  for (const file of files) {
+    for (let i = file.indexOf('/'); i >= 0; i = file.indexOf('/', i + 1)) {
+      if (files.has(file.slice(0, i)))
+        return `item path "${file.slice(0, i)}" is a file, and a directory of item path "${file}"`;
+    }
+  }
+  return undefined;
 }
 
 export function isValidMode(mode: number): boolean {
@@ -93,7 +155,8 @@ export function parseSourceSpec(arg: string): SourceSpec {
   if (!m) fail(arg, 'missing KIND/NAME=DIR');
   const [, rawKind, name, dir] = m as unknown as [string, string, string, string];
   const kind = rawKind.toLowerCase();
-  if (kind !== 'secret' && kind !== 'configmap') fail(arg, `kind "${rawKind}" is neither secret nor configmap`);
+  if (kind !== 'secret' && kind !== 'configmap')
+    fail(arg, `kind "${rawKind}" is neither secret nor configmap`);
   if (!isValidObjectName(name)) fail(arg, `"${name}" is not a valid object name (lowercase DNS subdomain)`);
   if (!dir.startsWith('/')) fail(arg, `directory "${dir}" is not absolute`);
   const spec: SourceSpec = { kind, name, dir };
@@ -105,7 +168,8 @@ export function parseSourceSpec(arg: string): SourceSpec {
     switch (param) {
       case 'optional':
       case 'gunzip':
-        if (value !== 'true' && value !== 'false') fail(arg, `${param} must be true or false, not "${value}"`);
+        if (value !== 'true' && value !== 'false')
+          fail(arg, `${param} must be true or false, not "${value}"`);
         spec[param] = value === 'true';
         break;
       case 'defaultMode':
@@ -118,7 +182,8 @@ export function parseSourceSpec(arg: string): SourceSpec {
           fail(arg, `item "${value}" is not KEY:PATH[:MODE]`);
         }
         if (!isValidKey(key)) fail(arg, `item key "${key}" is not a valid key`);
-        if (!isValidItemPath(path)) fail(arg, `item path "${path}" must be relative and must not contain ".."`);
+        const problem = itemPathProblem(path);
+        if (problem) fail(arg, `item path "${path}" ${problem}`);
         const item: SourceItem = { key, path };
         if (mode !== undefined) item.mode = parseMode(arg, mode, 'item mode');
         (spec.items ??= []).push(item);

@@ -117,4 +117,27 @@ void describe('projectObject', () => {
       ProjectionError,
     );
   });
+
+  void it('writes items where the kubelet does: at path.Clean of their path, the last of several at one path winning', () => {
+    const spec = parseSourceSpec(
+      'configmap/c=/d?item=a:./config.yaml&item=b:sub/./x&item=c:deep//er/&item=d:dup&item=e:./dup:0600',
+    );
+    const p = projectObject(spec, { data: { a: 'A', b: 'B', c: 'C', d: 'D', e: 'E' } });
+    assert.deepEqual(files(p), {
+      'config.yaml': ['A', '644'],
+      'sub/x': ['B', '644'],
+      'deep/er': ['C', '644'],
+      dup: ['E', '600'],
+    });
+  });
+
+  void it('an optional source whose items make one path a file and a directory: written while one key is missing, as by the kubelet', () => {
+    const spec = parseSourceSpec('configmap/c=/d?optional=true&item=a:conf&item=b:conf/x');
+    assert.deepEqual(files(projectObject(spec, { data: { a: 'A' } })), { conf: ['A', '644'] });
+    // Both present: the writer refuses it (writer.test.ts), as the kubelet fails to write it.
+    assert.deepEqual(Object.keys(files(projectObject(spec, { data: { a: 'A', b: 'B' } }))), [
+      'conf',
+      'conf/x',
+    ]);
+  });
 });
