@@ -100,7 +100,7 @@ interface Sidecar {
 }
 
 /** The reloader's command line; the image's entrypoint is the CLI, so `reloader` is the first argument. */
-export function reloaderArgs({ plan }: Sidecar): string[] {
+function reloaderArgs({ plan }: Sidecar): string[] {
   const { settings, sources } = plan;
   const args = [
     'reloader',

@@ -38,7 +38,7 @@ type Outcome = Exclude<InjectionOutcome, { action: 'patch' }>;
 
 export type Decision = Outcome | { action: 'build'; pod: JsonObject; plan: InjectionPlan };
 
-export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 
 function skip(reason: string, warnings: string[] = []): Outcome {
   return { action: 'skip', reason, warnings };
@@ -49,7 +49,7 @@ function deny(problems: string[], warnings: string[] = []): Outcome {
 }
 
 /** One problem as it is; several as a numbered list under one line, so that one denial names every fix. */
-export function denialMessage(problems: string[]): string {
+function denialMessage(problems: string[]): string {
   if (problems.length === 1) return problems[0] as string;
   return [
     `${problems.length} problems with the pod's config-reloader settings, fix each of them:`,

@@ -1,5 +1,5 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, type Document, type Pair } from 'yaml';
-import { jsonEqual } from '../injection/json.ts';
+import { isObject, jsonEqual } from '../injection/json.ts';
 import { parseYaml } from './read.ts';
 import { blockLines, flowText, isBlockCollection, type RenderStyle } from './render.ts';
 import { keyString, resolvePlain } from './scalars.ts';
@@ -30,9 +30,6 @@ interface Edit {
 }
 
 class Unsafe extends Error {}
-
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const rangeOf = (node: unknown): [number, number, number] => {
   const range = (node as YNode | null)?.range;

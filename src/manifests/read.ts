@@ -10,7 +10,7 @@ import {
   type Document,
   type Node as YamlNode,
 } from 'yaml';
-import type { JsonObject } from '../injection/json.ts';
+import { isObject, type JsonObject } from '../injection/json.ts';
 import { InputError, position } from './input.ts';
 import { keyString, resolvePlain, resolvedValue, type Resolved } from './scalars.ts';
 
@@ -200,8 +200,8 @@ class Converter {
   private merge(source: unknown, into: JsonObject, depth: number): number {
     const mapOf = (node: unknown): Converted => {
       const converted = this.convert(node, depth + 1);
-      const isMapNode = isMap(node) || (isAlias(node) && isObjectValue(converted.value));
-      if (!isMapNode || !isObjectValue(converted.value))
+      const isMapNode = isMap(node) || (isAlias(node) && isObject(converted.value));
+      if (!isMapNode || !isObject(converted.value))
         throw new ReadError(
           offsetOf(node),
           'a merge key (<<) takes a map or a list of maps; kubectl cannot read anything else there',
@@ -282,10 +282,6 @@ class Converter {
       );
     return resolvedValue(resolved, text);
   }
-}
-
-function isObjectValue(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function offsetOf(node: unknown): number {
@@ -430,7 +426,7 @@ function firstContent(text: string, start: number, end: number): number {
 }
 
 function checkDocumentValue(value: unknown, offset: number): value is JsonObject | null {
-  if (value === null || isObjectValue(value)) return true;
+  if (value === null || isObject(value)) return true;
   if (Array.isArray(value))
     throw new ReadError(
       offset,

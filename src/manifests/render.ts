@@ -1,3 +1,4 @@
+import { isObject } from '../injection/json.ts';
 import { isPlainString } from './scalars.ts';
 
 /**
@@ -60,9 +61,6 @@ export function scalarText(value: unknown, flow: boolean, json: boolean): string
   if (typeof value === 'string') return json || needsQuotes(value, flow) ? quoted(value) : value;
   throw new Error(`cannot write a ${typeof value} as a scalar`);
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A map or list with something in it, written over several lines in block style. */
 export function isBlockCollection(value: unknown): boolean {

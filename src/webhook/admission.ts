@@ -1,5 +1,6 @@
 import { INTERNAL_ERROR, injectPod, type OptIn } from '../injection/inject.ts';
 import type { InjectorConfig } from '../injection/config.ts';
+import { isObject } from '../injection/json.ts';
 
 /**
  * The AdmissionReview envelope: decode the request, call the pure injection core, encode the answer.
@@ -55,20 +56,18 @@ export function encodeReview(body: AdmissionReviewResponse): string {
   return `${head.slice(0, -2)},"patch":"${patch}"}}`;
 }
 
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const EXPECTED = 'expected an AdmissionReview {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{...}}';
+const EXPECTED =
+  'expected an AdmissionReview {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{...}}';
 
 /** Checks the envelope; returns a message for a 400 or the request. */
 function decode(body: unknown): { request: Json } | { message: string } {
   if (!isObject(body)) return { message: `the body is not a JSON object: ${EXPECTED}` };
-  if (body.kind !== 'AdmissionReview') return { message: `kind is ${JSON.stringify(body.kind)}, not AdmissionReview: ${EXPECTED}` };
+  if (body.kind !== 'AdmissionReview')
+    return { message: `kind is ${JSON.stringify(body.kind)}, not AdmissionReview: ${EXPECTED}` };
   if (body.apiVersion !== 'admission.k8s.io/v1') {
     return {
       message: `apiVersion ${JSON.stringify(body.apiVersion)} is not supported: only admission.k8s.io/v1 (set admissionReviewVersions: [v1] in the MutatingWebhookConfiguration)`,
@@ -76,13 +75,15 @@ function decode(body: unknown): { request: Json } | { message: string } {
   }
   if (!isObject(body.request)) return { message: `the AdmissionReview has no request object: ${EXPECTED}` };
   const uid = body.request.uid;
-  if (typeof uid !== 'string' || uid === '') return { message: 'request.uid is missing or not a string: the API server always sends one' };
+  if (typeof uid !== 'string' || uid === '')
+    return { message: 'request.uid is missing or not a string: the API server always sends one' };
   return { request: body.request };
 }
 
 function isPodCreate(request: Json): { pod: true } | { pod: false; reason: string } {
   const kind = isObject(request.kind) ? request.kind : {};
-  if (kind.kind !== 'Pod' || (kind.group ?? '') !== '') return { pod: false, reason: `not a Pod (${str(kind.kind) ?? 'unknown kind'})` };
+  if (kind.kind !== 'Pod' || (kind.group ?? '') !== '')
+    return { pod: false, reason: `not a Pod (${str(kind.kind) ?? 'unknown kind'})` };
   if (str(request.subResource)) return { pod: false, reason: `subresource ${String(request.subResource)}` };
   if (request.operation !== 'CREATE') return { pod: false, reason: `operation ${String(request.operation)}` };
   return { pod: true };
@@ -102,7 +103,9 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
   const { request } = decoded;
   const uid = request.uid as string;
   const object = request.object;
-  const namespace = str(request.namespace) ?? (isObject(object) && isObject(object.metadata) ? str(object.metadata.namespace) : undefined);
+  const namespace =
+    str(request.namespace) ??
+    (isObject(object) && isObject(object.metadata) ? str(object.metadata.namespace) : undefined);
   const summary: ReviewSummary = {
     uid,
     namespace,
@@ -114,7 +117,11 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
   };
   const answer = (response: Omit<AdmissionReviewResponse['response'], 'uid'>): AdmissionAnswer => {
     summary.warnings = response.warnings?.length ?? 0;
-    return { statusCode: 200, body: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, ...response } }, summary };
+    return {
+      statusCode: 200,
+      body: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, ...response } },
+      summary,
+    };
   };
   const warn = (warnings: string[]): { warnings?: string[] } => (warnings.length ? { warnings } : {});
 
@@ -123,7 +130,11 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
     summary.reason = target.reason;
     return answer({ allowed: true });
   }
-  if (!isObject(object)) return { statusCode: 400, message: 'request.object is missing or not an object: a Pod CREATE review carries the pod' };
+  if (!isObject(object))
+    return {
+      statusCode: 400,
+      message: 'request.object is missing or not an object: a Pod CREATE review carries the pod',
+    };
 
   // dryRun changes nothing: the webhook has no side effects, so the answer is the same.
   const outcome = injectPod(object, { namespace, optIn }, config);
@@ -139,7 +150,11 @@ export function review(body: unknown, optIn: OptIn, config: InjectorConfig): Adm
     case 'deny':
       summary.decision = 'denied';
       summary.reason = outcome.message;
-      return answer({ allowed: false, status: { code: 400, reason: 'BadRequest', message: outcome.message }, ...warn(outcome.warnings) });
+      return answer({
+        allowed: false,
+        status: { code: 400, reason: 'BadRequest', message: outcome.message },
+        ...warn(outcome.warnings),
+      });
     case 'patch':
       summary.decision = 'injected';
       summary.reason = `${outcome.sources} source(s)`;
