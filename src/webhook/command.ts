@@ -32,10 +32,15 @@ Server flags:
   --log-level LEVEL         fatal, error, warn, info, debug, trace or silent (default info)
 
 ${SELF_MANAGED_FLAGS_HELP}
-Missed injections (pods that opted in but started without the sidecar, e.g. while the webhook was down):
-  --watch-missed-injections    watch pods and namespaces, count such pods in config_reloader_webhook_missed_injections
-                               and record a Warning Event on each that names the fix (RBAC: get/list/watch pods and
-                               namespaces, create events)
+Missed injections (pods that opted in but started without the sidecar, e.g. while the webhook was down; new
+ones are also caught at admission by the ValidatingAdmissionPolicy of deploy/base):
+  --watch-missed-injections    scan the pods' metadata now and then, on one replica at a time (a Lease in
+                               $POD_NAMESPACE), count such pods in config_reloader_webhook_missed_injections and
+                               record a Warning Event on each that names the fix (RBAC: list pods and namespaces,
+                               create events, get/update the Lease ${'config-reloader-injector-missed-injections'},
+                               create Leases)
+  --missed-injections-interval DURATION
+                               how often the scan runs (default 5m); the other replicas read its result as often
 ${KUBECONFIG_FLAG_HELP}
 ${INJECTOR_FLAGS_HELP}
 `;
@@ -52,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     ...selfManagedCertFlags,
     ...kubeConfigFlags,
     'watch-missed-injections': { type: 'boolean' },
+    'missed-injections-interval': { type: 'string' },
     ...injectorFlags,
   });
   if (values.help) {
@@ -79,6 +85,13 @@ export async function run(argv: string[]): Promise<number> {
     );
 
   const watchMissed = values['watch-missed-injections'] === true;
+  const intervalFlag = values['missed-injections-interval'] as string | undefined;
+  if (intervalFlag !== undefined && !watchMissed)
+    throw new UsageError('--missed-injections-interval applies only with --watch-missed-injections');
+  const scanIntervalMs =
+    intervalFlag === undefined ? undefined : parseDuration('missed-injections-interval', intervalFlag);
+  if (scanIntervalMs !== undefined && scanIntervalMs < 1000)
+    throw new UsageError(`--missed-injections-interval "${intervalFlag}" is shorter than 1s`);
   const kubeconfigPath = values.kubeconfig as string | undefined;
   if (kubeconfigPath && !selfManaged && !watchMissed)
     throw new UsageError('--kubeconfig applies only with --self-managed-certs or --watch-missed-injections');
@@ -120,18 +133,28 @@ export async function run(argv: string[]): Promise<number> {
   }
   let missed: { stop(): Promise<void> } | undefined;
   if (watchKubeConfig) {
-    const { startMissedInjectionWatcher } = await import('./missed-injections.ts');
-    missed = startMissedInjectionWatcher({
+    const { startMissedInjectionScanner } = await import('./missed-injections.ts');
+    // The webhook's own namespace holds the Lease: the Deployment's POD_NAMESPACE; outside a cluster, the
+    // kubeconfig context's namespace, as kubectl would use.
+    const ownNamespace =
+      selfManaged?.namespace ??
+      (process.env.POD_NAMESPACE ||
+        watchKubeConfig.getContextObject(watchKubeConfig.getCurrentContext())?.namespace ||
+        'default');
+    missed = startMissedInjectionScanner({
       kubeConfig: watchKubeConfig,
       registry: server.metrics.registry,
       log,
       config,
+      namespace: ownNamespace,
+      ...(scanIntervalMs === undefined ? {} : { intervalMs: scanIntervalMs }),
       // The MutatingWebhookConfiguration excludes these too: their pods are never injected.
       excludeNamespaces: [
         'kube-system',
         'kube-public',
         'kube-node-lease',
         ...(process.env.POD_NAMESPACE ? [process.env.POD_NAMESPACE] : []),
+        ...(selfManaged ? [selfManaged.namespace] : []),
       ],
     });
   }

@@ -6,6 +6,7 @@ import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isCelError, run as runCel, type CelInput } from '@bufbuild/cel';
+import { strings as celStrings } from '@bufbuild/cel/ext';
 import type { IMutatingWebhook } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhook';
 import type { IMutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -18,7 +19,9 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { parseAllDocuments, stringify } from 'yaml';
 import { serviceHosts } from '../../src/certs/generate.ts';
+import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { parseDuration } from '../../src/shared/cli.ts';
+import { missedInjection } from '../../src/webhook/missed-injections.ts';
 
 const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
@@ -32,6 +35,18 @@ interface KubeObject {
     annotations?: Record<string, string>;
   };
   [field: string]: unknown;
+}
+
+interface VapSpec {
+  failurePolicy: string;
+  matchConstraints: {
+    resourceRules: unknown[];
+    namespaceSelector: LabelSelector;
+    objectSelector: LabelSelector;
+  };
+  matchConditions: Array<{ name: string; expression: string }>;
+  variables: Array<{ name: string; expression: string }>;
+  validations: Array<{ expression: string; messageExpression?: string }>;
 }
 
 interface LabelSelector {
@@ -381,6 +396,53 @@ describe('the webhook manifests', () => {
         );
       });
 
+      it('a ValidatingAdmissionPolicy warns and audits an opted-in pod admitted without the sidecar, never denies, and leaves out exactly what the webhooks leave out', () => {
+        const policy = one<KubeObject & { spec: VapSpec }>(objs, 'ValidatingAdmissionPolicy');
+        const binding = one<
+          KubeObject & { spec: { policyName: string; validationActions: string[]; matchResources?: unknown } }
+        >(objs, 'ValidatingAdmissionPolicyBinding');
+        assert.equal(binding.spec.policyName, policy.metadata.name);
+        assert.deepEqual(binding.spec.validationActions, ['Warn', 'Audit']);
+        assert.equal(binding.spec.matchResources, undefined, "the policy's own constraints apply");
+        assert.equal(
+          policy.spec.failurePolicy,
+          'Ignore',
+          'an evaluation error never stands in the way of a pod',
+        );
+        assert.deepEqual(policy.spec.matchConstraints.resourceRules, [
+          {
+            apiGroups: [''],
+            apiVersions: ['v1'],
+            operations: ['CREATE'],
+            resources: ['pods'],
+            scope: 'Namespaced',
+          },
+        ]);
+        // Every namespace the webhooks never see, and only those, is left out (labelled or not).
+        for (const name of ['kube-system', 'kube-public', 'kube-node-lease', ns, 'shop', 'default'])
+          for (const enabled of [true, false]) {
+            const labels = {
+              'kubernetes.io/metadata.name': name,
+              ...(enabled ? { 'config-reloader.io/injection': 'enabled' } : {}),
+            };
+            const webhooks = mwc.webhooks?.some((w) => selects(w.namespaceSelector as LabelSelector, labels));
+            assert.equal(
+              selects(policy.spec.matchConstraints.namespaceSelector, labels),
+              webhooks,
+              `namespace ${name}${enabled ? ' (labelled)' : ''}`,
+            );
+          }
+        for (const labels of [podLabels, { app: 'shop' }, {}])
+          assert.equal(
+            selects(policy.spec.matchConstraints.objectSelector, labels),
+            mwc.webhooks?.some((w) => selects(w.objectSelector as LabelSelector, labels)),
+            `pod labels ${JSON.stringify(labels)}`,
+          );
+        const message = policy.spec.validations[0]?.messageExpression ?? '';
+        assert.match(message, /recreate the pod: kubectl rollout restart/, 'the warning names the fix');
+        assert.match(message, new RegExp(`kubectl -n ${ns} get pods`), "it names the webhook's namespace");
+      });
+
       const MISSED = 'config-reloader-injector-missed-injections';
       const missedRbac = objs.filter((o) => o.metadata.name === MISSED);
       // The RBAC of the certificate mode; the missed-injections watcher's is checked on its own below.
@@ -389,19 +451,38 @@ describe('the webhook manifests', () => {
         IRole | IClusterRole
       >;
       if (target.startsWith('overlays/')) {
-        it('missed injections: the flag, a token, and a ClusterRole that reads pods and namespaces and creates events, nothing more', () => {
+        it('missed injections: the flag, a token, a ClusterRole that lists pods and namespaces and creates events, and a Role for its one Lease, nothing more', () => {
           assert.ok(container.args?.includes('--watch-missed-injections'));
           assert.equal(podSpec?.automountServiceAccountToken, true);
+          // The Deployment says which namespace the Lease is in (POD_NAMESPACE, from the downward API).
+          assert.equal(
+            container.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath,
+            'metadata.namespace',
+          );
           const clusterRole = one<IClusterRole>(missedRbac, 'ClusterRole');
+          // No get and no watch: the scan keeps no copy of the cluster (a candidate pod is read by a list by name).
           assert.deepEqual(clusterRole.rules, [
-            { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
+            { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['list'] },
             { apiGroups: [''], resources: ['events'], verbs: ['create'] },
           ]);
-          const crb = one<IClusterRoleBinding>(missedRbac, 'ClusterRoleBinding');
-          assert.deepEqual(crb.subjects, [
-            { kind: 'ServiceAccount', name: podSpec?.serviceAccountName, namespace: ns },
+          const role = one<IRole>(missedRbac, 'Role');
+          assert.equal(role.metadata?.namespace, ns);
+          assert.deepEqual(role.rules, [
+            {
+              apiGroups: ['coordination.k8s.io'],
+              resources: ['leases'],
+              resourceNames: ['config-reloader-injector-missed-injections'],
+              verbs: ['get', 'update'],
+            },
+            { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
           ]);
+          const sa = { kind: 'ServiceAccount', name: podSpec?.serviceAccountName, namespace: ns };
+          const crb = one<IClusterRoleBinding>(missedRbac, 'ClusterRoleBinding');
+          assert.deepEqual(crb.subjects, [sa]);
           assert.equal(crb.roleRef.name, MISSED);
+          const rb = one<IRoleBinding>(missedRbac, 'RoleBinding');
+          assert.deepEqual(rb.subjects, [sa]);
+          assert.deepEqual(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: MISSED });
         });
       }
       if (target.startsWith('overlays/self-managed')) {
@@ -496,6 +577,144 @@ describe('the webhook manifests', () => {
       }
     });
   }
+});
+
+describe("the ValidatingAdmissionPolicy's CEL agrees with the webhook's own decision (missedInjection)", () => {
+  // @bufbuild/cel with its strings extension (trim, lowerAscii, split), as Kubernetes' CEL has them; the real
+  // API server evaluates the same policy in test/e2e/missed-injections.test.ts.
+  const policy = render('base').find((o) => o.kind === 'ValidatingAdmissionPolicy') as KubeObject & {
+    spec: VapSpec;
+  };
+  /** true: the API server would warn (the validation fails); false: it would not; a string: a CEL error. */
+  const warns = (pod: object, namespaceLabels: Record<string, string>): boolean | string => {
+    const bindings: Record<string, CelInput> = {
+      object: pod as CelInput,
+      namespaceObject: { metadata: { name: 'shop', labels: namespaceLabels } } as CelInput,
+    };
+    const env = { funcs: celStrings };
+    for (const c of policy.spec.matchConditions) {
+      const r = runCel(c.expression, bindings, env);
+      if (isCelError(r)) return `matchCondition ${c.name}: ${String(r)}`;
+      if (r === false) return false;
+    }
+    const variables: Record<string, unknown> = {};
+    for (const v of policy.spec.variables) {
+      const r = runCel(v.expression, { ...bindings, variables: variables as CelInput }, env);
+      if (isCelError(r)) return `variable ${v.name}: ${String(r)}`;
+      variables[v.name] = r;
+    }
+    for (const v of policy.spec.validations) {
+      const r = runCel(v.expression, { ...bindings, variables: variables as CelInput }, env);
+      if (isCelError(r)) return `validation: ${String(r)}`;
+      if (r === false) return true;
+    }
+    return false;
+  };
+  const LABELLED = { 'config-reloader.io/injection': 'enabled' };
+  const compare = (name: string, pod: Record<string, unknown>, labels: Record<string, string>): void => {
+    const missed = missedInjection(pod, labels, DEFAULT_INJECTOR_CONFIG);
+    assert.equal(
+      warns(pod, labels),
+      missed !== undefined,
+      `${name}: the webhook ${missed ? `would ${missed.outcome.action} it` : 'would skip it'}`,
+    );
+  };
+
+  it('on every real-world pod of test/fixtures, opted in by annotation, by namespace label, or not at all', () => {
+    const dir = fileURLToPath(new URL('../fixtures/real-world/pods/', import.meta.url));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length > 50);
+    for (const f of files) {
+      const base = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { metadata: Record<string, unknown> };
+      const annotated = structuredClone(base);
+      annotated.metadata.annotations = {
+        ...(annotated.metadata.annotations as object),
+        'config-reloader.io/inject': 'true',
+      };
+      compare(`${f}, annotation`, annotated, {});
+      compare(`${f}, labelled namespace`, base, LABELLED);
+      compare(`${f}, not opted in`, base, {});
+    }
+  });
+
+  it('on the shapes that decide it: subPath, explicit mode, config-reloader.io/volumes, the token, opting out, injected', () => {
+    const mount = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+      name,
+      mountPath: `/etc/${name}`,
+      ...extra,
+    });
+    const pod = (
+      annotations: Record<string, string>,
+      mounts: Array<Record<string, unknown>>,
+      volumes: Array<Record<string, unknown>>,
+      initMounts?: Array<Record<string, unknown>>,
+    ): Record<string, unknown> => ({
+      metadata: { name: 'p', namespace: 'shop', annotations },
+      spec: {
+        ...(initMounts ? { initContainers: [{ name: 'init', image: 'x', volumeMounts: initMounts }] } : {}),
+        containers: [{ name: 'app', image: 'x', volumeMounts: mounts }],
+        volumes,
+      },
+    });
+    const cm = { name: 'cm', configMap: { name: 'settings' } };
+    const secret = { name: 'sec', secret: { secretName: 'creds' } };
+    const inject = { 'config-reloader.io/inject': 'true' };
+    const cases: Array<[string, Record<string, unknown>, Record<string, string>]> = [
+      ['a configMap volume', pod(inject, [mount('cm')], [cm]), {}],
+      ['" TRUE " is true', pod({ 'config-reloader.io/inject': ' TRUE ' }, [mount('cm')], [cm]), {}],
+      ['a volume nobody mounts', pod(inject, [], [cm]), {}],
+      ['mounted only through subPath', pod(inject, [mount('cm', { subPath: 'a' })], [cm]), LABELLED],
+      ['mounted only through subPathExpr', pod(inject, [mount('cm', { subPathExpr: '$(X)' })], [cm]), {}],
+      ['subPath and a whole mount', pod(inject, [mount('cm', { subPath: 'a' }), mount('cm')], [cm]), {}],
+      ['whole in an init container', pod(inject, [mount('cm', { subPath: 'a' })], [cm], [mount('cm')]), {}],
+      ['no secret or configMap volume', pod(inject, [mount('e')], [{ name: 'e', emptyDir: {} }]), {}],
+      ['explicit mode, no volume', pod({ 'config-reloader.io/secrets': 'a, b' }, [], []), LABELLED],
+      ['explicit mode, an empty list', pod({ ...inject, 'config-reloader.io/secrets': ' , ' }, [], []), {}],
+      [
+        'explicit mode, configmaps',
+        pod({ ...inject, 'config-reloader.io/configmaps': 'x' }, [mount('cm')], [cm]),
+        {},
+      ],
+      [
+        'config-reloader.io/volumes names a volume',
+        pod({ ...inject, 'config-reloader.io/volumes': ' sec ' }, [mount('cm'), mount('sec')], [cm, secret]),
+        {},
+      ],
+      [
+        'config-reloader.io/volumes names a subPath-only volume',
+        pod(
+          { ...inject, 'config-reloader.io/volumes': 'sec' },
+          [mount('cm'), mount('sec', { subPath: 'x' })],
+          [cm, secret],
+        ),
+        {},
+      ],
+      [
+        'a Secret holding the token, at the standard path',
+        pod(inject, [{ name: 'sec', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount/' }], [secret]),
+        {},
+      ],
+      [
+        'opted out in a labelled namespace',
+        pod({ 'config-reloader.io/inject': 'false' }, [mount('cm')], [cm]),
+        LABELLED,
+      ],
+      [
+        'a typo in a labelled namespace (denied)',
+        pod({ 'config-reloader.io/inject': 'ture' }, [mount('cm')], [cm]),
+        LABELLED,
+      ],
+      ['a typo elsewhere (not sent)', pod({ 'config-reloader.io/inject': 'ture' }, [mount('cm')], [cm]), {}],
+      ['injected', pod({ ...inject, 'config-reloader.io/status': 'injected' }, [mount('cm')], [cm]), {}],
+      ['a mirror pod', pod({ ...inject, 'kubernetes.io/config.mirror': 'x' }, [mount('cm')], [cm]), {}],
+      [
+        'no annotations at all',
+        { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'x' }] } },
+        LABELLED,
+      ],
+    ];
+    for (const [name, p, labels] of cases) compare(name, p, labels);
+  });
 });
 
 describe('deploy/example', () => {

@@ -8,8 +8,9 @@
  *   calls `url: https://127.0.0.1:<port>` (never the Service), so the process runs with --cert-host 127.0.0.1
  *   and a port picked before the overlay is installed.
  * - Missed injections: a pod created while the process is stopped is admitted without the sidecar
- *   (failurePolicy Ignore); the process started with --watch-missed-injections counts it and records a
- *   Warning Event on it.
+ *   (failurePolicy Ignore), with the warning of the base's ValidatingAdmissionPolicy; the process started with
+ *   --watch-missed-injections takes the Lease, scans, counts the pod and records a Warning Event on it.
+ *   (test/e2e/missed-injections.test.ts covers the policy and two replicas.)
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -237,7 +238,7 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
     assert.equal(webhook.stdout().includes(keyBody.slice(0, 40)), false, 'the key never reaches the log');
   });
 
-  void test('--watch-missed-injections: a pod admitted while the process was down is counted and gets a Warning Event', async () => {
+  void test('--watch-missed-injections: a pod admitted while the process was down is counted by the scan and gets a Warning Event', async () => {
     if (webhook) assert.equal((await stopProcess(webhook)).code, 0);
 
     // Nothing listens on the port: the call is refused and failurePolicy Ignore admits the pod unchanged.
@@ -292,6 +293,16 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
       (l) => l.pod === 'while-down' && String(l.msg).includes('Event recorded'),
     );
     assert.equal(logged.namespace, APPS);
+    // The only replica holds the scan's Lease in its own namespace (the Role of components/missed-injections).
+    const lease = await cluster.controlPlane.request(
+      'GET',
+      `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/config-reloader-injector-missed-injections`,
+    );
+    assert.equal(lease.status, 200);
+    assert.match(
+      String((lease.body as { spec: { holderIdentity: string } }).spec.holderIdentity),
+      new RegExp(`^${REPLICA}_`),
+    );
     assert.deepEqual(refusedCalls(webhook), [], 'the ClusterRole of components/missed-injections was enough');
   });
 });

@@ -15,8 +15,8 @@
  *   resourceVersion;
  * - the webhook, through @kubernetes/client-node: the self-managed certificates (src/certs/self-managed/api.ts: Secret
  *   get/create/replace/merge patch, MutatingWebhookConfiguration get and JSON patch with a resourceVersion test)
- *   and the missed-injection watcher (src/webhook/missed-injections.ts: pods and namespaces list and watch as
- *   client-node's informer does it, Event create).
+ *   and the missed-injection scan (src/webhook/missed-injections.ts, scan-lease.ts, kube-http.ts: metadata-only
+ *   lists page by page, one pod by metadata.name, the Lease's create, update and release, Event create).
  *
  * FIDELITY_DUMP=DIR writes each case's two normalized answers to DIR/N.json, to look at what is compared.
  *
@@ -27,22 +27,16 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import {
-  ApiException,
-  CoreV1Api,
-  KubeConfig,
-  PatchStrategy,
-  Watch,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, describeForbidden } from '../../src/reloader/kube/api-error.ts';
 import { KubeClient } from '../../src/reloader/kube/client.ts';
 import { BearerToken } from '../../src/reloader/kube/token.ts';
 import { readWatchStream } from '../../src/reloader/kube/watch-stream.ts';
 import type { WatchEvent } from '../../src/reloader/kube/watch-stream.ts';
-import { describeApiError } from '../../src/certs/self-managed/api-errors.ts';
 import { createCertApi } from '../../src/certs/self-managed/api.ts';
-import { buildEvent } from '../../src/webhook/missed-injections.ts';
+import { kubeHttp } from '../../src/webhook/kube-http.ts';
+import { buildEvent, METADATA_ACCEPT, type PodLike } from '../../src/webhook/missed-injections.ts';
+import { microTime } from '../../src/webhook/scan-lease.ts';
 import type { ControlPlane } from '../support/control-plane/index.ts';
 import { startControlPlane } from '../support/control-plane/index.ts';
 import type { Grant } from '../support/kube-apiserver/index.ts';
@@ -353,16 +347,6 @@ function kubeConfig(t: Target, token = t.adminToken): KubeConfig {
 /** What client-node hands our code, as JSON (its classes carry Dates and drop undefined fields). */
 const plain = (value: unknown): unknown =>
   value === undefined ? '(undefined)' : (JSON.parse(JSON.stringify(value)) as unknown);
-
-async function clientNodeError(call: Promise<unknown>): Promise<unknown> {
-  try {
-    return { resolved: plain(await call) };
-  } catch (err) {
-    if (!(err instanceof ApiException)) throw err;
-    const body: unknown = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-    return { code: err.code, body, described: describeApiError(err) };
-  }
-}
 
 const rvOf = (obj: unknown): string =>
   String((obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion);
@@ -809,81 +793,129 @@ const CASES: Case[] = [
     },
   },
   {
-    name: 'missed injections: pods and namespaces listed and watched as client-node’s informer does, an Event recorded twice',
-    fieldPathsUncompared: ['Pod'],
+    name: 'missed injections: the scan’s metadata-only pages (limit, continue), one pod by metadata.name, the Lease taken, renewed and released, an Event recorded twice',
+    fieldPathsUncompared: ['PodList', 'PartialObjectMetadata', 'PartialObjectMetadataList'],
     async run(t, ns) {
-      const kc = kubeConfig(t);
-      const core = kc.makeApiClient(CoreV1Api);
-      const namespaces = await call(t, 'GET', '/api/v1/namespaces');
-      const pods = await call(t, 'GET', '/api/v1/pods');
-      const envelope = (list: Answer): unknown => {
-        const { items, ...rest } = list.body as {
-          items: Array<{ metadata: { name: string; namespace?: string } }>;
-        };
-        return {
-          status: list.status,
-          contentType: list.contentType,
-          ...rest,
-          names: items.map((i) => i.metadata.name),
-        };
+      // The scan's own client (src/webhook/kube-http.ts) and requests (missed-injections.ts, scan-lease.ts).
+      const http = kubeHttp(kubeConfig(t), 'config-reloader-injector/missed-injections');
+      const ask = async (
+        method: 'GET' | 'POST' | 'PUT',
+        path: string,
+        body?: unknown,
+        accept?: string,
+      ): Promise<Answer> => {
+        const res = await http.request({
+          method,
+          path,
+          ...(body !== undefined ? { body } : {}),
+          ...(accept ? { accept } : {}),
+        });
+        return { status: res.status, body: res.body };
       };
-      // client-node's ListWatch: watch=true and the list's resourceVersion, nothing else.
-      const seen: Record<string, Array<{ type: string; object: unknown }>> = { pods: [], namespaces: [] };
-      const watch = new Watch(kc);
-      const open = async (what: 'pods' | 'namespaces', resourceVersion: string): Promise<AbortController> =>
-        watch.watch(
-          `/api/v1/${what}`,
-          { resourceVersion },
-          (type: string, object: { metadata?: { name?: string; namespace?: string } }) => {
-            const mine = what === 'pods' ? object.metadata?.namespace === ns : object.metadata?.name === ns;
-            if (mine) seen[what]?.push({ type, object });
-          },
-          () => {},
-        );
-      const watches = [await open('pods', rvOf(pods.body)), await open('namespaces', rvOf(namespaces.body))];
-      const out: Record<string, unknown> = { namespaces: envelope(namespaces), pods: envelope(pods) };
+      // Continue tokens are opaque (and encode the revision): compared as present or not.
+      const opaque = (a: Answer): Answer => {
+        const meta = (a.body as { metadata?: { continue?: string } } | undefined)?.metadata;
+        if (meta?.continue) meta.continue = '<continue>';
+        return a;
+      };
       try {
-        const pod = await core.createNamespacedPod({
-          namespace: ns,
-          body: {
-            metadata: { name: 'app', annotations: { 'config-reloader.io/inject': 'true' } },
-            spec: {
-              containers: [
-                { name: 'app', image: 'busybox:1.36', volumeMounts: [{ name: 'cfg', mountPath: '/cfg' }] },
-              ],
-              volumes: [{ name: 'cfg', secret: { secretName: 'app-config' } }],
-            },
+        for (const name of ['a', 'b', 'c'])
+          await call(t, 'POST', `/api/v1/namespaces/${ns}/pods`, {
+            metadata: { name, annotations: { 'config-reloader.io/inject': 'true' }, labels: { app: 'shop' } },
+            spec: { containers: [{ name: 'app', image: 'busybox:1.36' }] },
+          });
+        await call(
+          t,
+          'PATCH',
+          `/api/v1/namespaces/${ns}`,
+          { metadata: { labels: { 'fidelity-scan': ns } } },
+          {
+            contentType: 'application/merge-patch+json',
+          },
+        );
+        const pods = `/api/v1/namespaces/${ns}/pods`;
+        const page1 = await ask('GET', `${pods}?limit=2`, undefined, METADATA_ACCEPT);
+        const token = (page1.body as { metadata?: { continue?: string } }).metadata?.continue ?? '';
+        const page2 = await ask(
+          'GET',
+          `${pods}?limit=2&continue=${encodeURIComponent(token)}`,
+          undefined,
+          METADATA_ACCEPT,
+        );
+        const out: Record<string, unknown> = {
+          page1: opaque(page1),
+          page2: opaque(page2),
+          namespaces: opaque(
+            await ask(
+              'GET',
+              `/api/v1/namespaces?labelSelector=${encodeURIComponent(`fidelity-scan=${ns}`)}&limit=500`,
+              undefined,
+              METADATA_ACCEPT,
+            ),
+          ),
+          listAsObject: await ask(
+            'GET',
+            `${pods}?limit=2`,
+            undefined,
+            'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+          ),
+          getAsList: await ask('GET', `${pods}/a`, undefined, METADATA_ACCEPT),
+          getMetadata: await ask(
+            'GET',
+            `${pods}/a`,
+            undefined,
+            'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+          ),
+          candidate: await ask('GET', `${pods}?fieldSelector=${encodeURIComponent('metadata.name=a')}`),
+        };
+        const leases = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`;
+        const lease = (holder: string, time: string, rv?: string): Record<string, unknown> => ({
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: 'scan', namespace: ns, ...(rv ? { resourceVersion: rv } : {}) },
+          spec: {
+            holderIdentity: holder,
+            leaseDurationSeconds: 630,
+            acquireTime: time,
+            renewTime: time,
+            leaseTransitions: 0,
           },
         });
-        out.podCreated = plain(pod);
-        out.podRaw = await call(t, 'GET', `/api/v1/namespaces/${ns}/pods/app`);
-        await core.patchNamespace(
-          { name: ns, body: { metadata: { labels: { 'config-reloader.io/injection': 'enabled' } } } },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        const now = microTime(new Date());
+        out.leaseMissing = await ask('GET', `${leases}/scan`);
+        out.leaseCreated = await ask('POST', leases, lease('replica-a', now));
+        out.leaseCreatedAgain = await ask('POST', leases, lease('replica-b', now));
+        const rv = rvOf(out.leaseCreated && (out.leaseCreated as Answer).body);
+        out.leaseMilliseconds = await ask(
+          'PUT',
+          `${leases}/scan`,
+          lease('replica-a', '2025-06-01T10:00:00.123Z', rv),
         );
+        out.leaseWithoutRv = await ask('PUT', `${leases}/scan`, lease('replica-a', now));
+        const renewed = await ask('PUT', `${leases}/scan`, {
+          ...lease('replica-a', microTime(new Date()), rv),
+          metadata: {
+            name: 'scan',
+            namespace: ns,
+            resourceVersion: rv,
+            annotations: { 'config-reloader.io/missed-injections': '1' },
+          },
+        });
+        out.leaseRenewed = renewed;
+        out.leaseStale = await ask('PUT', `${leases}/scan`, lease('replica-b', microTime(new Date()), rv));
+        out.leaseReleased = await ask(
+          'PUT',
+          `${leases}/scan`,
+          lease('', microTime(new Date()), rvOf(renewed.body)),
+        );
+        const pod = (out.candidate as { body: { items: PodLike[] } }).body.items[0] as PodLike;
         const event = buildEvent(pod, { optIn: 'annotation', outcome: { action: 'patch' } });
-        out.event = await clientNodeError(core.createNamespacedEvent({ namespace: ns, body: event }));
-        out.eventAgain = await clientNodeError(core.createNamespacedEvent({ namespace: ns, body: event }));
-        out.eventRaw = await call(t, 'GET', `/api/v1/namespaces/${ns}/events/${event.metadata?.name ?? ''}`);
-        out.podDelete = plain(await core.deleteNamespacedPod({ namespace: ns, name: 'app' }));
-        await until(
-          'the pod watch saw the deletion',
-          async () => seen.pods?.some((e) => e.type === 'DELETED') ?? false,
-          10_000,
-        );
-        await until(
-          'the namespace watch saw the label',
-          async () => (seen.namespaces?.length ?? 0) > 0,
-          10_000,
-        );
+        out.event = await ask('POST', `/api/v1/namespaces/${ns}/events`, event);
+        out.eventAgain = await ask('POST', `/api/v1/namespaces/${ns}/events`, event);
+        return out;
       } finally {
-        for (const w of watches) w.abort();
+        http.close();
       }
-      out.watched = seen;
-      out.facts = {
-        'pod event resourceVersions after the list': rvOrder(rvOf(pods.body), seen.pods ?? []),
-      };
-      return out;
     },
   },
   {

@@ -119,12 +119,27 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
     const dir = await mkdtemp(join(tmpdir(), 'webhook-missed-'));
     let proc: CliChild | undefined;
     try {
+      // deploy/components/missed-injections' RBAC; the Lease lives in the kubeconfig context's namespace.
+      api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'config-reloader-injector' } });
       const token = api.addServiceAccount('config-reloader-injector', 'config-reloader-injector', [
-        { verbs: ['get', 'list', 'watch'], resource: 'pods' },
-        { verbs: ['get', 'list', 'watch'], resource: 'namespaces' },
+        { verbs: ['list'], resource: 'pods' },
+        { verbs: ['list'], resource: 'namespaces' },
         { verbs: ['create'], resource: 'events' },
+        {
+          verbs: ['get', 'update'],
+          resource: 'leases',
+          group: 'coordination.k8s.io',
+          namespace: 'config-reloader-injector',
+          names: ['config-reloader-injector-missed-injections'],
+        },
+        {
+          verbs: ['create'],
+          resource: 'leases',
+          group: 'coordination.k8s.io',
+          namespace: 'config-reloader-injector',
+        },
       ]);
-      await api.writeKubeconfig(join(dir, 'kubeconfig'), { token });
+      await api.writeKubeconfig(join(dir, 'kubeconfig'), { token, namespace: 'config-reloader-injector' });
       const pod = JSON.parse(SAMPLE).request.object;
       pod.metadata = { ...pod.metadata, name: 'vmagent-0', namespace: 'shop' };
       delete pod.metadata.generateName;
@@ -181,6 +196,20 @@ describe('config-reloader-injector webhook --watch-missed-injections (the proces
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('--missed-injections-interval: only with --watch-missed-injections, and not below 1s', async () => {
+    const alone = await runCli(['webhook', '--missed-injections-interval', '1m']);
+    assert.equal(alone.code, 2);
+    assert.match(alone.stderr, /--missed-injections-interval applies only with --watch-missed-injections/);
+    const short = await runCli([
+      'webhook',
+      '--watch-missed-injections',
+      '--missed-injections-interval',
+      '100ms',
+    ]);
+    assert.equal(short.code, 2);
+    assert.match(short.stderr, /--missed-injections-interval "100ms" is shorter than 1s/);
   });
 
   it('rejects --kubeconfig without a feature that uses it', async () => {
