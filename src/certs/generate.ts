@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { generate } from 'selfsigned';
 
@@ -103,9 +102,4 @@ export function serviceHosts(service: string, namespace: string): string[] {
     `${service}.${namespace}.svc`,
     `${service}.${namespace}.svc.cluster.local`,
   ];
-}
-
-/** Expiry of the first certificate in a PEM string. */
-export function certNotAfter(pem: string): Date {
-  return new Date(new X509Certificate(pem).validTo);
 }

@@ -40,14 +40,6 @@ export function parsePort(flag: string, value: string, opts: { allowZero?: boole
   return n;
 }
 
-/** `HOST:PORT`, `:PORT` (all interfaces) or `PORT`. */
-export function parseListen(flag: string, value: string): { host: string; port: number } {
-  const i = value.lastIndexOf(':');
-  const host = i < 0 ? '' : value.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = parsePort(flag, i < 0 ? value : value.slice(i + 1));
-  return { host: host || '0.0.0.0', port };
-}
-
 /** Where the Kubernetes API and its credentials come from, as found by findKubeconfig. */
 export type KubeconfigSource =
   | { kind: 'file'; path: string; from: '--kubeconfig' | 'KUBECONFIG' | '~/.kube/config' }
