@@ -2,10 +2,11 @@ import { ANNOTATIONS } from './annotations.ts';
 import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
 import type { PodSettings } from './settings.ts';
 import {
-  isValidItemPath,
   isValidKey,
   isValidMode,
   isValidObjectName,
+  itemPathProblem,
+  itemsProblem,
   type SourceItem,
   type SourceSpec,
 } from '../shared/source-spec.ts';
@@ -185,8 +186,11 @@ function convertible(volume: JsonObject, name: string): ConvertedVolume | string
       const path = stringOf(item.path);
       if (key === undefined || !isValidKey(key))
         return `item key ${JSON.stringify(item.key)} is not a valid key`;
-      if (path === undefined || !isValidItemPath(path))
-        return `item path ${JSON.stringify(item.path)} is not a relative path without ".."`;
+      if (path === undefined) return `item path ${JSON.stringify(item.path)} is not a string`;
+      // Exactly what the kubelet writes, by the function the reloader parses it with: `./x`, `a//b` and a path
+      // named twice are fine; `..`, an absolute path, the volume itself and too long names are not.
+      const pathProblem = itemPathProblem(path);
+      if (pathProblem !== undefined) return `item path ${JSON.stringify(path)} ${pathProblem}`;
       const parsed: SourceItem = { key, path };
       if (item.mode !== undefined) {
         if (typeof item.mode !== 'number' || !isValidMode(item.mode))
@@ -195,6 +199,8 @@ function convertible(volume: JsonObject, name: string): ConvertedVolume | string
       }
       items.push(parsed);
     }
+    const conflict = itemsProblem(items, spec.optional === true);
+    if (conflict !== undefined) return `${conflict}: the kubelet cannot write both`;
     // An empty list means "every key" to the kubelet as well.
     if (items.length > 0) spec.items = items;
   }

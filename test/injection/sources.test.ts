@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   containers,
+  denial,
   initContainers,
   inject,
   injected,
@@ -208,6 +209,73 @@ describe('transparent mode: secret/configMap volumes become emptyDirs the sideca
     const { pod: out, warnings } = injected(p);
     assert.ok(volume(out, 'bad')?.secret);
     assert.match(warnings.join('\n'), /volume "bad" is not kept current/);
+  });
+
+  it('converts item paths the kubelet cleans (./x, sub/./x, a//b) and a path named twice, as the reloader writes them', () => {
+    const items = [
+      { key: 'a', path: './config.yaml' },
+      { key: 'b', path: 'sub/./x' },
+      { key: 'c', path: 'deep//er/' },
+      { key: 'd', path: 'dup' },
+      { key: 'e', path: './dup', mode: 0o600 },
+    ];
+    const { pod: out, warnings } = injected(
+      makePod({ volumes: [{ name: 'config', configMap: { name: 'app-config', items } }] }),
+    );
+    assert.deepEqual(volume(out, 'config')?.emptyDir, {}, 'converted');
+    assert.deepEqual(warnings, []);
+    // The reloader gets them as written and parses them back (it cleans them where the kubelet would).
+    assert.deepEqual(sources(sidecar(out))[0]?.items, items);
+  });
+
+  for (const [what, items, optional, reason] of [
+    ['the volume itself', [{ key: 'k', path: '.' }], false, /item path "\." names the volume itself/],
+    [
+      'a file name over 255 bytes',
+      [{ key: 'k', path: `d/${'x'.repeat(256)}` }],
+      false,
+      /longer than 255 bytes/,
+    ],
+    [
+      'a ".." element',
+      [{ key: 'k', path: 'a/../b' }],
+      false,
+      /item path "a\/\.\.\/b" must not contain '\.\.'/,
+    ],
+    [
+      'a file and a directory at one path',
+      [
+        { key: 'a', path: 'conf' },
+        { key: 'b', path: './conf/x' },
+      ],
+      false,
+      /item path "conf" is a file, and a directory of item path "conf\/x": the kubelet cannot write both/,
+    ],
+  ] as const) {
+    it(`leaves to the kubelet, or denies when named, what the kubelet cannot write either: ${what}`, () => {
+      const volumes = [
+        { name: 'config', configMap: { name: 'app-config' } },
+        { name: 'bad', configMap: { name: 'other', items, optional } },
+      ];
+      const { pod: out, warnings } = injected(makePod({ volumes }));
+      assert.ok(volume(out, 'bad')?.configMap, 'left to the kubelet');
+      assert.match(warnings.join('\n'), reason);
+      assert.match(
+        denial(makePod({ volumes, annotations: { 'config-reloader.io/volumes': 'bad' } })),
+        reason,
+      );
+    });
+  }
+
+  it('converts an optional volume whose items are a file and a directory (fine while one key is missing)', () => {
+    const items = [
+      { key: 'a', path: 'conf' },
+      { key: 'b', path: 'conf/x' },
+    ];
+    const { pod: out } = injected(
+      makePod({ volumes: [{ name: 'config', configMap: { name: 'app-config', items, optional: true } }] }),
+    );
+    assert.deepEqual(volume(out, 'config')?.emptyDir, {});
   });
 });
 
