@@ -1,3 +1,4 @@
+import { registerLogMetrics } from '../shared/log.ts';
 import { Gauge, LATENCY_BUCKETS, Registry } from '../shared/metrics.ts';
 
 /** A gauge whose one series is replaced, not added to: `..._info{sha256="..."} 1`. */
@@ -12,6 +13,8 @@ export const CONTENT_HASH_PREFIX_CHARS = 16;
 
 /** The reloader's metrics, all `config_reloader_*`; sources are labelled `kind/namespace/name`. */
 export function createReloaderMetrics(registry = new Registry()) {
+  // Log lines dropped while stdout's reader stalled (the logger never blocks the reloader either).
+  registerLogMetrics(registry);
   const lastReloadContent = registry.register(
     new InfoGauge(
       'config_reloader_last_reload_content_info',
