@@ -1,26 +1,19 @@
 /** The pod annotations this project reads and writes; docs/annotations.md describes each one. */
 
+import { KNOB_LIST, type KNOBS } from './knob-table.ts';
+
 export const ANNOTATION_PREFIX = 'config-reloader.io/';
 
-export const ANNOTATIONS = {
-  inject: 'config-reloader.io/inject',
-  status: 'config-reloader.io/status',
-  volumes: 'config-reloader.io/volumes',
-  secrets: 'config-reloader.io/secrets',
-  configmaps: 'config-reloader.io/configmaps',
-  mountPath: 'config-reloader.io/mount-path',
-  containers: 'config-reloader.io/containers',
-  reloadUrl: 'config-reloader.io/reload-url',
-  reloadMethod: 'config-reloader.io/reload-method',
-  sidecarMode: 'config-reloader.io/sidecar-mode',
-  port: 'config-reloader.io/port',
-  cpuRequest: 'config-reloader.io/cpu-request',
-  cpuLimit: 'config-reloader.io/cpu-limit',
-  memoryRequest: 'config-reloader.io/memory-request',
-  memoryLimit: 'config-reloader.io/memory-limit',
-  gunzip: 'config-reloader.io/gunzip',
-  logLevel: 'config-reloader.io/log-level',
-} as const;
+type AnnotatedKnob = {
+  [K in keyof typeof KNOBS]: (typeof KNOBS)[K] extends { annotation: string } ? K : never;
+}[keyof typeof KNOBS];
+
+/** Each knob's annotation key, from the knob table (src/injection/knob-table.ts). */
+export const ANNOTATIONS = Object.fromEntries(
+  KNOB_LIST.flatMap((knob) =>
+    knob.annotation !== undefined ? [[knob.key, `${ANNOTATION_PREFIX}${knob.annotation}`]] : [],
+  ),
+) as { readonly [K in AnnotatedKnob]: `${typeof ANNOTATION_PREFIX}${(typeof KNOBS)[K]['annotation']}` };
 
 export const STATUS_INJECTED = 'injected';
 
@@ -30,7 +23,7 @@ export const SIDECAR_INIT_CONTAINER = 'config-reloader-init';
 export const SHARED_VOLUME = 'config-reloader';
 export const TOKEN_VOLUME = 'config-reloader-api-access';
 
-export const DEFAULT_MOUNT_PATH = '/etc/config-reloader';
+export { DEFAULT_MOUNT_PATH } from './knob-table.ts';
 
 /** The string-valued annotations of a raw pod's metadata (other values are ignored, as the API server would reject them). */
 export function readAnnotations(metadata: unknown): Map<string, string> {

@@ -6,8 +6,8 @@ import {
   STATUS_INJECTED,
   TOKEN_VOLUME,
 } from './annotations.ts';
-import type { InjectorConfig } from './config.ts';
 import type { InjectionPlan } from './decide.ts';
+import { KNOB_LIST } from './knob-table.ts';
 import { cloneJson, CopyOnWrite, isObject, stringOf, type JsonObject } from './json.ts';
 import { ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
 import { SHARED_DIR, VOLUMES_DIR } from './sources.ts';
@@ -18,7 +18,7 @@ import { formatSourceSpec } from '../shared/source-spec.ts';
  * shared with the pod as received, which is never written to. The diff then skips shared subtrees by identity,
  * so its cost follows the size of the change, not of the pod.
  */
-export function buildPod(original: JsonObject, plan: InjectionPlan, config: InjectorConfig): JsonObject {
+export function buildPod(original: JsonObject, plan: InjectionPlan): JsonObject {
   const { settings, sources, targets } = plan;
   const draft = new CopyOnWrite();
   const pod = draft.root(original);
@@ -63,7 +63,7 @@ export function buildPod(original: JsonObject, plan: InjectionPlan, config: Inje
     readOnly: true,
   });
 
-  const sidecar: Sidecar = { plan, config, volumeMounts };
+  const sidecar: Sidecar = { plan, volumeMounts };
   const initContainers = draft.array(spec, 'initContainers');
   if (settings.sidecarMode === 'native') {
     initContainers.unshift(nativeSidecar(sidecar));
@@ -92,12 +92,14 @@ export const RELOADER_ENV = {
 /** Seconds the native sidecar may take to make its first sync before the kubelet restarts it. */
 export const STARTUP_SECONDS = 120;
 
-/** The sidecar's input: the plan and the cluster defaults, plus the mounts that buildPod made for it. */
+/** The sidecar's input: the plan (its settings included), plus the mounts that buildPod made for it. */
 interface Sidecar {
   plan: InjectionPlan;
-  config: InjectorConfig;
   volumeMounts: JsonObject[];
 }
+
+/** The knobs that become a reloader argument one-to-one (knob-table.ts's `reloaderArg`). */
+const ARG_KNOBS = KNOB_LIST.flatMap(({ reloaderArg }) => (reloaderArg !== undefined ? [reloaderArg] : []));
 
 /** The reloader's command line; the image's entrypoint is the CLI, so `reloader` is the first argument. */
 function reloaderArgs({ plan }: Sidecar): string[] {
@@ -110,9 +112,11 @@ function reloaderArgs({ plan }: Sidecar): string[] {
     ),
   ];
   if (plan.fsGroup !== undefined) args.push(`--fs-group=${plan.fsGroup}`);
-  if (settings.reloadUrl !== undefined)
-    args.push(`--reload-url=${settings.reloadUrl}`, `--reload-method=${settings.reloadMethod}`);
-  if (settings.logLevel !== undefined) args.push(`--log-level=${settings.logLevel}`);
+  for (const { name, setting, requires } of ARG_KNOBS) {
+    const value = settings[setting];
+    if (value !== undefined && (requires === undefined || settings[requires] !== undefined))
+      args.push(`--${name}=${String(value)}`);
+  }
   return args;
 }
 
@@ -129,13 +133,13 @@ export const SECURITY_CONTEXT = {
 
 function container(name: string, sidecar: Sidecar, args: string[]): JsonObject {
   const { requests, limits } = sidecar.plan.settings.resources;
-  const { reloaderImage, imagePullPolicy } = sidecar.config;
+  const { image, imagePullPolicy } = sidecar.plan.settings;
   const resources: JsonObject = {};
   if (Object.keys(requests).length > 0) resources.requests = { ...requests };
   if (Object.keys(limits).length > 0) resources.limits = { ...limits };
   return {
     name,
-    image: reloaderImage,
+    image,
     ...(imagePullPolicy !== undefined ? { imagePullPolicy } : {}),
     args,
     env: [

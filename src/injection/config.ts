@@ -1,3 +1,5 @@
+import { KNOBS } from './knob-table.ts';
+
 /** Cluster-wide defaults of the injector; pod annotations override some of them (see docs/annotations.md). */
 export interface InjectorConfig {
   /** The project's own image: the sidecar runs its `reloader` subcommand. */
@@ -13,18 +15,18 @@ export interface InjectorConfig {
   reloaderLogLevel?: string;
 }
 
-export const DEFAULT_RELOADER_IMAGE = 'config-reloader-injector:0.1.0';
-export const DEFAULT_RELOADER_PORT = 9533;
+export { DEFAULT_RELOADER_IMAGE, DEFAULT_RELOADER_PORT } from './knob-table.ts';
+export { LOG_LEVELS } from './knobs.ts';
 
+/** The defaults of the knob table (src/injection/knob-table.ts). */
 export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = Object.freeze({
-  reloaderImage: DEFAULT_RELOADER_IMAGE,
-  sidecarMode: 'native',
-  port: DEFAULT_RELOADER_PORT,
-  // 128Mi holds the idle reloader (about 17 MiB anonymous, 64 MiB RSS), the peak of the largest object (22 MiB more)
-  // and the files of memory-backed sources twice during a swap: Secrets up to 1 MiB and 1,000 keys, or one gunzip
-  // source expanding to 40 MiB (the reloader derives its gunzip cap from this limit; docs/reloader.md#memory).
-  resources: Object.freeze({ cpuRequest: '10m', memoryRequest: '48Mi', memoryLimit: '128Mi' }),
+  reloaderImage: KNOBS.reloaderImage.default,
+  sidecarMode: KNOBS.sidecarMode.default,
+  port: KNOBS.port.default,
+  resources: Object.freeze({
+    cpuRequest: KNOBS.cpuRequest.default,
+    memoryRequest: KNOBS.memoryRequest.default,
+    memoryLimit: KNOBS.memoryLimit.default,
+  }),
   allowedReloadHosts: 'loopback',
 }) as InjectorConfig;
-
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;

@@ -1,11 +1,6 @@
-import { DEFAULT_INJECTOR_CONFIG, LOG_LEVELS, type InjectorConfig } from './config.ts';
+import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from './config.ts';
+import { KNOB_LIST, KNOBS } from './knob-table.ts';
 import {
-  checkImage,
-  checkLogLevel,
-  checkPort,
-  checkPullPolicy,
-  checkQuantity,
-  checkSidecarMode,
   flagValue,
   InvalidSetting,
   requestsAboveLimits,
@@ -15,61 +10,63 @@ import {
 } from './knobs.ts';
 import type { FlagSpec } from '../shared/cli.ts';
 
-/** The flags that set the cluster defaults of injection; shared by `webhook` and `inject` so both parse them the same way. */
-export const injectorFlags = {
-  'reloader-image': { type: 'string' },
-  'image-pull-policy': { type: 'string' },
-  'sidecar-mode': { type: 'string' },
-  'reloader-port': { type: 'string' },
-  'cpu-request': { type: 'string' },
-  'cpu-limit': { type: 'string' },
-  'memory-request': { type: 'string' },
-  'memory-limit': { type: 'string' },
-  'allow-any-reload-host': { type: 'boolean' },
-  'reloader-log-level': { type: 'string' },
-} as const satisfies FlagSpec;
+type FlagOfKnob = Extract<(typeof KNOBS)[keyof typeof KNOBS], { flag: unknown }>['flag'];
 
-const d = DEFAULT_INJECTOR_CONFIG;
+/** The flags that set the cluster defaults of injection, from the knob table; shared by `webhook` and `inject`. */
+export type InjectorFlags = {
+  [F in FlagOfKnob as F['name']]: { type: F extends { boolean: true } ? 'boolean' : 'string' };
+};
+
+const FLAG_KNOBS = KNOB_LIST.filter((knob) => knob.flag !== undefined);
+
+export const injectorFlags = Object.fromEntries(
+  FLAG_KNOBS.map(({ flag }) => [
+    flag?.name,
+    { type: flag !== undefined && 'boolean' in flag ? 'boolean' : 'string' },
+  ]),
+) as InjectorFlags satisfies FlagSpec;
+
+/** A knob's flag as --help and the docs show it: `--name ARG`. */
+export function flagUsage(flag: NonNullable<(typeof KNOB_LIST)[number]['flag']>): string {
+  return 'arg' in flag ? `--${flag.name} ${flag.arg}` : `--${flag.name}`;
+}
 
 /** Help text lines for the flags above, for a command's --help. */
 export const INJECTOR_FLAGS_HELP = `Sidecar defaults (pod annotations override most of them, see docs/annotations.md):
-  --reloader-image IMAGE       the sidecar's image (default ${d.reloaderImage})
-  --image-pull-policy POLICY   Always, IfNotPresent or Never (default: unset, the cluster's default)
-  --sidecar-mode MODE          native (restartable init container, Kubernetes >= 1.29) or legacy (default ${d.sidecarMode})
-  --reloader-port PORT         the sidecar's health/metrics port; the next free one is used on a clash (default ${d.port})
-  --cpu-request QUANTITY       (default ${d.resources.cpuRequest})
-  --cpu-limit QUANTITY         (default: none)
-  --memory-request QUANTITY    (default ${d.resources.memoryRequest})
-  --memory-limit QUANTITY      (default ${d.resources.memoryLimit})
-  --allow-any-reload-host      allow reload URLs to any host (default: loopback only, 127.0.0.0/8, ::1, localhost)
-  --reloader-log-level LEVEL   ${LOG_LEVELS.join(', ')} (default: the reloader's own)
-`;
+${FLAG_KNOBS.map((knob) => {
+  const help = knob.help ?? '';
+  const suffix =
+    knob.default !== undefined
+      ? `(default ${knob.default})`
+      : help.includes('(default')
+        ? ''
+        : `(default: ${knob.unset ?? 'not set'})`;
+  return `  ${flagUsage(knob.flag as NonNullable<typeof knob.flag>).padEnd(29)}${[help, suffix].filter((s) => s !== '').join(' ')}\n`;
+}).join('')}`;
 
 export type InjectorFlagValues = {
-  [K in keyof typeof injectorFlags]?: (typeof injectorFlags)[K]['type'] extends 'boolean' ? boolean : string;
+  [K in keyof InjectorFlags]?: InjectorFlags[K]['type'] extends 'boolean' ? boolean : string;
 };
 
 /** The injector configuration from parsed flag values; a bad value is an InvalidSetting naming the flag. */
 export function injectorConfigFromFlags(values: InjectorFlagValues): InjectorConfig {
+  const given = values as Record<string, string | boolean | undefined>;
   const config: InjectorConfig = {
     ...DEFAULT_INJECTOR_CONFIG,
     resources: { ...DEFAULT_INJECTOR_CONFIG.resources },
-    allowedReloadHosts: values['allow-any-reload-host'] === true ? 'any' : 'loopback',
   };
-  const image = values['reloader-image'];
-  if (image !== undefined) config.reloaderImage = flagValue('reloader-image', checkImage(image));
-  const policy = values['image-pull-policy'];
-  if (policy !== undefined) config.imagePullPolicy = flagValue('image-pull-policy', checkPullPolicy(policy));
-  const mode = values['sidecar-mode'];
-  if (mode !== undefined) config.sidecarMode = flagValue('sidecar-mode', checkSidecarMode(mode));
-  const port = values['reloader-port'];
-  if (port !== undefined) config.port = flagValue('reloader-port', checkPort(port));
+  for (const { flag, check, toConfig } of FLAG_KNOBS) {
+    const value = given[flag?.name as string];
+    if (toConfig === undefined) continue;
+    if (check === undefined) toConfig(config, value);
+    else if (typeof value === 'string') toConfig(config, flagValue(flag?.name as string, check(value)));
+  }
   const resources: Partial<Record<ResourceKey, ResourceValue>> = {};
   for (const { key, flag } of RESOURCE_KNOBS) {
     const text = values[flag] ?? config.resources[key];
     if (text === undefined) continue;
     resources[key] = {
-      ...flagValue(flag, checkQuantity(text)),
+      ...flagValue(flag, KNOBS[key].check(text)),
       origin: values[flag] !== undefined ? `--${flag}` : `the default of --${flag}`,
     };
     config.resources[key] = text;
@@ -85,7 +82,5 @@ export function injectorConfigFromFlags(values: InjectorFlagValues): InjectorCon
       `${above.problem}; set --${above.resource}-request and --${above.resource}-limit so that the request is not above the limit`,
     );
   }
-  const level = values['reloader-log-level'];
-  if (level !== undefined) config.reloaderLogLevel = flagValue('reloader-log-level', checkLogLevel(level));
   return config;
 }

@@ -39,7 +39,7 @@ export function injectPod(pod: unknown, ctx: InjectionContext, config: InjectorC
     const decision = decide(pod, ctx, config);
     if (decision.action !== 'build') return decision;
     const { plan } = decision;
-    const mutated = buildPod(decision.pod, plan, config);
+    const mutated = buildPod(decision.pod, plan);
     return {
       action: 'patch',
       patch: createPatch(decision.pod, mutated),

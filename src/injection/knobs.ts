@@ -1,4 +1,3 @@
-import { LOG_LEVELS } from './config.ts';
 import { parseQuantity, quantityProblem } from './quantity.ts';
 
 /**
@@ -30,6 +29,8 @@ export function flagValue<T>(flag: string, checked: Checked<T>): T {
     );
   return checked.value;
 }
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
 export const SIDECAR_MODES = ['native', 'legacy'] as const;
 export type SidecarMode = (typeof SIDECAR_MODES)[number];
@@ -77,6 +78,7 @@ export function checkImage(text: string): Checked<string> {
   return { ok: false, problem: `"${text}" is not an image reference` };
 }
 
+/** The four resource knobs, by their key in InjectorConfig['resources'] and in KNOBS. */
 export const RESOURCE_KNOBS = [
   { key: 'cpuRequest', flag: 'cpu-request' },
   { key: 'cpuLimit', flag: 'cpu-limit' },

@@ -1,13 +1,11 @@
 import { ANNOTATIONS, ANNOTATION_PREFIX, DEFAULT_MOUNT_PATH, parseList } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
+import { KNOBS } from './knob-table.ts';
 import {
-  checkLogLevel,
-  checkPort,
-  checkQuantity,
-  checkSidecarMode,
   requestsAboveLimits,
   RESOURCE_KNOBS,
   type Checked,
+  type PullPolicy,
   type ResourceKey,
   type ResourceValue,
   type SidecarMode,
@@ -17,6 +15,9 @@ import { isValidObjectName } from '../shared/source-spec.ts';
 
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
 export interface PodSettings {
+  /** The sidecar's image and pull policy (injector flags only). */
+  image: string;
+  imagePullPolicy?: PullPolicy;
   sidecarMode: SidecarMode;
   /** Where sidecarMode came from: the annotation, or the injector flag --sidecar-mode. */
   sidecarModeFromAnnotation: boolean;
@@ -110,21 +111,11 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     warnings,
     problems,
   );
-  const sidecarMode = annotationValue(
-    ANNOTATIONS.sidecarMode,
-    get(ANNOTATIONS.sidecarMode),
-    checkSidecarMode,
-    undefined,
-    problems,
-  );
-  const port = annotationValue(
-    ANNOTATIONS.port,
-    get(ANNOTATIONS.port),
-    checkPort,
-    'set a port that no container of the pod uses, or remove the annotation to let the injector pick one',
-    problems,
-  );
+  const sidecarMode = annotationValue(KNOBS.sidecarMode, get(ANNOTATIONS.sidecarMode), problems);
+  const port = annotationValue(KNOBS.port, get(ANNOTATIONS.port), problems);
   const settings: PodSettings = {
+    image: config.reloaderImage,
+    ...(config.imagePullPolicy !== undefined ? { imagePullPolicy: config.imagePullPolicy } : {}),
     sidecarMode: sidecarMode ?? config.sidecarMode,
     sidecarModeFromAnnotation: sidecarMode !== undefined,
     port: port ?? config.port,
@@ -137,10 +128,8 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     mountPath,
   };
   const logLevel = annotationValue(
-    ANNOTATIONS.logLevel,
+    KNOBS.logLevel,
     get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel,
-    checkLogLevel,
-    undefined,
     problems,
   );
   if (logLevel !== undefined) settings.logLevel = logLevel;
@@ -180,16 +169,18 @@ function parseMountPath(value: string | undefined, problems: Problems): string {
 
 /** The annotation's value through its knob's rule; undefined when absent or invalid (the problem is recorded). */
 function annotationValue<T>(
-  annotation: string,
+  knob: { annotation: string; check: (text: string) => Checked<T>; fix?: string },
   value: string | undefined,
-  check: (text: string) => Checked<T>,
-  fix: string | undefined,
   problems: Problems,
 ): T | undefined {
   if (value === undefined) return undefined;
-  const checked = check(value);
+  const checked = knob.check(value);
   if (checked.ok) return checked.value;
-  problems.add(annotation, checked.problem, checked.fix ?? (fix as string));
+  problems.add(
+    `${ANNOTATION_PREFIX}${knob.annotation}`,
+    checked.problem,
+    checked.fix ?? (knob.fix as string),
+  );
   return undefined;
 }
 
@@ -245,12 +236,12 @@ function parseResources(
 ): PodSettings['resources'] {
   const values: Partial<Record<ResourceKey, ResourceValue>> = {};
   for (const { key, flag } of RESOURCE_KNOBS) {
-    const annotation = `${ANNOTATION_PREFIX}${flag}`;
+    const annotation = ANNOTATIONS[key];
     const fromPod = get(annotation);
     const text = fromPod ?? config.resources[key];
     if (text === undefined) continue;
     const origin = fromPod !== undefined ? annotation : `the injector flag --${flag}`;
-    const checked = checkQuantity(text);
+    const checked = KNOBS[key].check(text);
     if (!checked.ok) {
       problems.add(origin, checked.problem, 'fix the value or remove it to use the default');
       continue;
