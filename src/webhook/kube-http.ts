@@ -1,5 +1,6 @@
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { ListItemSplitter } from './list-items.ts';
 
 /**
  * A small JSON client on node:https for the missed-injection scan, with the credentials of a KubeConfig (its CA,
@@ -11,7 +12,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 
 /** Every call gets an answer within this or fails (as the webhook's other API calls, see cert-api.ts). */
 export const KUBE_REQUEST_TIMEOUT_MS = 15_000;
-/** A larger answer is refused: a page of 500 pods' metadata is a few MiB at most. */
+/** A larger answer is refused: a page of 500 pods' metadata is a few MiB at most (and read item by item). */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export interface KubeResponse {
@@ -28,6 +29,11 @@ export interface KubeRequest {
   accept?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * For a list: each element of a 200 answer's `items` is parsed on its own as it arrives and handed here, and
+   * `body` is the list without them (ListItemSplitter), so the answer is never held or parsed whole.
+   */
+  onItem?: (item: unknown) => void;
 }
 
 export interface KubeHttp {
@@ -97,13 +103,23 @@ export function kubeHttp(kubeConfig: KubeConfig, userAgent: string): KubeHttp {
       const call = httpsRequest(opts, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
+        const splitter = res.statusCode === 200 && req.onItem ? new ListItemSplitter(req.onItem) : undefined;
         res.on('data', (chunk: Buffer) => {
+          if (settled) return;
           size += chunk.length;
           if (size > MAX_RESPONSE_BYTES) {
             fail(new KubeHttpError(`answer larger than ${MAX_RESPONSE_BYTES} bytes`, 'ETOOBIG'));
             return;
           }
-          chunks.push(chunk);
+          if (!splitter) {
+            chunks.push(chunk);
+            return;
+          }
+          try {
+            splitter.write(chunk);
+          } catch (err) {
+            fail(new KubeHttpError(`cannot read the list: ${(err as Error).message}`, 'EBADLIST'));
+          }
         });
         res.on('error', (err: NodeJS.ErrnoException) => fail(new KubeHttpError(err.message, err.code)));
         res.on('aborted', () => fail(new KubeHttpError('the answer was cut short', 'ECONNRESET')));
@@ -112,12 +128,21 @@ export function kubeHttp(kubeConfig: KubeConfig, userAgent: string): KubeHttp {
           settled = true;
           clearTimeout(timer);
           req.signal?.removeEventListener('abort', onAbort);
-          const text = Buffer.concat(chunks).toString('utf8');
           let body: unknown;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            body = undefined;
+          if (splitter) {
+            try {
+              body = splitter.end();
+            } catch (err) {
+              reject(new KubeHttpError(`cannot read the list: ${(err as Error).message}`, 'EBADLIST'));
+              return;
+            }
+          } else {
+            const text = Buffer.concat(chunks).toString('utf8');
+            try {
+              body = text ? JSON.parse(text) : undefined;
+            } catch {
+              body = undefined;
+            }
           }
           resolve({ status: res.statusCode ?? 0, body });
         });

@@ -277,10 +277,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** A list answer without its items (they were handed over one by one). */
 interface MetadataList {
   kind?: string;
   metadata?: { continue?: string };
-  items?: Array<{ metadata?: PodMetadata }>;
 }
 
 /** A scan that cannot go on (an API error): the turn ends, the next one starts over. */
@@ -357,16 +357,36 @@ export function startMissedInjectionScanner(opts: MissedInjectionScannerOptions)
   const call = async (path: string, accept?: string): Promise<KubeResponse> =>
     http.request({ path, accept, signal: abort.signal });
 
-  /** Every page of a metadata list, one at a time; a 410 on a continue token resumes with the one it offers. */
-  async function* pages(path: string): AsyncGenerator<MetadataList> {
+  /**
+   * Every page of a metadata list, one at a time, each item handed to `onItem` as it is read (the page is never
+   * held whole); `afterPage` runs between pages. A 410 on a continue token resumes with the one it offers.
+   */
+  const listPages = async (
+    path: string,
+    onItem: (meta: PodMetadata | undefined) => void,
+    afterPage: () => Promise<void> = async () => {},
+  ): Promise<number> => {
     let token: string | undefined;
-    let first = true;
+    let pages = 0;
     for (;;) {
-      if (!first) await sleep(pageGapMs, abort.signal);
-      first = false;
+      if (pages > 0) await sleep(pageGapMs, abort.signal);
       const sep = path.includes('?') ? '&' : '?';
       const query = `limit=${pageSize}${token ? `&continue=${encodeURIComponent(token)}` : ''}`;
-      const res = await call(`${path}${sep}${query}`, METADATA_ACCEPT);
+      let kind: unknown;
+      const res = await http.request({
+        path: `${path}${sep}${query}`,
+        accept: METADATA_ACCEPT,
+        signal: abort.signal,
+        onItem: (item) => {
+          // A server that ignores the Accept header sends full objects: refused before any is used.
+          const form = (item as { kind?: unknown } | null)?.kind;
+          if (form !== 'PartialObjectMetadata') {
+            kind ??= form;
+            return;
+          }
+          onItem((item as { metadata?: PodMetadata }).metadata);
+        },
+      });
       if (res.status === 410 && token) {
         // The continue token outlived etcd's compaction: the Status carries one for an inconsistent remainder.
         const next = (res.body as { metadata?: { continue?: string } } | undefined)?.metadata?.continue;
@@ -376,15 +396,16 @@ export function startMissedInjectionScanner(opts: MissedInjectionScannerOptions)
       }
       if (res.status !== 200) throw new ScanError(`list ${path}: ${statusMessage(res)}`, res.status);
       const list = res.body as MetadataList;
-      if (list?.kind !== 'PartialObjectMetadataList')
+      if (list?.kind !== 'PartialObjectMetadataList' || kind !== undefined)
         throw new ScanError(
           `list ${path}: the API server answered ${String(list?.kind)} instead of PartialObjectMetadataList`,
         );
-      yield list;
+      pages++;
+      await afterPage();
       token = list.metadata?.continue || undefined;
-      if (!token) return;
+      if (!token) return pages;
     }
-  }
+  };
 
   /** The full pod, or undefined when it is gone or was replaced (another uid); a list, so RBAC needs no get. */
   const fetchPod = async (meta: PodMetadata): Promise<Record<string, unknown> | undefined> => {
@@ -447,11 +468,12 @@ export function startMissedInjectionScanner(opts: MissedInjectionScannerOptions)
   const scanPages = async (started: number): Promise<void> => {
     let lastRenew = started;
     const labelled = new Set<string>();
-    for await (const page of pages(
+    await listPages(
       `/api/v1/namespaces?labelSelector=${encodeURIComponent(`${NAMESPACE_LABEL}=${NAMESPACE_LABEL_VALUE}`)}`,
-    )) {
-      for (const item of page.items ?? []) if (item.metadata?.name) labelled.add(item.metadata.name);
-    }
+      (meta) => {
+        if (meta?.name) labelled.add(meta.name);
+      },
+    );
     const found = new Map<string, string>();
     const nextVerdicts = new Set<string>();
     const nextReported = new Set<string>();
@@ -465,25 +487,24 @@ export function startMissedInjectionScanner(opts: MissedInjectionScannerOptions)
       durationMs: 0,
       maxEventLoopDelayMs: 0,
     };
-    for await (const page of pages('/api/v1/pods')) {
-      s.pages++;
-      // The candidates of this page (at most a page of metadata), then the page itself is dropped.
-      const candidates: Array<{ meta: PodMetadata; optIn: OptIn; key: string }> = [];
-      for (const item of page.items ?? []) {
-        s.pods++;
-        const meta = item.metadata;
-        const optIn = isCandidate(meta, labelled, excluded);
-        if (!optIn || !meta) continue;
-        s.candidates++;
-        const key = verdictKey(meta, optIn);
-        if (verdicts.has(key)) {
-          if (nextVerdicts.size < MAX_VERDICTS) nextVerdicts.add(key);
-          continue;
-        }
-        candidates.push({ meta, optIn, key });
+    // The candidates of the page being read (at most a page of metadata); every other item is dropped as read.
+    let candidates: Array<{ meta: PodMetadata; optIn: OptIn; key: string }> = [];
+    const onPod = (meta: PodMetadata | undefined): void => {
+      s.pods++;
+      const optIn = isCandidate(meta, labelled, excluded);
+      if (!optIn || !meta) return;
+      s.candidates++;
+      const key = verdictKey(meta, optIn);
+      if (verdicts.has(key)) {
+        if (nextVerdicts.size < MAX_VERDICTS) nextVerdicts.add(key);
+        return;
       }
-      page.items = [];
-      for (const { meta, key } of candidates) {
+      candidates.push({ meta, optIn, key });
+    };
+    const checkCandidates = async (): Promise<void> => {
+      const batch = candidates;
+      candidates = [];
+      for (const { meta, key } of batch) {
         if (s.fetched >= MAX_FETCHES_PER_SCAN) {
           s.deferred++;
           continue;
@@ -517,7 +538,8 @@ export function startMissedInjectionScanner(opts: MissedInjectionScannerOptions)
           throw new ScanError('the Lease was taken over by another replica during the scan');
         lastRenew = Date.now();
       }
-    }
+    };
+    s.pages = await listPages('/api/v1/pods', onPod, checkCandidates);
     s.durationMs = Date.now() - started;
     misses = found;
     reported = nextReported;
