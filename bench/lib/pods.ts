@@ -6,7 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { apiAccessVolume, TOKEN_MOUNT_PATH } from '../../test/support/kube-apiserver/service-account-admission.ts';
+import {
+  apiAccessVolume,
+  TOKEN_MOUNT_PATH,
+} from '../../test/support/kube-apiserver/service-account-admission.ts';
 import { REPO_ROOT } from './paths.ts';
 
 export type SizeName = 'small' | 'typical' | 'large';
@@ -30,7 +33,6 @@ export const SIZES: Record<SizeName, { containers: number; volumes: number; desc
 };
 
 type Json = Record<string, unknown>;
-
 
 export function makePod(containers: number, volumes: number, label = `c${containers}-v${volumes}`): Json {
   const vols: Json[] = [];

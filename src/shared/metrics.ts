@@ -43,7 +43,8 @@ abstract class Scalar implements Metric {
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
     if (this.values.size === 0 && this.labelNames.length === 0) lines.push(`${this.name} 0`);
-    for (const [key, value] of this.values) lines.push(`${this.name}${key ? `{${key}}` : ''} ${formatValue(value)}`);
+    for (const [key, value] of this.values)
+      lines.push(`${this.name}${key ? `{${key}}` : ''} ${formatValue(value)}`);
     return lines.join('\n');
   }
 }
@@ -121,7 +122,9 @@ export class Histogram implements Metric {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [key, s] of this.series) {
       const sep = key ? ',' : '';
-      this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket{${key}${sep}le="${le}"} ${s.counts[i]}`));
+      this.buckets.forEach((le, i) =>
+        lines.push(`${this.name}_bucket{${key}${sep}le="${le}"} ${s.counts[i]}`),
+      );
       lines.push(`${this.name}_bucket{${key}${sep}le="+Inf"} ${s.count}`);
       lines.push(`${this.name}_sum${key ? `{${key}}` : ''} ${s.sum}`);
       lines.push(`${this.name}_count${key ? `{${key}}` : ''} ${s.count}`);
@@ -142,7 +145,12 @@ export class Registry {
   gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
     return this.register(new Gauge(name, help, labelNames));
   }
-  histogram(name: string, help: string, buckets: readonly number[], labelNames: readonly string[] = []): Histogram {
+  histogram(
+    name: string,
+    help: string,
+    buckets: readonly number[],
+    labelNames: readonly string[] = [],
+  ): Histogram {
     return this.register(new Histogram(name, help, buckets, labelNames));
   }
   /** The exposition text, `text/plain; version=0.0.4`. */
@@ -154,4 +162,6 @@ export class Registry {
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Latency buckets in seconds, from 0.5 ms to 10 s. */
-export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];

@@ -50,7 +50,10 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
     // This route's metric series, looked up once rather than on every review.
     const duration = metrics.duration.labels({ path });
     const results = Object.fromEntries(
-      [...DECISIONS, 'bad_request' as const].map((result) => [result, metrics.requests.labels({ path, result })]),
+      [...DECISIONS, 'bad_request' as const].map((result) => [
+        result,
+        metrics.requests.labels({ path, result }),
+      ]),
     ) as Record<Decision | 'bad_request', { inc(): void }>;
     app.post(path, async (req, reply) => {
       const started = process.hrtime.bigint();
@@ -79,7 +82,11 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
         warnings: summary.warnings || undefined,
         durationMs: Math.round(seconds * 1e6) / 1e3,
       };
-      if (summary.decision === 'error') log.error({ ...line, err: summary.error }, 'admission review failed internally; pod admitted unchanged');
+      if (summary.decision === 'error')
+        log.error(
+          { ...line, err: summary.error },
+          'admission review failed internally; pod admitted unchanged',
+        );
       else log.info(line, 'admission review');
       return reply.code(200).type('application/json; charset=utf-8').send(encodeReview(answer.body));
     });
@@ -89,5 +96,7 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
   app.get('/readyz', async (_req, reply) =>
     opts.lifecycle?.draining ? reply.code(503).send({ status: 'draining' }) : { status: 'ready' },
   );
-  app.get('/metrics', async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(metrics.registry.render()));
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(METRICS_CONTENT_TYPE).send(metrics.registry.render()),
+  );
 }

@@ -4,17 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { runCli } from '../support/cli.ts';
-import {
-  configMap,
-  Harness,
-  NS,
-  readTree,
-  RW,
-  secret,
-  secretValue,
-  waitFor,
-  waitReady,
-} from './harness.ts';
+import { configMap, Harness, NS, readTree, RW, secret, secretValue, waitFor, waitReady } from './harness.ts';
 
 void describe('config-reloader-injector reloader (the process) against the test API server', () => {
   let h: Harness;

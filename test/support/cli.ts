@@ -9,13 +9,19 @@ export interface CliChild {
   stdout: () => string;
   stderr: () => string;
   /** Resolves with the first JSON log line on stdout that matches. */
-  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /** Runs `config-reloader-injector ARGS` on the same Node binary as the tests (Node 24). */
 export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): CliChild {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? REPO_ROOT });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd ?? REPO_ROOT,
+  });
   let out = '';
   let err = '';
   const waiters: Array<() => void> = [];
@@ -49,10 +55,16 @@ export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: 
             resolve(found);
           } else if (child.exitCode !== null) {
             clearTimeout(timer);
-            reject(new Error(`process exited (${child.exitCode}) before the log line appeared; stderr: ${err}`));
+            reject(
+              new Error(`process exited (${child.exitCode}) before the log line appeared; stderr: ${err}`),
+            );
           }
         };
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for a log line; stdout: ${out.slice(-2000)} stderr: ${err}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(new Error(`timed out waiting for a log line; stdout: ${out.slice(-2000)} stderr: ${err}`)),
+          timeoutMs,
+        );
         waiters.push(check);
         check();
       }),
@@ -60,7 +72,10 @@ export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: 
 }
 
 /** Runs the CLI to completion. */
-export async function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}) {
+export async function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
+) {
   const c = startCli(args, opts);
   c.child.stdin.end(opts.input ?? '');
   const { code } = await c.exited;

@@ -10,7 +10,13 @@ export interface HttpsResponse {
 /** One HTTPS request trusting `ca`, with no connection reuse, so tests leave no socket open. */
 export function httpsRequest(
   url: string,
-  opts: { ca: string; method?: string; body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number },
+  opts: {
+    ca: string;
+    method?: string;
+    body?: string | Buffer;
+    headers?: Record<string, string>;
+    timeoutMs?: number;
+  },
 ): Promise<HttpsResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -19,7 +25,10 @@ export function httpsRequest(
         method: opts.method ?? 'GET',
         ca: opts.ca,
         agent: false,
-        headers: { ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
+        headers: {
+          ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...opts.headers,
+        },
         timeout: opts.timeoutMs ?? 10_000,
       },
       (res) => {
@@ -27,7 +36,12 @@ export function httpsRequest(
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body,
+            json: <T>() => JSON.parse(body) as T,
+          });
         });
         res.on('error', reject);
       },

@@ -15,5 +15,7 @@ export function kubectlPath(): string {
       // keep looking
     }
   }
-  throw new Error('kubectl is not installed: these tests need it (Debian: apt-get install kubernetes-client)');
+  throw new Error(
+    'kubectl is not installed: these tests need it (Debian: apt-get install kubernetes-client)',
+  );
 }
