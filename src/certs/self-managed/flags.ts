@@ -1,6 +1,5 @@
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { serviceHosts } from '../generate.ts';
+import { hostProblem, serviceHosts } from '../generate.ts';
 import { parseDuration, UsageError, type FlagSpec } from '../../shared/cli.ts';
 import type { Logger } from '../../shared/log.ts';
 import { isValidObjectName } from '../../shared/source-spec.ts';
@@ -121,7 +120,7 @@ export function selfManagedSettingsFromFlags(
     if (!isValidObjectName(v)) throw new UsageError(`--${flag} "${v}" is not a valid object name`);
   }
   for (const host of settings.extraHosts) {
-    const problem = certHostProblem(host);
+    const problem = hostProblem(host);
     if (problem)
       throw new UsageError(
         `--cert-host "${host}" ${problem}: give the host name or IP address of the url the webhook ` +
@@ -134,21 +133,6 @@ export function selfManagedSettingsFromFlags(
     throw new UsageError('--ca-validity must be at least twice --cert-validity');
   if (settings.syncIntervalMs < 1000) throw new UsageError('--cert-sync-interval must be at least 1s');
   return settings;
-}
-
-const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
-/** Why a --cert-host value cannot be a SAN of the serving certificate, or undefined when it can. */
-export function certHostProblem(host: string): string | undefined {
-  if (host.startsWith('[') || host.endsWith(']')) return 'has brackets (write an IPv6 address without them)';
-  if (host.includes(':') || /^[\d.]+$/.test(host)) {
-    // generateCertBundle and the certificate check read these shapes as IP addresses.
-    if (isIP(host) === 0 || host.includes('%')) return 'is not a valid IP address';
-    return undefined;
-  }
-  if (host.length > 253 || !host.split('.').every((label) => DNS_LABEL_RE.test(label)))
-    return "is neither an IP address nor a DNS name (lowercase letters, digits, '-' and '.')";
-  return undefined;
 }
 
 /** The serving certificate's SANs: the Service's DNS names, then the --cert-host values not among them. */

@@ -9,13 +9,12 @@ import { after, before, describe, it } from 'node:test';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { generate } from 'selfsigned';
 import { parseAllDocuments } from 'yaml';
-import { generateCertBundle, serviceHosts } from '../../../src/certs/generate.ts';
+import { generateCertBundle, hostProblem, serviceHosts } from '../../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG } from '../../../src/injection/config.ts';
 import { UsageError } from '../../../src/shared/cli.ts';
 import { createLogger } from '../../../src/shared/log.ts';
 import { createCertApi } from '../../../src/certs/self-managed/api.ts';
 import {
-  certHostProblem,
   selfManagedHosts,
   selfManagedSettingsFromFlags,
 } from '../../../src/certs/self-managed/flags.ts';
@@ -974,7 +973,7 @@ describe('selfManagedSettingsFromFlags: --cert-host', () => {
       'webhook.example.com',
       'a-1.b-2.internal',
     ])
-      assert.equal(certHostProblem(host), undefined, host);
+      assert.equal(hostProblem(host), undefined, host);
   });
 
   for (const [host, problem] of [
@@ -985,7 +984,7 @@ describe('selfManagedSettingsFromFlags: --cert-host', () => {
     ['Webhook.example.com', /is neither an IP address nor a DNS name/],
     ['*.example.com', /is neither an IP address nor a DNS name/],
     ['example.com.', /is neither an IP address nor a DNS name/],
-    ['https://10.0.0.5:8443', /is not a valid IP address/],
+    ['https://10.0.0.5:8443', /is a URL or a path, not a host/],
     ['-bad.example.com', /is neither an IP address nor a DNS name/],
     ['', /is neither an IP address nor a DNS name/],
   ] as const) {
