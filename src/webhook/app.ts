@@ -67,9 +67,6 @@ export async function webhookApp(app: FastifyInstance, opts: AppOptions): Promis
       }
       const { summary } = answer;
       results[summary.decision].inc();
-      if (summary.decision === 'injected') metrics.injections.inc();
-      if (summary.decision === 'denied') metrics.denials.inc();
-      if (summary.decision === 'error') metrics.internalErrors.inc();
       const line = {
         uid: summary.uid,
         namespace: summary.namespace,

@@ -18,18 +18,6 @@ export function createWebhookMetrics() {
       LATENCY_BUCKETS,
       ['path'],
     ),
-    injections: registry.counter(
-      'config_reloader_webhook_injections_total',
-      'Pods patched with the config-reloader sidecar.',
-    ),
-    denials: registry.counter(
-      'config_reloader_webhook_denials_total',
-      'Pods denied for an invalid opt-in configuration.',
-    ),
-    internalErrors: registry.counter(
-      'config_reloader_webhook_internal_errors_total',
-      'Reviews where the webhook failed internally and admitted the pod unchanged.',
-    ),
     certificateReloads: registry.counter(
       'config_reloader_webhook_certificate_reloads_total',
       'Serving certificate reloads.',

@@ -142,7 +142,12 @@ describe('webhook server over HTTPS', () => {
       metrics.body,
       /config_reloader_webhook_requests_total\{path="\/mutate",result="bad_request"\} [1-9]/,
     );
-    assert.match(metrics.body, /config_reloader_webhook_injections_total [1-9]/);
+    assert.match(
+      metrics.body,
+      /config_reloader_webhook_requests_total\{path="\/mutate",result="injected"\} [1-9]/,
+    );
+    // One series per fact: the per-result counters of requests_total, no second counter of the same reviews.
+    assert.doesNotMatch(metrics.body, /config_reloader_webhook_(injections|denials|internal_errors)_total/);
     assert.match(
       metrics.body,
       /config_reloader_webhook_request_duration_seconds_count\{path="\/mutate"\} [1-9]/,
