@@ -3,16 +3,9 @@ import { describe, it } from 'node:test';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { INTERNAL_ERROR, injectPod } from '../../src/injection/inject.ts';
 import { loadPod, podFixtureNames } from '../support/fixtures.ts';
+import { deepFreeze } from './pod-builder.ts';
 
 type Json = Record<string, unknown>;
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
 
 function optedIn(name: string): Json {
   const pod = loadPod(name);

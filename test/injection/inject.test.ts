@@ -5,7 +5,16 @@ import { applyPatch } from 'rfc6902';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import type { InjectorConfig } from '../../src/injection/config.ts';
 import { injectPod, INTERNAL_ERROR } from '../../src/injection/inject.ts';
-import { containers, deepFreeze, initContainers, inject, injected, makePod, sidecar, type Obj } from './pod-builder.ts';
+import {
+  containers,
+  deepFreeze,
+  initContainers,
+  inject,
+  injected,
+  makePod,
+  sidecar,
+  type Obj,
+} from './pod-builder.ts';
 
 describe('injectPod: who gets the sidecar', () => {
   const cases: {
