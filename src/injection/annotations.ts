@@ -37,15 +37,4 @@ export function readAnnotations(metadata: unknown): Map<string, string> {
   return result;
 }
 
-/** A comma-separated annotation list: trimmed, empty entries dropped, duplicates removed. */
-export function parseList(value: string | undefined): string[] {
-  if (value === undefined) return [];
-  return [
-    ...new Set(
-      value
-        .split(',')
-        .map((part) => part.trim())
-        .filter((part) => part.length > 0),
-    ),
-  ];
-}
+export { parseList } from './knobs.ts';

@@ -59,7 +59,8 @@ export function injectorConfigFromFlags(values: InjectorFlagValues): InjectorCon
     const value = given[flag?.name as string];
     if (toConfig === undefined) continue;
     if (check === undefined) toConfig(config, value);
-    else if (typeof value === 'string') toConfig(config, flagValue(flag?.name as string, check(value)));
+    else if (typeof value === 'string')
+      toConfig(config, flagValue(flag?.name as string, check(value, config)));
   }
   const resources: Partial<Record<ResourceKey, ResourceValue>> = {};
   for (const { key, flag } of RESOURCE_KNOBS) {

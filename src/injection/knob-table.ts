@@ -1,10 +1,15 @@
 import type { InjectorConfig } from './config.ts';
 import {
+  checkBoolean,
   checkImage,
   checkLogLevel,
+  checkMountPath,
+  checkObjectName,
   checkPort,
   checkPullPolicy,
   checkQuantity,
+  checkReloadEndpoint,
+  checkReloadMethod,
   checkSidecarMode,
   LOG_LEVELS,
   type Checked,
@@ -30,8 +35,16 @@ export interface Knob {
   default?: string | number;
   /** What the docs and --help say when there is no default (`not set`, `none`). */
   unset?: string;
-  /** The rule a flag or annotation value goes through. */
-  check?: (text: string) => Checked<unknown>;
+  /**
+   * The rule a flag or annotation value goes through; `config` is the injector's configuration (the flags), for a
+   * rule that depends on one (reload-url on --allow-any-reload-host).
+   */
+  check?: (text: string, config: InjectorConfig) => Checked<unknown>;
+  /**
+   * The value is a comma-separated list (parseList in knobs.ts), and `check`, when given, is the rule of each
+   * item. Every item is kept: one that breaks the rule is reported (the pod is denied).
+   */
+  list?: true;
   /** What an annotation's problem says to do, when the rule gives no fix of its own. */
   fix?: string;
   /** Where a flag's value goes in the injector configuration. */
@@ -61,6 +74,8 @@ const code = (text: string | number): string => `\`${text}\``;
 export const DEFAULT_RELOADER_IMAGE = 'config-reloader-injector:0.1.0';
 export const DEFAULT_RELOADER_PORT = 9533;
 export const DEFAULT_MOUNT_PATH = '/etc/config-reloader';
+const OBJECT_NAMES_FIX =
+  'use the names of the objects as comma-separated lowercase DNS names, for example "app-config,app-tls"';
 
 export const KNOBS = {
   inject: {
@@ -92,6 +107,7 @@ export const KNOBS = {
   },
   volumes: {
     annotation: 'volumes',
+    list: true,
     docs: {
       default: 'all secret/configMap volumes',
       meaning:
@@ -107,6 +123,9 @@ export const KNOBS = {
   },
   secrets: {
     annotation: 'secrets',
+    list: true,
+    check: checkObjectName,
+    fix: OBJECT_NAMES_FIX,
     docs: {
       default: 'none',
       meaning: 'Explicit mode: Secrets to sync, comma-separated object names.',
@@ -122,6 +141,9 @@ export const KNOBS = {
   },
   configmaps: {
     annotation: 'configmaps',
+    list: true,
+    check: checkObjectName,
+    fix: OBJECT_NAMES_FIX,
     docs: {
       default: 'none',
       meaning:
@@ -133,6 +155,8 @@ export const KNOBS = {
   mountPath: {
     annotation: 'mount-path',
     default: DEFAULT_MOUNT_PATH,
+    check: checkMountPath,
+    fix: `use a path such as ${DEFAULT_MOUNT_PATH} (no "..", no ":", not "/")`,
     docs: {
       meaning:
         'Explicit mode: where the app containers see the objects, one directory per object: `<mount-path>/<object-name>/<key>`. Must be absolute and not already a mount of a target container.',
@@ -142,6 +166,7 @@ export const KNOBS = {
   },
   containers: {
     annotation: 'containers',
+    list: true,
     docs: {
       default: 'every app container',
       meaning: 'Explicit mode: the containers (app or init) that get the read-only mount.',
@@ -156,6 +181,8 @@ export const KNOBS = {
   },
   reloadUrl: {
     annotation: 'reload-url',
+    check: checkReloadEndpoint,
+    fix: "set it to the http(s) URL of the app's reload endpoint inside the pod, for example http://127.0.0.1:8429/-/reload",
     reloaderArg: { name: 'reload-url', setting: 'reloadUrl' },
     docs: {
       default: 'none (files only)',
@@ -173,6 +200,7 @@ export const KNOBS = {
   reloadMethod: {
     annotation: 'reload-method',
     default: 'POST',
+    check: checkReloadMethod,
     reloaderArg: { name: 'reload-method', setting: 'reloadMethod', requires: 'reloadUrl' },
     docs: {
       meaning: '`GET`, `POST` or `PUT` (any case). Ignored, with a warning, without a reload URL.',
@@ -325,6 +353,7 @@ export const KNOBS = {
   },
   gunzip: {
     annotation: 'gunzip',
+    check: checkBoolean,
     docs: {
       default: '`"false"`',
       meaning:

@@ -1,4 +1,7 @@
+import type { InjectorConfig } from './config.ts';
 import { parseQuantity, quantityProblem } from './quantity.ts';
+import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
+import { isValidObjectName } from '../shared/source-spec.ts';
 
 /**
  * The rules of the injector's knobs, each once: a flag (cluster default) and an annotation (per pod) that set the
@@ -76,6 +79,63 @@ export function checkPullPolicy(text: string): Checked<PullPolicy> {
 export function checkImage(text: string): Checked<string> {
   if (/^[^\s]+$/.test(text)) return { ok: true, value: text };
   return { ok: false, problem: `"${text}" is not an image reference` };
+}
+
+/** A comma-separated list (the value of a list knob): trimmed, empty entries dropped, duplicates removed. */
+export function parseList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return [
+    ...new Set(
+      value
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part.length > 0),
+    ),
+  ];
+}
+
+/** One name of config-reloader.io/secrets or /configmaps: a Kubernetes object name. */
+export function checkObjectName(text: string): Checked<string> {
+  if (isValidObjectName(text)) return { ok: true, value: text };
+  return { ok: false, problem: `"${text}" is not a valid object name` };
+}
+
+/** Where explicit mode mounts the objects: an absolute directory, without trailing slashes. */
+export function checkMountPath(text: string): Checked<string> {
+  const path = text.length > 1 ? text.replace(/\/+$/, '') : text;
+  if (!path.startsWith('/') || path === '/' || path.split('/').includes('..') || path.includes(':'))
+    return { ok: false, problem: `"${text}" is not an absolute directory path` };
+  return { ok: true, value: path };
+}
+
+/** The reload URL, normalised, and its port; which hosts it may name is the injector's --allow-any-reload-host. */
+export function checkReloadEndpoint(
+  text: string,
+  config: Pick<InjectorConfig, 'allowedReloadHosts'>,
+): Checked<{ url: string; port: number }> {
+  const checked = checkReloadUrl(text, config.allowedReloadHosts);
+  if (!checked.ok) return { ok: false, problem: checked.problem };
+  return { ok: true, value: { url: checked.url, port: checked.port } };
+}
+
+export function checkReloadMethod(text: string): Checked<ReloadMethod> {
+  const method = parseReloadMethod(text);
+  if (method !== undefined) return { ok: true, value: method };
+  return {
+    ok: false,
+    problem: `"${text}" is not a supported HTTP method`,
+    fix: `use one of ${RELOAD_METHODS.join(', ')}`,
+  };
+}
+
+export function checkBoolean(text: string): Checked<boolean> {
+  const lower = text.toLowerCase();
+  if (lower === 'true' || lower === 'false') return { ok: true, value: lower === 'true' };
+  return {
+    ok: false,
+    problem: `"${text}" is neither "true" nor "false"`,
+    fix: 'set it to "true" or "false"',
+  };
 }
 
 /** The four resource knobs, by their key in InjectorConfig['resources'] and in KNOBS. */

@@ -1,7 +1,8 @@
-import { ANNOTATIONS, ANNOTATION_PREFIX, DEFAULT_MOUNT_PATH, parseList } from './annotations.ts';
+import { ANNOTATIONS, ANNOTATION_PREFIX } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
 import { KNOBS } from './knob-table.ts';
 import {
+  parseList,
   requestsAboveLimits,
   RESOURCE_KNOBS,
   type Checked,
@@ -10,8 +11,7 @@ import {
   type ResourceValue,
   type SidecarMode,
 } from './knobs.ts';
-import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
-import { isValidObjectName } from '../shared/source-spec.ts';
+import type { ReloadMethod } from './reload-url.ts';
 
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
 export interface PodSettings {
@@ -81,8 +81,15 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
       warnings.push(`unknown annotation ${key} is ignored (see docs/annotations.md for the supported ones)`);
     }
   }
-  const secrets = objectNames(ANNOTATIONS.secrets, get(ANNOTATIONS.secrets), problems);
-  const configmaps = objectNames(ANNOTATIONS.configmaps, get(ANNOTATIONS.configmaps), problems);
+  // Each annotation through its knob's rule (knob-table.ts); what is left here are checks between values.
+  const value = <T>(knob: ValueKnob<T>): T | undefined =>
+    annotationValue(knob, get(`${ANNOTATION_PREFIX}${knob.annotation}`), config, problems);
+  const list = (knob: ListKnob): string[] | undefined =>
+    annotationList(knob, get(`${ANNOTATION_PREFIX}${knob.annotation}`), config, problems);
+
+  // The names as listed, invalid ones included: they are reported, and keep the pod in explicit mode for the checks after this one.
+  const secrets = list(KNOBS.secrets) ?? [];
+  const configmaps = list(KNOBS.configmaps) ?? [];
   const clash = secrets.find((name) => configmaps.includes(name));
   if (clash !== undefined) {
     problems.add(
@@ -92,8 +99,8 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     );
   }
   const explicit = secrets.length + configmaps.length > 0;
-  const mountPath = parseMountPath(get(ANNOTATIONS.mountPath), problems);
-  const containersValue = get(ANNOTATIONS.containers);
+  const mountPath = value(KNOBS.mountPath) ?? KNOBS.mountPath.default;
+  const containers = list(KNOBS.containers);
   if (!explicit) {
     for (const name of [ANNOTATIONS.mountPath, ANNOTATIONS.containers]) {
       if (get(name) !== undefined) {
@@ -103,16 +110,13 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
       }
     }
   }
-  const volumesValue = get(ANNOTATIONS.volumes);
-  const reload = parseReload(
-    get(ANNOTATIONS.reloadUrl),
-    get(ANNOTATIONS.reloadMethod),
-    config,
-    warnings,
-    problems,
-  );
-  const sidecarMode = annotationValue(KNOBS.sidecarMode, get(ANNOTATIONS.sidecarMode), problems);
-  const port = annotationValue(KNOBS.port, get(ANNOTATIONS.port), problems);
+  const volumes = list(KNOBS.volumes);
+  const reloadMethod = value(KNOBS.reloadMethod) ?? KNOBS.reloadMethod.default;
+  if (get(ANNOTATIONS.reloadMethod) !== undefined && get(ANNOTATIONS.reloadUrl) === undefined)
+    warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
+  const reload = value(KNOBS.reloadUrl);
+  const sidecarMode = value(KNOBS.sidecarMode);
+  const port = value(KNOBS.port);
   const settings: PodSettings = {
     image: config.reloaderImage,
     ...(config.imagePullPolicy !== undefined ? { imagePullPolicy: config.imagePullPolicy } : {}),
@@ -121,8 +125,9 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     port: port ?? config.port,
     portFixed: port !== undefined,
     resources: parseResources(get, config, problems),
-    ...reload,
-    gunzip: parseBoolean(ANNOTATIONS.gunzip, get(ANNOTATIONS.gunzip), problems),
+    ...(reload !== undefined ? { reloadUrl: reload.url, reloadPort: reload.port } : {}),
+    reloadMethod,
+    gunzip: value(KNOBS.gunzip) ?? false,
     secrets,
     configmaps,
     mountPath,
@@ -130,51 +135,39 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
   const logLevel = annotationValue(
     KNOBS.logLevel,
     get(ANNOTATIONS.logLevel) ?? config.reloaderLogLevel,
+    config,
     problems,
   );
   if (logLevel !== undefined) settings.logLevel = logLevel;
-  if (volumesValue !== undefined) settings.volumes = parseList(volumesValue);
-  if (containersValue !== undefined) settings.containers = parseList(containersValue);
+  if (volumes !== undefined) settings.volumes = volumes;
+  if (containers !== undefined) settings.containers = containers;
   return { settings, warnings, problems: problems.messages, invalid: problems.invalid };
 }
 
-/** The names as listed, invalid ones included: they are reported, and keep the pod in explicit mode for the checks after this one. */
-function objectNames(annotation: string, value: string | undefined, problems: Problems): string[] {
-  const names = parseList(value);
-  for (const name of names) {
-    if (!isValidObjectName(name)) {
-      problems.add(
-        annotation,
-        `"${name}" is not a valid object name`,
-        'use the names of the objects as comma-separated lowercase DNS names, for example "app-config,app-tls"',
-      );
-    }
-  }
-  return names;
+/** A knob with an annotation and a rule (knob-table.ts). */
+interface ValueKnob<T> {
+  annotation: string;
+  check: (text: string, config: InjectorConfig) => Checked<T>;
+  fix?: string;
 }
 
-function parseMountPath(value: string | undefined, problems: Problems): string {
-  if (value === undefined) return DEFAULT_MOUNT_PATH;
-  const path = value.length > 1 ? value.replace(/\/+$/, '') : value;
-  if (!path.startsWith('/') || path === '/' || path.split('/').includes('..') || path.includes(':')) {
-    problems.add(
-      ANNOTATIONS.mountPath,
-      `"${value}" is not an absolute directory path`,
-      `use a path such as ${DEFAULT_MOUNT_PATH} (no "..", no ":", not "/")`,
-    );
-    return DEFAULT_MOUNT_PATH;
-  }
-  return path;
+/** A list knob: `check`, when given, is each item's rule. */
+interface ListKnob {
+  annotation: string;
+  list: true;
+  check?: (text: string, config: InjectorConfig) => Checked<string>;
+  fix?: string;
 }
 
 /** The annotation's value through its knob's rule; undefined when absent or invalid (the problem is recorded). */
 function annotationValue<T>(
-  knob: { annotation: string; check: (text: string) => Checked<T>; fix?: string },
+  knob: ValueKnob<T>,
   value: string | undefined,
+  config: InjectorConfig,
   problems: Problems,
 ): T | undefined {
   if (value === undefined) return undefined;
-  const checked = knob.check(value);
+  const checked = knob.check(value, config);
   if (checked.ok) return checked.value;
   problems.add(
     `${ANNOTATION_PREFIX}${knob.annotation}`,
@@ -184,49 +177,18 @@ function annotationValue<T>(
   return undefined;
 }
 
-function parseBoolean(annotation: string, value: string | undefined, problems: Problems): boolean {
-  if (value === undefined) return false;
-  const lower = value.toLowerCase();
-  if (lower !== 'true' && lower !== 'false') {
-    problems.add(annotation, `"${value}" is neither "true" nor "false"`, 'set it to "true" or "false"');
-    return false;
-  }
-  return lower === 'true';
-}
-
-function parseReload(
-  urlValue: string | undefined,
-  methodValue: string | undefined,
+/** A list annotation's items, each through its knob's rule: all of them are kept, the invalid ones recorded too; undefined when absent. */
+function annotationList(
+  knob: ListKnob,
+  value: string | undefined,
   config: InjectorConfig,
-  warnings: string[],
   problems: Problems,
-): { reloadUrl?: string; reloadPort?: number; reloadMethod: ReloadMethod } {
-  let reloadMethod: ReloadMethod = 'POST';
-  if (methodValue !== undefined) {
-    const method = parseReloadMethod(methodValue);
-    if (method === undefined) {
-      problems.add(
-        ANNOTATIONS.reloadMethod,
-        `"${methodValue}" is not a supported HTTP method`,
-        `use one of ${RELOAD_METHODS.join(', ')}`,
-      );
-    } else {
-      reloadMethod = method;
-    }
-    if (urlValue === undefined)
-      warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
-  }
-  if (urlValue === undefined) return { reloadMethod };
-  const check = checkReloadUrl(urlValue, config.allowedReloadHosts);
-  if (!check.ok) {
-    problems.add(
-      ANNOTATIONS.reloadUrl,
-      check.problem,
-      "set it to the http(s) URL of the app's reload endpoint inside the pod, for example http://127.0.0.1:8429/-/reload",
-    );
-    return { reloadMethod };
-  }
-  return { reloadUrl: check.url, reloadPort: check.port, reloadMethod };
+): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = parseList(value);
+  if (knob.check === undefined) return items;
+  for (const item of items) annotationValue({ ...knob, check: knob.check }, item, config, problems);
+  return items;
 }
 
 function parseResources(
