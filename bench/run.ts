@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every section of issue 5, one table, results as JSON and Markdown.
  *
- *   node bench/run.ts [--quick] [--only admission,scaling,propagation,propagation-real,footprint] [--runtime compiled|source] [--note TEXT]
+ *   node bench/run.ts [--quick] [--only admission,scaling,propagation,propagation-real,footprint,missed-injections] [--runtime compiled|source] [--note TEXT]
  *
  * A full run of every section writes bench/results/latest.json and latest.md; a quick or partial run writes
  * the same files under $TMPDIR/config-reloader-injector-bench/ so that it never replaces the committed results.
@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { runAdmission } from './admission.ts';
 import { runFootprint } from './footprint.ts';
 import { prepareCli, type Runtime } from './lib/build.ts';
+import { runMissedInjections } from './missed-injections.ts';
 import type { BenchContext, SectionResult } from './lib/context.ts';
 import { BENCH_DIR } from './lib/paths.ts';
 import { machine, markdown, textTable, type Figure, type Results } from './lib/report.ts';
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, (ctx: BenchContext) => Promise<SectionResult>> = 
   propagation: runPropagation,
   'propagation-real': runPropagationReal,
   footprint: runFootprint,
+  'missed-injections': runMissedInjections,
 };
 
 const HELP = `Usage: npm run bench -- [--quick] [--only SECTION[,SECTION]] [--runtime compiled|source] [--note TEXT]
