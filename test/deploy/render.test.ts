@@ -445,7 +445,7 @@ describe('the webhook manifests', () => {
 
       const MISSED = 'config-reloader-injector-missed-injections';
       const missedRbac = objs.filter((o) => o.metadata.name === MISSED);
-      // The RBAC of the certificate mode; the missed-injections watcher's is checked on its own below.
+      // The RBAC of the certificate mode; the missed-injection scan's is checked on its own below.
       const certObjs = objs.filter((o) => o.metadata.name !== MISSED);
       const roles = certObjs.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole') as unknown as Array<
         IRole | IClusterRole
@@ -529,7 +529,7 @@ describe('the webhook manifests', () => {
           assert.equal(crb.roleRef.name, clusterRole.metadata?.name);
         });
       } else {
-        it("no API access for certificates: no RBAC but the missed-injections watcher's", () => {
+        it("no API access for certificates: no RBAC but the missed-injection scan's", () => {
           if (!target.startsWith('overlays/')) assert.equal(podSpec?.automountServiceAccountToken, false);
           assert.deepEqual(roles, []);
           assert.equal(container.args?.includes('--self-managed-certs'), false);
