@@ -51,6 +51,25 @@ export async function createNamespace(
   });
 }
 
+/** An app pod with one Secret volume (app-config) mounted at /etc/app, the shape most e2e cases start from. */
+export function appPod(name: string, annotations: Record<string, string> = {}): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, annotations },
+    spec: {
+      containers: [
+        {
+          name: 'app',
+          image: 'example.com/shop:1.4.2',
+          volumeMounts: [{ name: 'config', mountPath: '/etc/app', readOnly: true }],
+        },
+      ],
+      volumes: [{ name: 'config', secret: { secretName: 'app-config' } }],
+    },
+  };
+}
+
 export async function createPod(kube: Kube, namespace: string, pod: V1Pod): Promise<V1Pod> {
   return kube.core.createNamespacedPod({ namespace, body: pod });
 }

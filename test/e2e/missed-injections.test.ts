@@ -22,9 +22,10 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { LEASE_NAME, missedInjection } from '../../src/webhook/missed-injections.ts';
 import { startCli, type CliChild } from '../support/cli.ts';
+import { kubeconfigYaml } from '../support/control-plane/index.ts';
 import { httpsRequest } from '../support/https.ts';
 import type { Kube } from './kube.ts';
-import { connect, createNamespace, waitFor } from './kube.ts';
+import { appPod, connect, createNamespace, waitFor } from './kube.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -39,41 +40,6 @@ const WARNING = new RegExp(
 
 type Obj = Record<string, unknown>;
 
-function appPod(name: string, annotations: Record<string, string> = {}): Obj {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations },
-    spec: {
-      containers: [
-        {
-          name: 'app',
-          image: 'example.com/shop:1.4.2',
-          volumeMounts: [{ name: 'config', mountPath: '/etc/app', readOnly: true }],
-        },
-      ],
-      volumes: [{ name: 'config', secret: { secretName: 'app-config' } }],
-    },
-  };
-}
-
-/** A kubeconfig for the API server with a bearer token and nothing else (no admin certificate). */
-function tokenKubeconfig(server: string, caCert: string, token: string): string {
-  const b64 = (s: string): string => Buffer.from(s).toString('base64');
-  return [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    `- name: e2e\n  cluster:\n    server: ${server}\n    certificate-authority-data: ${b64(caCert)}`,
-    'users:',
-    `- name: webhook\n  user:\n    token: ${token}`,
-    'contexts:',
-    '- name: e2e\n  context:\n    cluster: e2e\n    user: webhook',
-    'current-context: e2e',
-    '',
-  ].join('\n');
-}
-
 void describe('e2e (real kube-apiserver): missed injections, at admission (ValidatingAdmissionPolicy) and by the scan', () => {
   let cluster: TestCluster;
   let kube: Kube;
@@ -83,7 +49,7 @@ void describe('e2e (real kube-apiserver): missed injections, at admission (Valid
   /** `kubectl create` of these objects (one YAML stream) in `namespace`; kubectl prints warnings on stderr. */
   const create = async (
     namespace: string,
-    objects: Obj[],
+    objects: object[],
     extra: string[] = [],
   ): Promise<{ code: number; stdout: string; stderr: string; warnings: string[] }> => {
     const file = join(dir, `pods-${Date.now()}-${Math.random().toString(36).slice(2)}.yaml`);
@@ -250,7 +216,7 @@ void describe('e2e (real kube-apiserver): missed injections, at admission (Valid
     const kubeconfig = join(dir, 'webhook-kubeconfig');
     await writeFile(
       kubeconfig,
-      tokenKubeconfig(cluster.controlPlane.server, cluster.controlPlane.caCert, token),
+      kubeconfigYaml(cluster.controlPlane.server, cluster.controlPlane.caCert, { token }),
       {
         mode: 0o600,
       },

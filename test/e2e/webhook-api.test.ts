@@ -21,10 +21,10 @@ import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import { serviceHosts } from '../../src/certs/generate.ts';
 import { certFingerprint, SERVED_PREFIX, splitPemCerts } from '../../src/certs/self-managed/state.ts';
 import { startCli, type CliChild } from '../support/cli.ts';
-import { freePort } from '../support/control-plane/index.ts';
+import { freePort, kubeconfigYaml } from '../support/control-plane/index.ts';
 import { httpsRequest } from '../support/https.ts';
 import type { Kube } from './kube.ts';
-import { connect, createNamespace, createPod, waitFor } from './kube.ts';
+import { appPod, connect, createNamespace, createPod, waitFor } from './kube.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -37,39 +37,6 @@ const APPS = 'shop';
 
 const unb64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64').toString('utf8');
 const fingerprints = (pem: string): string[] => splitPemCerts(pem).map(certFingerprint);
-
-function appPod(name: string): V1Pod {
-  return {
-    metadata: { name, annotations: { 'config-reloader.io/inject': 'true' } },
-    spec: {
-      containers: [
-        {
-          name: 'app',
-          image: 'example.com/shop:1.4.2',
-          volumeMounts: [{ name: 'config', mountPath: '/etc/app', readOnly: true }],
-        },
-      ],
-      volumes: [{ name: 'config', secret: { secretName: 'app-config' } }],
-    },
-  };
-}
-
-/** A kubeconfig for the API server with a bearer token and nothing else (no admin certificate). */
-function tokenKubeconfig(server: string, caCert: string, token: string): string {
-  const b64 = (s: string): string => Buffer.from(s).toString('base64');
-  return [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    `- name: e2e\n  cluster:\n    server: ${server}\n    certificate-authority-data: ${b64(caCert)}`,
-    'users:',
-    `- name: webhook\n  user:\n    token: ${token}`,
-    'contexts:',
-    '- name: e2e\n  context:\n    cluster: e2e\n    user: webhook',
-    'current-context: e2e',
-    '',
-  ].join('\n');
-}
 
 interface MutatingWebhookConfiguration {
   webhooks: Array<{ name: string; clientConfig: { url?: string; service?: unknown; caBundle?: string } }>;
@@ -144,7 +111,7 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
     kubeconfig = join(cluster.dir, 'webhook-kubeconfig');
     await writeFile(
       kubeconfig,
-      tokenKubeconfig(cluster.controlPlane.server, cluster.controlPlane.caCert, token),
+      kubeconfigYaml(cluster.controlPlane.server, cluster.controlPlane.caCert, { token }),
       { mode: 0o600 },
     );
     await createNamespace(kube, APPS);
@@ -212,7 +179,7 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
         const dry = await cluster.controlPlane.request(
           'POST',
           `/api/v1/namespaces/${APPS}/pods?dryRun=All`,
-          appPod('probe'),
+          appPod('probe', { 'config-reloader.io/inject': 'true' }),
         );
         assert.equal(dry.status, 201, dry.text);
         const annotations = (dry.body as V1Pod).metadata?.annotations;
@@ -220,7 +187,7 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
       },
       30_000,
     );
-    const pod = await createPod(kube, APPS, appPod('opted-in'));
+    const pod = await createPod(kube, APPS, appPod('opted-in', { 'config-reloader.io/inject': 'true' }));
     assert.equal(pod.metadata?.annotations?.['config-reloader.io/status'], 'injected');
     assert.equal(pod.spec?.initContainers?.[0]?.name, 'config-reloader');
     assert.deepEqual(
@@ -242,7 +209,7 @@ void describe('e2e (real kube-apiserver): the webhook process with the RBAC of d
     if (webhook) assert.equal((await stopProcess(webhook)).code, 0);
 
     // Nothing listens on the port: the call is refused and failurePolicy Ignore admits the pod unchanged.
-    const pod = await createPod(kube, APPS, appPod('while-down'));
+    const pod = await createPod(kube, APPS, appPod('while-down', { 'config-reloader.io/inject': 'true' }));
     assert.equal(pod.metadata?.annotations?.['config-reloader.io/status'], undefined);
     assert.equal(pod.spec?.initContainers, undefined);
     assert.equal(pod.spec?.volumes?.find((v) => v.name === 'config')?.secret?.secretName, 'app-config');

@@ -211,17 +211,22 @@ async function waitUntil(
   }
 }
 
-function kubeconfigYaml(server: string, ca: string, user: Pem): string {
+/** A kubeconfig for `server` trusting `ca`, as a client certificate or a bearer token (and nothing else). */
+export function kubeconfigYaml(server: string, ca: string, user: Pem | { token: string }): string {
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  const credentials =
+    'token' in user
+      ? `token: ${user.token}`
+      : `client-certificate-data: ${b64(user.cert)}\n    client-key-data: ${b64(user.key)}`;
   return [
     'apiVersion: v1',
     'kind: Config',
     'clusters:',
     `- name: e2e\n  cluster:\n    server: ${server}\n    certificate-authority-data: ${b64(ca)}`,
     'users:',
-    `- name: admin\n  user:\n    client-certificate-data: ${b64(user.cert)}\n    client-key-data: ${b64(user.key)}`,
+    `- name: user\n  user:\n    ${credentials}`,
     'contexts:',
-    '- name: e2e\n  context:\n    cluster: e2e\n    user: admin',
+    '- name: e2e\n  context:\n    cluster: e2e\n    user: user',
     'current-context: e2e',
     '',
   ].join('\n');
