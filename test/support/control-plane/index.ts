@@ -363,7 +363,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         `--service-account-private-key-file=${saKey}`,
         '--use-service-account-credentials=false',
         '--controllers=*',
-        // Pods are never scheduled here: nothing needs node lifecycle or garbage collection of terminated pods.
+        // The tests make a handful of Deployments: two workers instead of five are plenty on a 2-core machine.
         '--concurrent-deployment-syncs=2',
       ],
       join(dir, 'kube-controller-manager.log'),
