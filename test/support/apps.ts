@@ -1,0 +1,308 @@
+/**
+ * The real applications the reloader reloads (vmagent, vmalert, Prometheus), built from the Go modules pinned in
+ * test/apps (build.sh, cached outside the clone), started as processes on free 127.0.0.1 ports with their files
+ * in a temp dir. Each keeps its log in that dir for failure messages, and is stopped by its PID: by stop(), and
+ * on the test process's exit or termination however it ends.
+ *
+ * `file` is the one file the reloader keeps current for the app: vmagent's -promscrape.config, vmalert's
+ * -rule, Prometheus' rule file (its prometheus.yml, written here, names it in rule_files).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT } from './cli.ts';
+import { freePort } from './control-plane/index.ts';
+
+export type AppKind = 'vmagent' | 'vmalert' | 'prometheus';
+
+export interface AppOptions {
+  /** The file the app reloads; it must exist before the app starts (each app refuses to start without it). */
+  file: string;
+  /** The environment on top of PATH, e.g. CONFIG_RELOADER_CONTAINER=<container> for signal delivery. */
+  env?: Record<string, string>;
+  /** vmalert: the Prometheus-compatible datasource its rules query (required by vmalert). */
+  datasourceUrl?: string;
+  /** Prometheus: leave out --web.enable-lifecycle (its /-/reload then answers 403). */
+  noLifecycle?: boolean;
+}
+
+export interface HttpAnswer {
+  status: number;
+  text: string;
+}
+
+export interface RealApp {
+  readonly kind: AppKind;
+  readonly pid: number;
+  /** http://127.0.0.1:PORT */
+  readonly url: string;
+  /** The app's own temp dir (its data, its log, Prometheus' prometheus.yml). */
+  readonly dir: string;
+  readonly file: string;
+  request(method: string, path: string): Promise<HttpAnswer>;
+  /**
+   * The value of a sample on the app's /metrics (`name` or `name{labels}` as the app writes it), undefined when
+   * it has none. VictoriaMetrics apps serve a copy of the page up to 1 s old (lib/appmetrics): this may be that.
+   */
+  metric(name: string): Promise<number | undefined>;
+  /** The same, from a page the app made after this call (for VictoriaMetrics apps, up to a second later). */
+  metricNow(name: string): Promise<number | undefined>;
+  /** The whole /metrics page as served. */
+  metricsPage(): Promise<string>;
+  /** The last lines of the app's log (stdout and stderr). */
+  logTail(lines?: number): string;
+  /** Sends a signal to the app's PID. */
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone and its dir removed. */
+  stop(): Promise<void>;
+}
+
+let builtDir: string | undefined;
+
+/** The folder with the three binaries, building them on first use (`npm run apps:build`; npm test runs it first). */
+export function appBinaries(): string {
+  if (builtDir) return builtDir;
+  const script = join(REPO_ROOT, 'test/apps/build.sh');
+  const result = spawnSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (result.status !== 0)
+    throw new Error(
+      `building vmagent, vmalert and Prometheus failed (bash ${script} exited ${result.status}); run npm run apps:build to see why`,
+    );
+  builtDir = result.stdout.trim().split('\n').pop() as string;
+  return builtDir;
+}
+
+/** Every app process this test process started, killed on exit whatever ends it. */
+const live = new Set<ChildProcess>();
+let exitHooked = false;
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  const killAll = (): void => {
+    for (const child of live) if (child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.once(signal, () => {
+      killAll();
+      process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGINT' ? 2 : 15));
+    });
+}
+
+function safeKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** One HTTP request to 127.0.0.1, no keep-alive; a refused connection answers status 0 with the error. */
+export function httpRequest(method: string, url: string): Promise<HttpAnswer> {
+  return new Promise((resolve) => {
+    const req = request(url, { method, agent: false, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer in 10 s`)));
+    req.on('error', (err) => resolve({ status: 0, text: err.message }));
+    req.end();
+  });
+}
+
+/**
+ * The value of a sample in Prometheus text, `name` with its labels exactly as written (or none). Go writes floats as `%g` does: Prometheus' timestamp
+ * gauge reads `1.7961873724072528e+09`, VictoriaMetrics' counters plain integers.
+ */
+export function sampleValue(text: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (!/^\s/.test(rest)) continue;
+    const value = Number(rest.trim().split(/\s+/)[0]);
+    if (!Number.isNaN(value)) return value;
+  }
+  return undefined;
+}
+
+/**
+ * vmagent needs somewhere to send what it scrapes (-remoteWrite.url is required); this accepts and drops it,
+ * as a remote storage that is up would.
+ */
+async function startRemoteWriteSink(): Promise<{ url: string; close: () => Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(204).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}/api/v1/write`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** VictoriaMetrics' count of /metrics requests: each newly made page shows another value. */
+export const VM_METRICS_PAGES = 'vm_http_requests_total{path="/metrics"}';
+
+/** The path each app answers 200 on once it serves. */
+const READY_PATH: Record<AppKind, string> = {
+  vmagent: '/health',
+  vmalert: '/health',
+  prometheus: '/-/ready',
+};
+
+export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp> {
+  const bin = join(appBinaries(), kind);
+  const dir = await mkdtemp(join(tmpdir(), `app-${kind}-`));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const logFile = join(dir, `${kind}.log`);
+  const sink = kind === 'vmagent' ? await startRemoteWriteSink() : undefined;
+
+  let args: string[];
+  if (kind === 'vmagent') {
+    args = [
+      `-promscrape.config=${opts.file}`,
+      `-httpListenAddr=127.0.0.1:${port}`,
+      `-remoteWrite.url=${sink?.url}`,
+      `-remoteWrite.tmpDataPath=${join(dir, 'remote-write')}`,
+    ];
+  } else if (kind === 'vmalert') {
+    if (!opts.datasourceUrl) throw new Error('vmalert needs datasourceUrl (it refuses to start without one)');
+    args = [
+      `-rule=${opts.file}`,
+      `-httpListenAddr=127.0.0.1:${port}`,
+      `-datasource.url=${opts.datasourceUrl}`,
+      '-notifier.blackhole',
+    ];
+  } else {
+    const config = join(dir, 'prometheus.yml');
+    // A 1 s evaluation interval: rules run soon after a reload, so a test sees them evaluated.
+    await writeFile(config, `global:\n  evaluation_interval: 1s\nrule_files:\n  - ${opts.file}\n`);
+    args = [
+      `--config.file=${config}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      ...(opts.noLifecycle ? [] : ['--web.enable-lifecycle']),
+    ];
+  }
+
+  hookExit();
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(bin, args, {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '/usr/bin', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
+  live.add(child);
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      live.delete(child);
+      resolve();
+    }),
+  );
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
+
+  const stop = async (): Promise<void> => {
+    if (running() && child.pid !== undefined) {
+      safeKill(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => child.pid !== undefined && safeKill(child.pid, 'SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await sink?.close();
+    log.end();
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (!running()) {
+      const message = `${kind} exited (${child.exitCode ?? child.signalCode}) before it served; its log ends:\n${tail(logFile, 20)}`;
+      await stop();
+      throw new Error(message);
+    }
+    if ((await httpRequest('GET', `${url}${READY_PATH[kind]}`)).status === 200) break;
+    if (Date.now() > deadline) {
+      const message = `${kind} did not answer ${READY_PATH[kind]} within 30 s; its log ends:\n${tail(logFile, 20)}`;
+      await stop();
+      throw new Error(message);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  const metricsPage = async (): Promise<string> => {
+    const res = await httpRequest('GET', `${url}/metrics`);
+    if (res.status !== 200) throw new Error(`GET ${url}/metrics: ${res.status} ${res.text.slice(0, 200)}`);
+    return res.text;
+  };
+
+  return {
+    kind,
+    pid: child.pid as number,
+    url,
+    dir,
+    file: opts.file,
+    request: (method, path) => httpRequest(method, `${url}${path}`),
+    metricsPage,
+    metric: async (name) => sampleValue(await metricsPage(), name),
+    metricNow: async (name) => {
+      if (kind === 'prometheus') return sampleValue(await metricsPage(), name);
+      // Each page counts the /metrics requests made until it was made: a count we have not seen is a new page.
+      const count = (text: string): number | undefined => sampleValue(text, VM_METRICS_PAGES);
+      const first = count(await metricsPage());
+      const until = Date.now() + 10_000;
+      for (;;) {
+        const text = await metricsPage();
+        if (count(text) !== first) return sampleValue(text, name);
+        if (Date.now() > until) throw new Error(`${kind} served the same /metrics page for 10 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    logTail: (lines = 30) => tail(logFile, lines),
+    signal: (signal) => {
+      if (!running()) throw new Error(`${kind} is not running; its log ends:\n${tail(logFile, 20)}`);
+      process.kill(child.pid as number, signal);
+    },
+    stop,
+  };
+}
+
+/** The rule names the app runs (vmalert's and Prometheus' /api/v1/rules have the same shape). */
+export async function ruleNames(app: RealApp): Promise<string[]> {
+  const res = await app.request('GET', '/api/v1/rules');
+  if (res.status !== 200)
+    throw new Error(`GET ${app.url}/api/v1/rules: ${res.status} ${res.text.slice(0, 200)}`);
+  const body = JSON.parse(res.text) as { data: { groups: Array<{ rules: Array<{ name: string }> }> } };
+  return body.data.groups.flatMap((g) => g.rules.map((r) => r.name)).sort();
+}
+
+/** The scrape jobs (pools) the app runs, from /api/v1/targets (vmagent's and Prometheus' have the same shape). */
+export async function scrapeJobs(app: RealApp): Promise<string[]> {
+  const res = await app.request('GET', '/api/v1/targets');
+  if (res.status !== 200)
+    throw new Error(`GET ${app.url}/api/v1/targets: ${res.status} ${res.text.slice(0, 200)}`);
+  const body = JSON.parse(res.text) as { data: { activeTargets: Array<{ scrapePool: string }> } };
+  return [...new Set(body.data.activeTargets.map((t) => t.scrapePool))].sort();
+}
