@@ -4,6 +4,7 @@ import {
   SIDECAR_CONTAINER,
   SIDECAR_INIT_CONTAINER,
   STATUS_INJECTED,
+  TARGET_ENV,
   TOKEN_VOLUME,
 } from './annotations.ts';
 import type { InjectionPlan } from './decide.ts';
@@ -63,6 +64,23 @@ export function buildPod(original: JsonObject, plan: InjectionPlan): JsonObject 
     readOnly: true,
   });
 
+  if (plan.processes !== undefined) {
+    // The sidecar finds each target's main process by this variable, in the process namespace they share.
+    spec.shareProcessNamespace = true;
+    const marked = plan.processes.targets;
+    for (const list of ['initContainers', 'containers'] as const) {
+      if (!Array.isArray(spec[list])) continue;
+      const containers = draft.array(spec, list);
+      containers.forEach((item, i) => {
+        const name = isObject(item) ? stringOf(item.name) : undefined;
+        if (name === undefined || !marked.includes(name)) return;
+        const env = draft.array(draft.object(containers, i), 'env');
+        if (!env.some((variable) => isObject(variable) && variable.name === TARGET_ENV))
+          env.push({ name: TARGET_ENV, value: name });
+      });
+    }
+  }
+
   const sidecar: Sidecar = { plan, volumeMounts };
   const initContainers = draft.array(spec, 'initContainers');
   if (settings.sidecarMode === 'native') {
@@ -117,6 +135,9 @@ function reloaderArgs({ plan }: Sidecar): string[] {
     if (value !== undefined && (requires === undefined || settings[requires] !== undefined))
       args.push(`--${name}=${String(value)}`);
   }
+  for (const { container, objects } of plan.processes?.restarts ?? [])
+    args.push(`--restart-on-change=${container}=${objects.join(',')}`);
+  if (settings.events) args.push('--events');
   return args;
 }
 
@@ -130,6 +151,16 @@ export const SECURITY_CONTEXT = {
   seccompProfile: { type: 'RuntimeDefault' },
   readOnlyRootFilesystem: true,
 } as const;
+
+/** SECURITY_CONTEXT, as the targets' user and group when the sidecar signals a container (process-targets.ts). */
+function securityContext(plan: InjectionPlan): JsonObject {
+  const context: JsonObject = cloneJson(SECURITY_CONTEXT);
+  if (plan.processes !== undefined) {
+    context.runAsUser = plan.processes.runAs.uid;
+    context.runAsGroup = plan.processes.runAs.gid;
+  }
+  return context;
+}
 
 function container(name: string, sidecar: Sidecar, args: string[]): JsonObject {
   const { requests, limits } = sidecar.plan.settings.resources;
@@ -148,10 +179,12 @@ function container(name: string, sidecar: Sidecar, args: string[]): JsonObject {
         valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+      // The involved object of the Events the reloader records (--events).
+      { name: 'POD_UID', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.uid' } } },
       ...Object.entries(RELOADER_ENV).map(([name, value]) => ({ name, value })),
     ],
     resources,
-    securityContext: cloneJson(SECURITY_CONTEXT),
+    securityContext: securityContext(sidecar.plan),
     // The reloader logs why it failed; the kubelet shows that in the pod's status.
     terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: cloneJson(sidecar.volumeMounts),

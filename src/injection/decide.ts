@@ -8,10 +8,13 @@ import {
   readAnnotations,
 } from './annotations.ts';
 import type { InjectorConfig } from './config.ts';
-import { podFsGroup, unreadableFileWarnings } from './file-access.ts';
+import { envWarnings } from './env-consumers.ts';
+import { DEFAULT_OWNER, podFsGroup, unreadableFileWarnings } from './file-access.ts';
 import type { InjectionContext, InjectionOutcome, OptIn } from './inject.ts';
 import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
 import { choosePort } from './ports.ts';
+import { presetArgWarnings, PRESETS, type PresetName } from './presets.ts';
+import { planProcesses, type ProcessPlan } from './process-targets.ts';
 import { findTokenVolume } from './service-account.ts';
 import { parseSettings, type PodSettings } from './settings.ts';
 import { PORT_NAME } from './build.ts';
@@ -30,6 +33,8 @@ export interface InjectionPlan {
   /** Declare the port (with its name) on the sidecar; off when another container took the name. */
   declarePort: boolean;
   fsGroup: number | undefined;
+  /** Signal and restart targets: a shared process namespace, the sidecar as their user (process-targets.ts). */
+  processes: ProcessPlan | undefined;
   warnings: string[];
   sourceCount: number;
 }
@@ -104,7 +109,9 @@ export function decide(pod: unknown, ctx: InjectionContext, config: InjectorConf
   }
 
   const targets = explicitTargets(spec, settings, plan, invalid, problems);
-  const port = choosePort(spec, settings.port, settings.portFixed, reloadUrlPort(settings.reloadPort));
+  const processes = planProcesses(spec, settings, invalid);
+  problems.push(...processes.problems);
+  const port = choosePort(spec, settings.port, settings.portFixed, appPorts(settings));
   if (!port.ok) {
     problems.push(
       `${ANNOTATIONS.port}: ${port.problem}; set it to a port no container of the pod uses, or remove it to let the injector pick one`,
@@ -124,13 +131,20 @@ export function decide(pod: unknown, ctx: InjectionContext, config: InjectorConf
   }
   warnings.push(...subPathWarnings(spec, plan));
   const fsGroup = podFsGroup(spec);
-  warnings.push(...unreadableFileWarnings(spec, plan.converted, fsGroup));
+  const owner = processes.plan?.runAs ?? DEFAULT_OWNER;
+  warnings.push(...unreadableFileWarnings(spec, plan.converted, fsGroup, owner));
+  warnings.push(...envWarnings(spec, plan, settings.restartOnEnvChange));
+  warnings.push(...presetWarnings(spec, settings, annotations));
 
   return {
     action: 'build',
     pod,
     plan: {
-      settings,
+      settings:
+        processes.plan?.signalContainer !== undefined
+          ? { ...settings, signalContainer: processes.plan.signalContainer }
+          : settings,
+      processes: processes.plan,
       sources: plan,
       targets,
       tokenVolume,
@@ -236,12 +250,59 @@ function explicitTargets(
   return targets;
 }
 
-/** The app's port in the reload URL is in use even when no container declares it. */
-function reloadUrlPort(port: number | undefined): Map<number, string> {
+/** The app's ports in the reload and metrics URLs are in use even when no container declares them. */
+function appPorts(settings: PodSettings): Map<number, string> {
   const taken = new Map<number, string>();
-  if (port !== undefined) taken.set(port, `the app's reload URL (${ANNOTATIONS.reloadUrl})`);
+  const from = settings.preset !== undefined ? ` or ${ANNOTATIONS.preset}` : '';
+  if (settings.metricsPort !== undefined)
+    taken.set(settings.metricsPort, `the app's metrics URL (${ANNOTATIONS.metricsUrl}${from})`);
+  if (settings.reloadPort !== undefined)
+    taken.set(settings.reloadPort, `the app's reload URL (${ANNOTATIONS.reloadUrl}${from})`);
   return taken;
 }
+
+/**
+ * What the app's command line says against the preset (a moved port, a missing flag): judged on the container the
+ * preset is for, the signal target or the only app container, else the one container whose image names the app.
+ */
+function presetWarnings(spec: JsonObject, settings: PodSettings, annotations: Map<string, string>): string[] {
+  if (settings.preset === undefined) return [];
+  const all = [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)];
+  const apps = objectsOf(spec.containers);
+  const named = settings.signalContainer ?? annotations.get(ANNOTATIONS.signalContainer)?.trim();
+  const words = PRESET_IMAGES[settings.preset];
+  const byImage = apps.filter((c) => words.some((word) => imageName(c.image).includes(word)));
+  const container =
+    named !== undefined
+      ? all.find((c) => c.name === named)
+      : apps.length === 1
+        ? apps[0]
+        : byImage.length === 1
+          ? byImage[0]
+          : undefined;
+  if (container === undefined) return [];
+  const argv = [...stringsOf(container.command), ...stringsOf(container.args)];
+  const has = (name: string): boolean => (annotations.get(name)?.trim() ?? '') !== '';
+  return presetArgWarnings(settings.preset, stringOf(container.name) ?? '', argv, {
+    httpReload: settings.reloadUrl !== undefined,
+    ownReloadUrl: has(ANNOTATIONS.reloadUrl),
+    ownMetricsUrl: has(ANNOTATIONS.metricsUrl),
+    confirms: settings.successMetric !== undefined,
+  });
+}
+
+const PRESET_IMAGES = Object.fromEntries(
+  Object.entries(PRESETS).map(([name, preset]) => [name, preset.images as readonly string[]]),
+) as Record<PresetName, readonly string[]>;
+
+/** The repository's last part of an image reference, without tag or digest: `prometheus` of quay.io/prometheus/prometheus:v3. */
+function imageName(image: unknown): string {
+  const text = stringOf(image) ?? '';
+  return (text.split('@')[0] ?? '').split('/').at(-1)?.split(':')[0] ?? '';
+}
+
+const stringsOf = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
 
 function subPathWarnings(spec: JsonObject, plan: SourcePlan): string[] {
   const converted = new Set(plan.converted.map((c) => c.name));

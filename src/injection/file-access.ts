@@ -6,17 +6,23 @@ import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
 /**
  * Who can read the files the sidecar writes. The kubelet writes a Secret/ConfigMap volume's files as root; with
  * the pod's fsGroup it gives them that group and adds group-read (mode | 0440, the volume being read-only), and
- * every container of the pod has the fsGroup among its groups. The sidecar writes as its own user (65532); told
- * the fsGroup (`--fs-group`), it does what the kubelet does. Without an fsGroup its files belong to 65532:65532,
- * so an app running as another user reads them only through the "other" bits of their mode.
+ * every container of the pod has the fsGroup among its groups. The sidecar writes as its own user (65532, or the
+ * user and group of the container it signals: process-targets.ts); told the fsGroup (`--fs-group`), it does what
+ * the kubelet does. Without an fsGroup its files belong to the sidecar's user and group, so an app running as
+ * another user reads them only through the group bits (when in that group) or the "other" bits of their mode.
  */
 
-const SIDECAR_UID = SECURITY_CONTEXT.runAsUser;
-const SIDECAR_GID = SECURITY_CONTEXT.runAsGroup;
+/** Who owns the files the sidecar writes: its own user and group. */
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
+export const DEFAULT_OWNER: FileOwner = { uid: SECURITY_CONTEXT.runAsUser, gid: SECURITY_CONTEXT.runAsGroup };
 /** The largest group ID the API server accepts in fsGroup. */
 const MAX_ID = 2147483647;
 
-function isId(value: unknown): value is number {
+export function isId(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_ID;
 }
 
@@ -56,25 +62,35 @@ function rootBypassesModes(container: JsonObject): boolean {
   return !drop.has('ALL') && !drop.has('DAC_OVERRIDE');
 }
 
-/** Whether the container's process can read a file of the sidecar with this mode; undefined when its user is unknown (the image's). */
-function canRead(container: JsonObject, pod: JsonObject, mode: number): boolean | undefined {
+/** The user and group a container runs as, as far as the pod spec says: its own securityContext over the pod's. */
+export function containerIds(container: JsonObject, pod: JsonObject): { uid?: number; gid?: number } {
   const own = isObject(container.securityContext) ? container.securityContext : {};
   const podContext = isObject(pod.securityContext) ? pod.securityContext : {};
-  const uid = isId(own.runAsUser)
-    ? own.runAsUser
-    : isId(podContext.runAsUser)
-      ? podContext.runAsUser
-      : undefined;
+  const pick = (key: 'runAsUser' | 'runAsGroup'): number | undefined =>
+    isId(own[key]) ? own[key] : isId(podContext[key]) ? podContext[key] : undefined;
+  const uid = pick('runAsUser');
+  const gid = pick('runAsGroup');
+  return { ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}) };
+}
+
+/** Whether the container's process can read a file of the sidecar with this mode; undefined when its user is unknown (the image's). */
+function canRead(
+  container: JsonObject,
+  pod: JsonObject,
+  mode: number,
+  owner: FileOwner,
+): boolean | undefined {
+  const podContext = isObject(pod.securityContext) ? pod.securityContext : {};
+  const { uid, gid } = containerIds(container, pod);
   if (uid === undefined) return undefined;
   if (uid === 0 && rootBypassesModes(container)) return true;
   // The owner's bits, else the group's when the process is in the file's group, else the others'.
-  if (uid === SIDECAR_UID) return (mode & 0o400) !== 0;
-  const gid = isId(own.runAsGroup) ? own.runAsGroup : podContext.runAsGroup;
+  if (uid === owner.uid) return (mode & 0o400) !== 0;
   const groups = [
     gid,
     ...(Array.isArray(podContext.supplementalGroups) ? podContext.supplementalGroups : []),
   ];
-  if (groups.includes(SIDECAR_GID)) return (mode & 0o040) !== 0;
+  if (groups.includes(owner.gid)) return (mode & 0o040) !== 0;
   return (mode & 0o004) !== 0;
 }
 
@@ -92,6 +108,7 @@ export function unreadableFileWarnings(
   spec: JsonObject,
   converted: ConvertedVolume[],
   fsGroup: number | undefined,
+  owner: FileOwner = DEFAULT_OWNER,
 ): string[] {
   // With an fsGroup the files get that group and group-read, and every container of the pod is in that group.
   if (fsGroup !== undefined) return [];
@@ -103,7 +120,7 @@ export function unreadableFileWarnings(
     const unreadable = new Set<number>();
     for (const container of containers) {
       if (!objectsOf(container.volumeMounts).some((mount) => mount.name === volume.name)) continue;
-      const denied = modes.filter((mode) => canRead(container, spec, mode) === false);
+      const denied = modes.filter((mode) => canRead(container, spec, mode, owner) === false);
       if (denied.length === 0) continue;
       blocked.push(`container "${stringOf(container.name) ?? ''}" (${describeUser(container, spec)})`);
       for (const mode of denied) unreadable.add(mode);
@@ -111,7 +128,7 @@ export function unreadableFileWarnings(
     if (blocked.length === 0) continue;
     const modeText = [...unreadable].map(formatMode).join(', ');
     warnings.push(
-      `volume "${volume.name}": its files get mode ${modeText} and, as the pod sets no fsGroup, belong to the config-reloader sidecar's user ${SIDECAR_UID}, so ${blocked.join(', ')} cannot read them; set spec.securityContext.fsGroup (the files then get that group with group-read, as the kubelet does), or give the volume a mode that others can read, such as 0644 (or one with group-read, such as 0440, and group ${SIDECAR_GID} in the container's runAsGroup or the pod's supplementalGroups)`,
+      `volume "${volume.name}": its files get mode ${modeText} and, as the pod sets no fsGroup, belong to the config-reloader sidecar's user ${owner.uid}${owner.uid === DEFAULT_OWNER.uid ? '' : ` (the user of the container it signals)`}, so ${blocked.join(', ')} cannot read them; set spec.securityContext.fsGroup (the files then get that group with group-read, as the kubelet does), or give the volume a mode that others can read, such as 0644 (or one with group-read, such as 0440, and group ${owner.gid} in the container's runAsGroup or the pod's supplementalGroups)`,
     );
   }
   return warnings;

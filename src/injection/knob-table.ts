@@ -1,8 +1,12 @@
 import type { InjectorConfig } from './config.ts';
 import {
   checkBoolean,
+  checkContainerName,
+  checkDuration,
   checkImage,
   checkLogLevel,
+  checkMetricName,
+  checkMetricsEndpoint,
   checkMountPath,
   checkObjectName,
   checkPort,
@@ -10,10 +14,12 @@ import {
   checkQuantity,
   checkReloadEndpoint,
   checkReloadMethod,
+  checkReloadSignal,
   checkSidecarMode,
   LOG_LEVELS,
   type Checked,
 } from './knobs.ts';
+import { checkPreset, PRESET_NAMES } from './presets.ts';
 import type { PodSettings } from './settings.ts';
 
 /**
@@ -207,6 +213,146 @@ export const KNOBS = {
       example: '`GET`',
     },
     readme: { annotation: { meaning: '`GET`, `POST` or `PUT`' } },
+  },
+  preset: {
+    annotation: 'preset',
+    check: checkPreset,
+    docs: {
+      default: 'none',
+      meaning: `The app's defaults for the reload URL and method and for the confirmation (metrics URL, success and timestamp metric): ${PRESET_NAMES.map(code).join(', ')}; see [Presets](#presets). Each explicit annotation overrides its part. With \`reload-signal\` the preset's HTTP reload is not used, its confirmation is. An unknown name is denied.`,
+      example: '`vmagent`',
+    },
+    readme: {
+      annotation: {
+        default: 'none',
+        meaning: `reload URL, method and confirmation of a known app: ${PRESET_NAMES.map(code).join(', ')}; explicit annotations override each part`,
+      },
+    },
+  },
+  reloadSignal: {
+    annotation: 'reload-signal',
+    check: checkReloadSignal,
+    reloaderArg: { name: 'reload-signal', setting: 'reloadSignal' },
+    docs: {
+      default: 'none',
+      meaning:
+        "Reload by signal instead of HTTP: `SIGHUP`, `SIGUSR1` or `SIGUSR2` (`HUP`, any case) goes to the main process of `signal-container`. Sets `shareProcessNamespace: true` and runs the sidecar as that container's user and group; see [Reload by signal](#reload-by-signal). Denied together with `reload-url`.",
+      example: '`SIGHUP`',
+    },
+    readme: {
+      annotation: {
+        default: 'none',
+        meaning:
+          "reload by signal (`SIGHUP`, `SIGUSR1`, `SIGUSR2`) instead of HTTP: shared process namespace, sidecar as the target's user",
+      },
+    },
+  },
+  signalContainer: {
+    annotation: 'signal-container',
+    check: checkContainerName,
+    fix: 'name the app container whose main process reloads on the signal',
+    reloaderArg: { name: 'signal-container', setting: 'signalContainer', requires: 'reloadSignal' },
+    docs: {
+      default: 'the only app container',
+      meaning:
+        'The container whose main process gets `reload-signal`: an app container or a native sidecar (an init container with `restartPolicy: Always`). Needed when the pod has several app containers. Ignored, with a warning, without `reload-signal`.',
+      example: '`nginx`',
+    },
+    readme: { annotation: { default: 'the only app container', meaning: 'the target of `reload-signal`' } },
+  },
+  metricsUrl: {
+    annotation: 'metrics-url',
+    check: checkMetricsEndpoint,
+    fix: "set it to the http(s) URL of the app's Prometheus metrics inside the pod, for example http://127.0.0.1:8429/metrics",
+    reloaderArg: { name: 'confirm-metrics-url', setting: 'metricsUrl' },
+    docs: {
+      default: "the preset's, else none",
+      meaning:
+        "Confirmation: the app's Prometheus-text metrics, read after each reload; needs `success-metric`. Same rule as `reload-url`: `http(s)`, no credentials, loopback unless `--allow-any-reload-host`. See [Confirmation](#confirmation).",
+      example: '`http://127.0.0.1:8429/metrics`',
+    },
+    readme: {
+      annotation: {
+        name: '`config-reloader.io/metrics-url`, `success-metric`, `timestamp-metric`',
+        default: "the preset's, else none",
+        meaning:
+          "confirmation: the app's metrics URL, the metric that is 1 after a good reload, and (optional) the time of the last good reload",
+      },
+    },
+  },
+  successMetric: {
+    annotation: 'success-metric',
+    check: checkMetricName,
+    fix: 'use the name of the metric that is 1 when the last reload succeeded, for example vmagent_config_last_reload_successful',
+    reloaderArg: { name: 'confirm-success-metric', setting: 'successMetric' },
+    docs: {
+      default: "the preset's, else none",
+      meaning:
+        "Confirmation: the metric that is `1` when the app's last reload succeeded and `0` when it failed. Needs `metrics-url`.",
+      example: '`prometheus_config_last_reload_successful`',
+    },
+    readme: { annotation: 'grouped' },
+  },
+  timestampMetric: {
+    annotation: 'timestamp-metric',
+    check: checkMetricName,
+    fix: 'use the name of the metric that holds the Unix time of the last successful reload, for example vmagent_config_last_reload_success_timestamp_seconds',
+    reloaderArg: { name: 'confirm-timestamp-metric', setting: 'timestampMetric' },
+    docs: {
+      default: "the preset's, else none",
+      meaning:
+        "Confirmation, optional: the metric holding the Unix time in seconds of the app's last successful reload; applied then also means newer than the reload. Needs `metrics-url` and `success-metric`.",
+      example: '`prometheus_config_last_reload_success_timestamp_seconds`',
+    },
+    readme: { annotation: 'grouped' },
+  },
+  confirmTimeout: {
+    annotation: 'confirm-timeout',
+    default: '30s',
+    check: checkDuration,
+    fix: 'use a duration such as 10s, 2m or 500ms',
+    reloaderArg: { name: 'confirm-timeout', setting: 'confirmTimeout', requires: 'successMetric' },
+    docs: {
+      meaning:
+        'Confirmation: how long the sidecar polls the metrics for the verdict after a reload. Ignored, with a warning, without confirmation.',
+      example: '`1m`',
+    },
+    readme: { annotation: { meaning: 'how long to wait for the confirmation' } },
+  },
+  events: {
+    annotation: 'events',
+    check: checkBoolean,
+    docs: {
+      default: '`"false"`',
+      meaning:
+        '`"true"`: the sidecar records Kubernetes Events on its pod: `ConfigApplied`, `ConfigRejected`, `ContainerRestarted`. The pod\'s ServiceAccount needs `create` on `events`; see [Events](#events).',
+      example: '`"true"`',
+    },
+    readme: {
+      annotation: {
+        default: '`"false"`',
+        meaning: '`"true"`: Events `ConfigApplied`/`ConfigRejected` on the pod (needs RBAC: create events)',
+      },
+    },
+  },
+  restartOnEnvChange: {
+    annotation: 'restart-on-env-change',
+    list: true,
+    check: checkContainerName,
+    fix: 'list container names of the pod, comma-separated',
+    docs: {
+      default: 'none',
+      meaning:
+        'Containers (app containers or native sidecars, comma-separated) to restart in place when a Secret or ConfigMap they read through `env`/`envFrom` changes: the sidecar sends their main process SIGTERM and the kubelet starts the container again with the new values. Shared process namespace and user rules as for `reload-signal`; see [Env-var consumers](#env-var-consumers).',
+      example: '`"app"`',
+    },
+    readme: {
+      annotation: {
+        default: 'none',
+        meaning:
+          'containers to restart in place (not the pod) when a Secret/ConfigMap they read through `env`/`envFrom` changes',
+      },
+    },
   },
   reloaderImage: {
     flag: { name: 'reloader-image', arg: 'IMAGE' },

@@ -1,6 +1,7 @@
 import type { InjectorConfig } from './config.ts';
 import { parseQuantity, quantityProblem } from './quantity.ts';
 import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
+import { parseDuration } from '../shared/cli.ts';
 import { isValidObjectName } from '../shared/source-spec.ts';
 
 /**
@@ -116,6 +117,57 @@ export function checkReloadEndpoint(
   const checked = checkReloadUrl(text, config.allowedReloadHosts);
   if (!checked.ok) return { ok: false, problem: checked.problem };
   return { ok: true, value: { url: checked.url, port: checked.port } };
+}
+
+/** The confirmation's metrics URL: the reload URL's rule (http(s), no credentials, loopback unless allowed). */
+export function checkMetricsEndpoint(
+  text: string,
+  config: Pick<InjectorConfig, 'allowedReloadHosts'>,
+): Checked<{ url: string; port: number }> {
+  const checked = checkReloadUrl(text, config.allowedReloadHosts, 'metrics URL');
+  if (!checked.ok) return { ok: false, problem: checked.problem };
+  return { ok: true, value: { url: checked.url, port: checked.port } };
+}
+
+/** The signals an app reloads on; the reloader accepts these three only (the contract, src/reloader/config.ts). */
+export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
+export type ReloadSignal = (typeof RELOAD_SIGNALS)[number];
+
+/** `SIGHUP`, `HUP`, `sighup`: the canonical name. */
+export function checkReloadSignal(text: string): Checked<ReloadSignal> {
+  const upper = text.toUpperCase();
+  const name = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  const found = RELOAD_SIGNALS.find((signal) => signal === name);
+  if (found !== undefined) return { ok: true, value: found };
+  return {
+    ok: false,
+    problem: `"${text}" is not a signal the sidecar sends`,
+    fix: `use one of ${RELOAD_SIGNALS.join(', ')} (the one the app reloads its configuration on)`,
+  };
+}
+
+/** A container name: a DNS label, as the API server requires of every container. */
+export function checkContainerName(text: string): Checked<string> {
+  if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(text) && text.length <= 63) return { ok: true, value: text };
+  return { ok: false, problem: `"${text}" is not a container name` };
+}
+
+/** A Prometheus metric name, as the text exposition format allows it. */
+export function checkMetricName(text: string): Checked<string> {
+  if (/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(text)) return { ok: true, value: text };
+  return { ok: false, problem: `"${text}" is not a Prometheus metric name` };
+}
+
+/** A duration as the reloader parses it (src/shared/cli.ts), kept as written; zero is no time to confirm in. */
+export function checkDuration(text: string): Checked<string> {
+  let ms: number;
+  try {
+    ms = parseDuration('confirm-timeout', text);
+  } catch {
+    return { ok: false, problem: `"${text}" is not a duration` };
+  }
+  if (ms <= 0) return { ok: false, problem: `"${text}" is no time to wait` };
+  return { ok: true, value: text.trim() };
 }
 
 export function checkReloadMethod(text: string): Checked<ReloadMethod> {

@@ -13,8 +13,15 @@ export function isLoopbackHost(hostname: string): boolean {
 /** `port`: the URL's port, or its scheme's default (the app listens there, so no sidecar port may take it). */
 export type UrlCheck = { ok: true; url: string; port: number } | { ok: false; problem: string };
 
-/** The normalised URL, or why it cannot be a reload URL. */
-export function checkReloadUrl(text: string, allowed: 'loopback' | 'any'): UrlCheck {
+/**
+ * The normalised URL, or why it cannot be a reload URL. The metrics URL of the confirmation follows the same rule
+ * (`what` names it in the problem): either one is a request the sidecar makes on an annotation's word.
+ */
+export function checkReloadUrl(
+  text: string,
+  allowed: 'loopback' | 'any',
+  what: 'reload URL' | 'metrics URL' = 'reload URL',
+): UrlCheck {
   let url: URL;
   try {
     url = new URL(text.trim());
@@ -33,7 +40,7 @@ export function checkReloadUrl(text: string, allowed: 'loopback' | 'any'): UrlCh
   if (allowed === 'loopback' && !isLoopbackHost(url.hostname)) {
     return {
       ok: false,
-      problem: `host "${url.hostname}" is not a loopback address: the reload URL must point into the pod itself (127.0.0.1, ::1 or localhost), for example http://127.0.0.1:8080/-/reload`,
+      problem: `host "${url.hostname}" is not a loopback address: the ${what} must point into the pod itself (127.0.0.1, ::1 or localhost), for example http://127.0.0.1:8080${what === 'reload URL' ? '/-/reload' : '/metrics'}`,
     };
   }
   const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;

@@ -7,10 +7,12 @@ import {
   RESOURCE_KNOBS,
   type Checked,
   type PullPolicy,
+  type ReloadSignal,
   type ResourceKey,
   type ResourceValue,
   type SidecarMode,
 } from './knobs.ts';
+import { PRESETS, presetMetricsUrl, presetReloadUrl, type PresetName } from './presets.ts';
 import type { ReloadMethod } from './reload-url.ts';
 
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
@@ -29,6 +31,20 @@ export interface PodSettings {
   /** The reload URL's port (its scheme's default when it names none). */
   reloadPort?: number;
   reloadMethod: ReloadMethod;
+  /** config-reloader.io/preset; its parts are already in reloadUrl, reloadMethod and the confirmation. */
+  preset?: PresetName;
+  reloadSignal?: ReloadSignal;
+  /** The annotation's container; decide.ts puts the resolved target here (the only app container by default). */
+  signalContainer?: string;
+  /** Confirmation: set together (metricsUrl and successMetric), from the annotations or the preset. */
+  metricsUrl?: string;
+  metricsPort?: number;
+  successMetric?: string;
+  timestampMetric?: string;
+  confirmTimeout?: string;
+  events: boolean;
+  /** Containers named in config-reloader.io/restart-on-env-change. */
+  restartOnEnvChange: string[];
   logLevel?: string;
   gunzip: boolean;
   /** Volumes named in config-reloader.io/volumes; undefined when the annotation is absent. */
@@ -111,10 +127,7 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     }
   }
   const volumes = list(KNOBS.volumes);
-  const reloadMethod = value(KNOBS.reloadMethod) ?? KNOBS.reloadMethod.default;
-  if (get(ANNOTATIONS.reloadMethod) !== undefined && get(ANNOTATIONS.reloadUrl) === undefined)
-    warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
-  const reload = value(KNOBS.reloadUrl);
+  const delivery = parseDelivery(get, value, warnings, problems);
   const sidecarMode = value(KNOBS.sidecarMode);
   const port = value(KNOBS.port);
   const settings: PodSettings = {
@@ -125,8 +138,9 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     port: port ?? config.port,
     portFixed: port !== undefined,
     resources: parseResources(get, config, problems),
-    ...(reload !== undefined ? { reloadUrl: reload.url, reloadPort: reload.port } : {}),
-    reloadMethod,
+    ...delivery,
+    events: value(KNOBS.events) ?? false,
+    restartOnEnvChange: list(KNOBS.restartOnEnvChange) ?? [],
     gunzip: value(KNOBS.gunzip) ?? false,
     secrets,
     configmaps,
@@ -142,6 +156,125 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
   if (volumes !== undefined) settings.volumes = volumes;
   if (containers !== undefined) settings.containers = containers;
   return { settings, warnings, problems: problems.messages, invalid: problems.invalid };
+}
+
+type Delivery = Pick<
+  PodSettings,
+  | 'reloadUrl'
+  | 'reloadPort'
+  | 'reloadMethod'
+  | 'preset'
+  | 'reloadSignal'
+  | 'signalContainer'
+  | 'metricsUrl'
+  | 'metricsPort'
+  | 'successMetric'
+  | 'timestampMetric'
+  | 'confirmTimeout'
+>;
+
+/**
+ * How the app hears of a change (reload URL or signal) and how the sidecar learns that it applied it
+ * (confirmation): the explicit annotations over the preset's parts, and the checks between them.
+ */
+function parseDelivery(
+  get: (name: string) => string | undefined,
+  value: <T>(knob: ValueKnob<T>) => T | undefined,
+  warnings: string[],
+  problems: Problems,
+): Delivery {
+  const presetName = value(KNOBS.preset);
+  const preset = presetName !== undefined ? PRESETS[presetName] : undefined;
+  const signal = value(KNOBS.reloadSignal);
+  const explicitUrl = value(KNOBS.reloadUrl);
+  const given = (name: string): boolean => get(name) !== undefined;
+  if (given(ANNOTATIONS.reloadUrl) && given(ANNOTATIONS.reloadSignal)) {
+    problems.add(
+      ANNOTATIONS.reloadSignal,
+      `it cannot be used together with ${ANNOTATIONS.reloadUrl}: the app would be told twice of each change`,
+      `keep one of them: ${ANNOTATIONS.reloadUrl} to reload by HTTP, or ${ANNOTATIONS.reloadSignal} to reload by signal`,
+    );
+  }
+  // With a signal the preset's HTTP reload is not used; its confirmation is.
+  const reloadUrl =
+    signal !== undefined || given(ANNOTATIONS.reloadSignal)
+      ? undefined
+      : (explicitUrl?.url ?? (preset !== undefined ? presetReloadUrl(preset) : undefined));
+  const reloadPort =
+    reloadUrl === undefined ? undefined : (explicitUrl?.port ?? (preset as { port: number }).port);
+  const reloadMethod = value(KNOBS.reloadMethod) ?? preset?.reloadMethod ?? KNOBS.reloadMethod.default;
+  if (
+    given(ANNOTATIONS.reloadMethod) &&
+    reloadUrl === undefined &&
+    !problems.invalid.has(ANNOTATIONS.reloadUrl)
+  )
+    warnings.push(`${ANNOTATIONS.reloadMethod} is ignored without ${ANNOTATIONS.reloadUrl}`);
+  const signalContainer = value(KNOBS.signalContainer);
+  if (given(ANNOTATIONS.signalContainer) && !given(ANNOTATIONS.reloadSignal))
+    warnings.push(`${ANNOTATIONS.signalContainer} is ignored without ${ANNOTATIONS.reloadSignal}`);
+
+  const explicitMetrics = value(KNOBS.metricsUrl);
+  const metricsUrl =
+    explicitMetrics?.url ?? (preset !== undefined ? presetMetricsUrl(preset, explicitUrl?.url) : undefined);
+  const metricsPort = metricsUrl === undefined ? undefined : (explicitMetrics?.port ?? portOf(metricsUrl));
+  const successMetric = value(KNOBS.successMetric) ?? preset?.successMetric;
+  const timestampMetric = value(KNOBS.timestampMetric) ?? preset?.timestampMetric;
+  const confirmTimeout = value(KNOBS.confirmTimeout);
+  // A part that is invalid was reported; what builds on it is not reported again.
+  const present = (name: string, part: unknown): boolean => part !== undefined || problems.invalid.has(name);
+  const hasMetrics = present(ANNOTATIONS.metricsUrl, metricsUrl);
+  const hasSuccess = present(ANNOTATIONS.successMetric, successMetric);
+  if (hasMetrics && !hasSuccess) {
+    problems.add(
+      ANNOTATIONS.metricsUrl,
+      `it needs ${ANNOTATIONS.successMetric}: the sidecar reads the metrics for the app's verdict on its last reload`,
+      `add ${ANNOTATIONS.successMetric} with the metric that is 1 when the app's last reload succeeded, or remove ${ANNOTATIONS.metricsUrl}`,
+    );
+  }
+  if (hasSuccess && !hasMetrics) {
+    problems.add(
+      ANNOTATIONS.successMetric,
+      `it needs ${ANNOTATIONS.metricsUrl}: the URL where the app's metrics are read`,
+      `add ${ANNOTATIONS.metricsUrl} (for example http://127.0.0.1:8080/metrics), or remove ${ANNOTATIONS.successMetric}`,
+    );
+  }
+  if (present(ANNOTATIONS.timestampMetric, timestampMetric) && !(hasMetrics && hasSuccess)) {
+    problems.add(
+      ANNOTATIONS.timestampMetric,
+      `it needs ${ANNOTATIONS.metricsUrl} and ${ANNOTATIONS.successMetric}: the timestamp only dates the success the app reports`,
+      `add both, or remove ${ANNOTATIONS.timestampMetric}`,
+    );
+  }
+  const delivers = present(ANNOTATIONS.reloadUrl, reloadUrl) || present(ANNOTATIONS.reloadSignal, signal);
+  if (hasMetrics && hasSuccess && !delivers) {
+    const asked = given(ANNOTATIONS.metricsUrl) ? ANNOTATIONS.metricsUrl : ANNOTATIONS.successMetric;
+    problems.add(
+      asked,
+      "confirmation needs a reload to confirm: the sidecar reads the app's verdict after it has told the app of a change, and this pod has neither a reload URL nor a reload signal",
+      `add ${ANNOTATIONS.reloadUrl} (HTTP) or ${ANNOTATIONS.reloadSignal} (signal), or remove ${ANNOTATIONS.metricsUrl}, ${ANNOTATIONS.successMetric} and ${ANNOTATIONS.timestampMetric}`,
+    );
+  }
+  const confirms = metricsUrl !== undefined && successMetric !== undefined;
+  if (given(ANNOTATIONS.confirmTimeout) && !confirms && !hasMetrics && !hasSuccess)
+    warnings.push(
+      `${ANNOTATIONS.confirmTimeout} is ignored without confirmation (${ANNOTATIONS.metricsUrl} and ${ANNOTATIONS.successMetric}, or ${ANNOTATIONS.preset})`,
+    );
+  return {
+    ...(reloadUrl !== undefined ? { reloadUrl, reloadPort } : {}),
+    reloadMethod,
+    ...(presetName !== undefined ? { preset: presetName } : {}),
+    ...(signal !== undefined ? { reloadSignal: signal } : {}),
+    ...(signalContainer !== undefined ? { signalContainer } : {}),
+    ...(confirms ? { metricsUrl, metricsPort, successMetric } : {}),
+    ...(confirms && timestampMetric !== undefined ? { timestampMetric } : {}),
+    ...(confirms && confirmTimeout !== undefined ? { confirmTimeout } : {}),
+  };
+}
+
+/** A URL's port, or its scheme's default. */
+function portOf(url: string): number {
+  const parsed = new URL(url);
+  return parsed.port !== '' ? Number(parsed.port) : parsed.protocol === 'https:' ? 443 : 80;
 }
 
 /** A knob with an annotation and a rule (knob-table.ts). */

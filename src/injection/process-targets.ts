@@ -1,0 +1,209 @@
+import { ANNOTATIONS, TARGET_ENV } from './annotations.ts';
+import { envReferences, restartObjects } from './env-consumers.ts';
+import { containerIds } from './file-access.ts';
+import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
+import type { PodSettings } from './settings.ts';
+
+/**
+ * The containers whose main process the sidecar signals: the target of config-reloader.io/reload-signal and those
+ * of restart-on-env-change. Reaching them takes a shared process namespace, and a signal (or reading
+ * /proc/PID/environ to find the process) takes the same user and group: PodSecurity restricted forbids CAP_KILL,
+ * so the sidecar runs as the targets' runAsUser/runAsGroup instead.
+ */
+
+export interface ProcessPlan {
+  /** The container that gets the reload signal. */
+  signalContainer?: string;
+  /** For each container of restart-on-env-change, the objects it reads through its environment. */
+  restarts: { container: string; objects: string[] }[];
+  /** Every container that gets TARGET_ENV. */
+  targets: string[];
+  /** The user and group the sidecar runs as. */
+  runAs: { uid: number; gid: number };
+}
+
+export interface ProcessResult {
+  plan?: ProcessPlan;
+  problems: string[];
+}
+
+interface Found {
+  container: JsonObject;
+  name: string;
+  list: 'initContainers' | 'containers';
+}
+
+const byName = (spec: JsonObject): Map<string, Found> => {
+  const found = new Map<string, Found>();
+  for (const list of ['initContainers', 'containers'] as const) {
+    for (const container of objectsOf(spec[list])) {
+      const name = stringOf(container.name);
+      if (name !== undefined) found.set(name, { container, name, list });
+    }
+  }
+  return found;
+};
+
+/** An init container that runs once before the app: by the time a change comes it has exited. */
+const runsOnce = (found: Found): boolean =>
+  found.list === 'initContainers' && found.container.restartPolicy !== 'Always';
+
+/** The process plan, or undefined without reload-signal and restart-on-env-change; every problem found. */
+export function planProcesses(
+  spec: JsonObject,
+  settings: PodSettings,
+  invalid: ReadonlySet<string>,
+): ProcessResult {
+  const problems: string[] = [];
+  const containers = byName(spec);
+  const appNames = objectsOf(spec.containers)
+    .map((c) => stringOf(c.name))
+    .filter((name) => name !== undefined);
+  const names = [...containers.keys()].join(', ');
+  const targets: Found[] = [];
+
+  let signalContainer: string | undefined;
+  if (settings.reloadSignal !== undefined && !invalid.has(ANNOTATIONS.signalContainer)) {
+    const named = settings.signalContainer;
+    const found = named !== undefined ? containers.get(named) : undefined;
+    if (named === undefined && appNames.length !== 1) {
+      problems.push(
+        `${ANNOTATIONS.reloadSignal}: the pod has ${appNames.length} app containers (${appNames.join(', ')}), so which one reloads on ${settings.reloadSignal} is not clear; set ${ANNOTATIONS.signalContainer} to the container whose main process should get the signal`,
+      );
+    } else if (named !== undefined && found === undefined) {
+      problems.push(
+        `${ANNOTATIONS.signalContainer}: the pod has no container named "${named}"; name one of its containers (here: ${names})`,
+      );
+    } else if (found !== undefined && runsOnce(found)) {
+      problems.push(
+        `${ANNOTATIONS.signalContainer}: "${named}" is an init container that runs once before the app and has exited when a change comes; name an app container or a native sidecar (an init container with restartPolicy: Always)`,
+      );
+    } else {
+      signalContainer = named ?? appNames[0];
+      targets.push(found ?? (containers.get(signalContainer as string) as Found));
+    }
+  }
+
+  const restarts: ProcessPlan['restarts'] = [];
+  const restartPolicy = spec.restartPolicy;
+  for (const name of invalid.has(ANNOTATIONS.restartOnEnvChange) ? [] : settings.restartOnEnvChange) {
+    const found = containers.get(name);
+    if (found === undefined) {
+      problems.push(
+        `${ANNOTATIONS.restartOnEnvChange}: the pod has no container named "${name}"; list containers of the pod (here: ${names})`,
+      );
+      continue;
+    }
+    if (runsOnce(found)) {
+      problems.push(
+        `${ANNOTATIONS.restartOnEnvChange}: "${name}" is an init container that runs once before the app, so there is nothing to restart; list app containers or native sidecars (init containers with restartPolicy: Always)`,
+      );
+      continue;
+    }
+    const objects = restartObjects(envReferences(found.container));
+    if (objects.length === 0) {
+      problems.push(
+        `${ANNOTATIONS.restartOnEnvChange}: container "${name}" reads no Secret or ConfigMap through env (valueFrom.secretKeyRef, valueFrom.configMapKeyRef) or envFrom, so no change would restart it; remove it from the list (files it mounts are kept current without a restart)`,
+      );
+      continue;
+    }
+    if (found.list === 'containers' && (restartPolicy === 'Never' || restartPolicy === 'OnFailure')) {
+      problems.push(
+        `${ANNOTATIONS.restartOnEnvChange}: the pod has restartPolicy: ${restartPolicy}, so container "${name}" would not come back after the sidecar stops it (restartPolicy Never) or would not if it exits cleanly (OnFailure); remove the annotation from a pod that runs to completion, or run the pod with restartPolicy: Always`,
+      );
+      continue;
+    }
+    restarts.push({ container: name, objects });
+    if (!targets.includes(found)) targets.push(found);
+  }
+  if (targets.length === 0) return { problems };
+
+  problems.push(...namespaceProblems(spec));
+  const runAs = sharedIds(spec, targets, problems);
+  problems.push(...markerProblems(targets));
+  if (problems.length > 0 || runAs === undefined) return { problems };
+  return {
+    plan: {
+      ...(signalContainer !== undefined ? { signalContainer } : {}),
+      restarts,
+      targets: targets.map((t) => t.name),
+      runAs,
+    },
+    problems,
+  };
+}
+
+/** Why the pod cannot share one process namespace as it is. */
+function namespaceProblems(spec: JsonObject): string[] {
+  const why = `${ANNOTATIONS.reloadSignal} and ${ANNOTATIONS.restartOnEnvChange} need the pod's containers to share one process namespace, so that the sidecar can find and signal the target's main process`;
+  const problems: string[] = [];
+  if (spec.shareProcessNamespace === false) {
+    problems.push(
+      `spec.shareProcessNamespace is false, but ${why}; remove the field (the injector sets it to true), or reload through ${ANNOTATIONS.reloadUrl} instead`,
+    );
+  }
+  if (spec.hostPID === true) {
+    problems.push(
+      `spec.hostPID is true: the pod runs in the node's process namespace, where ${why} cannot be set up (the API server refuses hostPID together with shareProcessNamespace); remove hostPID, or reload through ${ANNOTATIONS.reloadUrl} instead`,
+    );
+  }
+  return problems;
+}
+
+/** The one user and group of every target; each problem (unknown, root, different) to `problems`. */
+function sharedIds(
+  spec: JsonObject,
+  targets: Found[],
+  problems: string[],
+): { uid: number; gid: number } | undefined {
+  const ids: { name: string; uid: number; gid: number }[] = [];
+  for (const { container, name } of targets) {
+    const { uid, gid } = containerIds(container, spec);
+    const fields = (field: string): string =>
+      `spec.containers[name=${name}].securityContext.${field} or spec.securityContext.${field}`;
+    const whyIds = `the sidecar runs as the user and group of the container it signals (the kernel lets a process signal another, and read its /proc/PID/environ, only with the same user and group; PodSecurity restricted forbids CAP_KILL)`;
+    if (uid === undefined || gid === undefined) {
+      const missing = [uid === undefined ? 'runAsUser' : '', gid === undefined ? 'runAsGroup' : '']
+        .filter(Boolean)
+        .join(' and ');
+      problems.push(
+        `container "${name}" sets no ${missing}, so the user or group it runs as is its image's, which admission cannot see, and ${whyIds}; set ${missing
+          .split(' and ')
+          .map(fields)
+          .join(', and ')} to the ids the image runs as`,
+      );
+      continue;
+    }
+    if (uid === 0) {
+      problems.push(
+        `container "${name}" runs as root (runAsUser 0), and ${whyIds}, which would make the sidecar root; run the container as a non-root user (${fields('runAsUser')}), or reload through ${ANNOTATIONS.reloadUrl} instead`,
+      );
+      continue;
+    }
+    ids.push({ name, uid, gid });
+  }
+  const first = ids[0];
+  if (first === undefined || ids.length < targets.length) return undefined;
+  const other = ids.find((id) => id.uid !== first.uid || id.gid !== first.gid);
+  if (other !== undefined) {
+    problems.push(
+      `containers "${first.name}" (${first.uid}:${first.gid}) and "${other.name}" (${other.uid}:${other.gid}) run as different users or groups, but the one sidecar that signals them both can run as only one; run them with the same runAsUser and runAsGroup, or signal only one of them`,
+    );
+    return undefined;
+  }
+  return { uid: first.uid, gid: first.gid };
+}
+
+/** A target that already sets the marker env would be found under another name, or twice. */
+function markerProblems(targets: Found[]): string[] {
+  const problems: string[] = [];
+  for (const { container, name } of targets) {
+    const set = objectsOf(container.env).find((variable) => variable.name === TARGET_ENV);
+    if (set !== undefined && !(isObject(set) && set.value === name && set.valueFrom === undefined)) {
+      problems.push(
+        `container "${name}" sets the env variable ${TARGET_ENV}, which the injector sets to the container's name to find its processes; remove it`,
+      );
+    }
+  }
+  return problems;
+}
