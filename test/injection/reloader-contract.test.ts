@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseReloaderConfig } from '../../src/reloader/config.ts';
-import { args, injected, makePod, type Obj } from './pod-builder.ts';
+import { args, flag, injected, makePod, type Obj } from './pod-builder.ts';
 
 /** The sidecar's arguments are the reloader's command line: whatever the injector emits, the reloader must accept. */
 describe('sidecar arguments and the reloader command line', () => {
@@ -42,6 +42,41 @@ describe('sidecar arguments and the reloader command line', () => {
       makePod({ spec: { securityContext: { fsGroup: 2000 } } }),
       { sidecarMode: 'legacy' },
     ],
+    [
+      'a preset with its confirmation, a timeout and events',
+      makePod({
+        annotations: {
+          'config-reloader.io/preset': 'vmagent',
+          'config-reloader.io/confirm-timeout': '45s',
+          'config-reloader.io/events': 'true',
+        },
+      }),
+      {},
+    ],
+    [
+      'reload by signal with confirmation, and a restart on env change',
+      makePod({
+        annotations: {
+          'config-reloader.io/reload-signal': 'hup',
+          'config-reloader.io/metrics-url': 'http://[::1]:9090/metrics',
+          'config-reloader.io/success-metric': 'prometheus_config_last_reload_successful',
+          'config-reloader.io/restart-on-env-change': 'app',
+        },
+        spec: {
+          containers: [
+            {
+              name: 'app',
+              image: 'example/app:1',
+              securityContext: { runAsUser: 1000, runAsGroup: 1000 },
+              env: [{ name: 'A', valueFrom: { secretKeyRef: { name: 'creds', key: 'a', optional: true } } }],
+              envFrom: [{ configMapRef: { name: 'app-env' } }],
+              volumeMounts: [{ name: 'config', mountPath: '/etc/app' }],
+            },
+          ],
+        },
+      }),
+      { sidecarMode: 'legacy' },
+    ],
   ];
   for (const [name, pod, config] of pods) {
     it(name, () => {
@@ -52,8 +87,17 @@ describe('sidecar arguments and the reloader command line', () => {
       )) {
         const [subcommand, ...rest] = args(container);
         assert.equal(subcommand, 'reloader');
+        // The environment the kubelet gives the sidecar: a value for each downward-API variable it declares.
+        const downward = Object.fromEntries(
+          (container.env as Obj[])
+            .filter((variable) => variable.valueFrom !== undefined)
+            .map((variable) => [
+              String(variable.name),
+              `${String(variable.name).toLowerCase().replaceAll('_', '-')}-value`,
+            ]),
+        );
         const parsed = parseReloaderConfig(rest, {
-          POD_NAMESPACE: 'demo',
+          ...downward,
           KUBERNETES_SERVICE_HOST: '10.96.0.1',
           KUBERNETES_SERVICE_PORT: '443',
         });
@@ -62,6 +106,25 @@ describe('sidecar arguments and the reloader command line', () => {
         assert.equal(parsed.once, container.name === 'config-reloader-init');
         const fsGroup = ((out.spec as Obj).securityContext as Obj | undefined)?.fsGroup;
         assert.equal(parsed.fsGroup, fsGroup);
+        const given = (name: string): string | undefined => flag(container, name);
+        assert.equal(parsed.signal?.signal, given('reload-signal'));
+        assert.equal(parsed.signal?.container, given('signal-container'));
+        assert.equal(parsed.confirm?.metricsUrl.href, given('confirm-metrics-url'));
+        assert.equal(parsed.confirm?.successMetric, given('confirm-success-metric'));
+        assert.equal(parsed.confirm?.timestampMetric, given('confirm-timestamp-metric'));
+        if (given('confirm-timeout') !== undefined) assert.equal(parsed.confirm?.timeoutMs, 45_000);
+        assert.deepEqual(
+          parsed.events,
+          rest.includes('--events')
+            ? { podName: 'pod-name-value', podUid: 'pod-uid-value', podNamespace: 'pod-namespace-value' }
+            : undefined,
+        );
+        assert.deepEqual(
+          parsed.restarts.map(
+            (r) => `${r.container}=${r.objects.map((o) => `${o.kind}/${o.name}`).join(',')}`,
+          ),
+          rest.filter((arg) => arg.startsWith('--restart-on-change=')).map((arg) => arg.slice(20)),
+        );
       }
     });
   }
