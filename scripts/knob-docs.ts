@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ANNOTATION_PREFIX } from '../src/injection/annotations.ts';
 import { flagUsage } from '../src/injection/flags.ts';
 import { KNOB_LIST, type ReadmeRow } from '../src/injection/knob-table.ts';
+import { PRESETS, presetMetricsUrl, presetReloadUrl, type Preset } from '../src/injection/presets.ts';
 
 type Knob = (typeof KNOB_LIST)[number];
 
@@ -58,6 +59,28 @@ function readmeRows(kind: 'annotation' | 'flag'): string[][] {
   return rows;
 }
 
+/** docs/annotations.md's presets: what each one fills in, and where each fact comes from. */
+function presetBlocks(): { presets: string; 'preset-sources': string } {
+  const entries = Object.entries(PRESETS) as [string, Preset][];
+  return {
+    presets: markdownTable(
+      ['Preset', 'App', 'Reload', 'Answer', 'Metrics', 'Success metric', 'Timestamp metric'],
+      entries.map(([name, preset]) => [
+        code(name),
+        preset.app,
+        `${preset.reloadMethod} ${code(presetReloadUrl(preset))}`,
+        preset.answer === 'sync' ? 'after the reload (500 on failure)' : 'at once (200 before the reload)',
+        code(presetMetricsUrl(preset, undefined)),
+        code(preset.successMetric),
+        code(preset.timestampMetric),
+      ]),
+    ),
+    'preset-sources': entries
+      .map(([name, preset]) => `- ${code(name)}: ${preset.citations.join('; ')}.`)
+      .join('\n'),
+  };
+}
+
 /** Every generated block, by file and marker name. */
 export function knobBlocks(): Record<string, Record<string, string>> {
   const withAnnotation = KNOB_LIST.filter((knob) => knob.annotation !== undefined);
@@ -81,6 +104,7 @@ export function knobBlocks(): Record<string, Record<string, string>> {
           knob.docs.flagMeaning ?? '',
         ]),
       ),
+      ...presetBlocks(),
     },
     'README.md': {
       'readme-annotations': markdownTable(['annotation', 'default', 'meaning'], readmeRows('annotation')),

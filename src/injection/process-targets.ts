@@ -107,9 +107,15 @@ export function planProcesses(
       );
       continue;
     }
-    if (found.list === 'containers' && (restartPolicy === 'Never' || restartPolicy === 'OnFailure')) {
+    // A native sidecar comes back whatever the pod's policy; a regular container may set its own (ContainerRestartRules, Kubernetes 1.35).
+    const policy =
+      found.list === 'containers'
+        ? (stringOf(found.container.restartPolicy) ?? stringOf(restartPolicy))
+        : undefined;
+    if (policy === 'Never' || policy === 'OnFailure') {
+      const whose = found.container.restartPolicy === policy ? `container "${name}" has` : 'the pod has';
       problems.push(
-        `${ANNOTATIONS.restartOnEnvChange}: the pod has restartPolicy: ${restartPolicy}, so container "${name}" would not come back after the sidecar stops it (restartPolicy Never) or would not if it exits cleanly (OnFailure); remove the annotation from a pod that runs to completion, or run the pod with restartPolicy: Always`,
+        `${ANNOTATIONS.restartOnEnvChange}: ${whose} restartPolicy: ${policy}, so container "${name}" would not come back after the sidecar stops it (Never), or not when it exits cleanly on SIGTERM (OnFailure); remove it from the annotation in a pod that runs to completion, or let it restart (restartPolicy: Always)`,
       );
       continue;
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { envReferences } from '../../src/injection/env-consumers.ts';
-import { args, containers, denial, injected, makePod, sidecar, type Obj } from './pod-builder.ts';
+import { args, containers, denial, inject, injected, makePod, sidecar, type Obj } from './pod-builder.ts';
 
 const user = { runAsUser: 1000, runAsGroup: 1000 };
 
@@ -157,6 +157,19 @@ describe('config-reloader.io/restart-on-env-change', () => {
     ]);
   });
 
+  it("a regular container's own restartPolicy (Kubernetes 1.35 ContainerRestartRules) counts over the pod's", () => {
+    const always = consumer('app', { ...readsCreds, restartPolicy: 'Always' });
+    const outcome = inject(
+      pod([always], { 'config-reloader.io/restart-on-env-change': 'app' }, { restartPolicy: 'Never' }),
+    );
+    assert.equal(outcome.action, 'patch', JSON.stringify(outcome));
+    const never = consumer('app', { ...readsCreds, restartPolicy: 'Never' });
+    assert.match(
+      denial(pod([never], { 'config-reloader.io/restart-on-env-change': 'app' })),
+      /^config-reloader\.io\/restart-on-env-change: container "app" has restartPolicy: Never, so container "app" would not come back/,
+    );
+  });
+
   it('signal target and restart target may be the same container: one marker', () => {
     const out = injected(
       pod([consumer('app', readsCreds)], {
@@ -183,7 +196,7 @@ describe('config-reloader.io/restart-on-env-change', () => {
         { 'config-reloader.io/restart-on-env-change': 'app' },
         { restartPolicy: 'Never' },
       ),
-      /^config-reloader\.io\/restart-on-env-change: the pod has restartPolicy: Never, so container "app" would not come back .*; remove the annotation from a pod that runs to completion/,
+      /^config-reloader\.io\/restart-on-env-change: the pod has restartPolicy: Never, so container "app" would not come back .*; remove it from the annotation in a pod that runs to completion/,
     ],
     [
       'restartPolicy OnFailure',
