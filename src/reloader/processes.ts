@@ -1,10 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
-
-/**
- * The env var the webhook sets, to the container's name, on every container the reloader signals or restarts.
- * In a pod with `shareProcessNamespace: true` it is how the reloader tells that container's processes apart.
- */
-export const CONTAINER_MARKER = 'CONFIG_RELOADER_CONTAINER';
+import { open, readdir, readFile } from 'node:fs/promises';
+import { targetMarkerPath } from '../shared/process-marker.ts';
 
 export type ContainerSignal = 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2' | 'SIGTERM';
 
@@ -24,13 +19,16 @@ export interface SignalOptions extends ProcessLookupOptions {
   kill?: (pid: number, signal: ContainerSignal) => void;
 }
 
-/** The container's main process cannot be told: none or several match, or /proc cannot be read. */
+/** The container's main process cannot be found, or /proc cannot be read. */
 export class ProcessLookupError extends Error {
   /** Numeric entries of the proc dir looked at. */
   readonly scanned: number;
-  /** Those whose environ could not be read (another uid or gid); the lookup cannot tell whether they match. */
+  /** Those whose mountinfo could not be read; the lookup cannot tell whether they belong to the container. */
   readonly unreadable: number;
-  /** PIDs that look like the container's main process (several when ambiguous, else empty). */
+  /**
+   * PIDs that looked like the container's main process when the lookup could not choose. Always empty since the
+   * oldest top-level process is chosen (see findContainerProcess); kept so callers need not change.
+   */
   readonly pids: number[];
   constructor(message: string, scanned = 0, unreadable = 0, pids: number[] = []) {
     super(message);
@@ -52,10 +50,17 @@ export class SignalError extends Error {
 // Enough to overlap the reads of a pod's few processes; a bound so a crowded /proc never opens hundreds of files.
 const CONCURRENCY = 8;
 const COMMAND_MAX = 120;
+// A container's mountinfo is a few KiB (some dozens of mounts of ~150 bytes). Read in small chunks, stopping at
+// the first matching line, and never more than the cap: a huge file (a host process on a node with thousands of
+// mounts, not something a pod shows) is counted unreadable rather than read whole.
+const MOUNTINFO_CHUNK = 16 * 1024;
+const MOUNTINFO_MAX = 1024 * 1024;
 
 interface Candidate {
   pid: number;
   ppid: number;
+  /** Clock ticks after boot (field 22 of /proc/PID/stat). */
+  started: number;
   name: string;
 }
 
@@ -63,22 +68,67 @@ function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** The process exited between listing /proc and reading it: not an error, it simply no longer counts. */
+/**
+ * The process exited between listing /proc and reading it: not an error, it simply no longer counts. EINVAL is
+ * what mountinfo answers for a zombie (exited, not yet reaped: it has no mount namespace any more).
+ */
 function vanished(err: unknown): boolean {
   const code = errorCode(err);
-  return code === 'ENOENT' || code === 'ESRCH';
+  return code === 'ENOENT' || code === 'ESRCH' || code === 'EINVAL';
 }
 
 /**
- * Whether a NUL-separated environ holds exactly `entry`. Works on the bytes: the environment is never decoded
- * into a string nor kept, since it holds the app's secrets.
+ * The mount point (5th field) of a /proc/PID/mountinfo line, with the kernel's octal escapes of space, tab,
+ * newline and backslash (\040, \011, \012, \134) decoded. Kept as latin1 text, i.e. one char per byte.
  */
-function environHas(environ: Buffer, entry: Buffer): boolean {
-  for (let i = environ.indexOf(entry); i !== -1; i = environ.indexOf(entry, i + 1)) {
-    const end = i + entry.length;
-    if ((i === 0 || environ[i - 1] === 0) && (end === environ.length || environ[end] === 0)) return true;
+function mountPointOf(line: string): string | undefined {
+  let start = 0;
+  for (let field = 0; field < 4; field++) {
+    start = line.indexOf(' ', start) + 1;
+    if (start === 0) return undefined;
   }
-  return false;
+  const end = line.indexOf(' ', start);
+  const field = line.slice(start, end === -1 ? undefined : end);
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+class MountinfoTooLarge extends Error {
+  readonly code = 'EFBIG';
+}
+
+/** Whether the mount namespace of the process whose mountinfo is `file` has a mount point at exactly `wanted`. */
+async function hasMountPoint(file: string, wanted: string): Promise<boolean> {
+  const fh = await open(file, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(MOUNTINFO_CHUNK);
+    let carry = '';
+    for (let total = 0; ;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) return carry !== '' && mountPointOf(carry) === wanted;
+      total += bytesRead;
+      if (total > MOUNTINFO_MAX) throw new MountinfoTooLarge(`larger than ${MOUNTINFO_MAX} bytes`);
+      const lines = (carry + chunk.toString('latin1', 0, bytesRead)).split('\n');
+      carry = lines.pop() ?? '';
+      if (lines.some((line) => mountPointOf(line) === wanted)) return true;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * PPid, starttime and comm from /proc/PID/stat. comm (in parentheses, field 2) may hold spaces and ')' itself,
+ * so the fields are counted from the LAST ')': after it come state (field 3), ppid (4), ... starttime (22).
+ */
+function parseStat(stat: string): { ppid: number; started: number; name: string } | undefined {
+  const opening = stat.indexOf('(');
+  const close = stat.lastIndexOf(')');
+  if (opening === -1 || close < opening) return undefined;
+  const fields = stat.slice(close + 2).split(' ');
+  const ppid = Number(fields[4 - 3]);
+  const started = Number(fields[22 - 3]);
+  if (!Number.isSafeInteger(ppid) || !Number.isSafeInteger(started)) return undefined;
+  return { ppid, started, name: stat.slice(opening + 1, close) };
 }
 
 /** The value of a `Key:\tvalue` line of /proc/PID/status. */
@@ -101,23 +151,31 @@ async function commandOf(procDir: string, c: Candidate): Promise<string> {
     const word = first.trim().split(/\s/, 1)[0] ?? '';
     if (word) return word.slice(0, COMMAND_MAX);
   } catch {
-    // Exited or unreadable: the kernel's short name from status will do.
+    // Exited or unreadable: the kernel's short name from stat will do.
   }
   return c.name || '?';
 }
 
 function unreadableNote(unreadable: number, codes: Set<string>): string {
   if (unreadable === 0) return '';
-  const other = [...codes].filter((c) => c !== 'EACCES' && c !== 'EPERM');
-  return ` (${unreadable} of them unreadable${other.length ? `: ${[...codes].sort().join(', ')}` : ''})`;
+  return ` (${unreadable} of them with an unreadable mountinfo: ${[...codes].sort().join(', ')})`;
 }
 
 /**
- * Finds the main process of `container` in a shared process namespace: candidates are the processes whose
- * environ holds exactly CONFIG_RELOADER_CONTAINER=<container>; the main one is the candidate whose parent is not a
- * candidate (the container's first process; its children inherit the env var but have a candidate parent).
- * Throws ProcessLookupError unless exactly one is found. Cheap enough to run at every delivery: one readdir,
- * bounded parallel reads, no process spawned.
+ * Finds the main process of `container` in a shared process namespace. Candidates are the processes whose mount
+ * namespace has a mount point at exactly targetMarkerPath(container) (the webhook mounts a marker volume there);
+ * all of a container's processes share its mount namespace, so its children are candidates too, and the main
+ * process is a candidate whose parent is not one (the container's first process shows PPid 0: its parent, the
+ * runtime, is outside the pod's PID namespace).
+ *
+ * Several can remain: a `kubectl exec` session also shows PPid 0 and sits in the container's mount namespace, and
+ * a process that daemonized inside the container is re-parented to the pod's PID 1 (pause), not a candidate. The
+ * container's main process started before all of them, so the one with the smallest starttime is taken (the
+ * lowest PID on a tie, within one clock tick). A container that restarted has a new mount namespace only after the
+ * old processes have exited (zombies have no mountinfo), so an old process is not taken for the new one.
+ *
+ * Throws ProcessLookupError when none is found. Cheap enough to run at every delivery: one readdir, bounded
+ * parallel reads of small files, no process spawned; mountinfo needs no ptrace access, so any uid can read it.
  */
 export async function findContainerProcess(
   container: string,
@@ -134,7 +192,9 @@ export async function findContainerProcess(
     );
   }
   const pids = names.filter((n) => /^\d+$/.test(n)).map(Number);
-  const entry = Buffer.from(`${CONTAINER_MARKER}=${container}`);
+  const markerPath = targetMarkerPath(container);
+  // mountPointOf yields one char per byte: compare against the path's UTF-8 bytes alike.
+  const wanted = Buffer.from(markerPath, 'utf8').toString('latin1');
   const own = process.pid;
   const candidates: Candidate[] = [];
   const codes = new Set<string>();
@@ -142,32 +202,33 @@ export async function findContainerProcess(
 
   const inspect = async (pid: number): Promise<void> => {
     if (pid === own) return;
-    let environ: Buffer;
     try {
-      environ = await readFile(`${procDir}/${pid}/environ`);
+      if (!(await hasMountPoint(`${procDir}/${pid}/mountinfo`, wanted))) return;
     } catch (err) {
       if (vanished(err)) return;
-      // EACCES/EPERM: another uid or gid. Any other failure also leaves the process undecided; counted alike.
+      // Rare (mountinfo is world-readable): a security module, or a file over the cap. Undecided; counted.
       unreadable++;
       codes.add(errorCode(err) ?? 'error');
       return;
     }
-    if (!environHas(environ, entry)) return;
-    let status: string;
+    let stat: string;
     try {
-      status = await readFile(`${procDir}/${pid}/status`, 'latin1');
+      stat = await readFile(`${procDir}/${pid}/stat`, 'latin1');
     } catch (err) {
       if (vanished(err)) return;
       throw new ProcessLookupError(
-        `cannot read ${procDir}/${pid}/status, to tell whether process ${pid} is the main process of container ` +
+        `cannot read ${procDir}/${pid}/stat, to tell whether process ${pid} is the main process of container ` +
           `"${container}" (${errorCode(err) ?? String(err)}); the next change tries again`,
       );
     }
-    candidates.push({
-      pid,
-      ppid: Number(statusField(status, 'PPid') ?? 0),
-      name: statusField(status, 'Name') ?? '',
-    });
+    const parsed = parseStat(stat);
+    if (parsed === undefined) {
+      throw new ProcessLookupError(
+        `${procDir}/${pid}/stat has no parent PID and start time where the kernel puts them, so whether process ` +
+          `${pid} is the main process of container "${container}" cannot be told; nothing was signalled`,
+      );
+    }
+    candidates.push({ pid, ...parsed });
   };
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -176,31 +237,18 @@ export async function findContainerProcess(
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, pids.length) }, worker));
 
   const candidatePids = new Set(candidates.map((c) => c.pid));
-  const main = candidates.filter((c) => !candidatePids.has(c.ppid)).sort((a, b) => a.pid - b.pid);
-  if (main.length === 1) {
-    const [only] = main as [Candidate];
-    return { pid: only.pid, command: await commandOf(procDir, only) };
-  }
-  if (main.length === 0) {
-    throw new ProcessLookupError(
-      `no process of container "${container}" was found among ${pids.length} processes` +
-        `${unreadableNote(unreadable, codes)}: the reloader looks for ${CONTAINER_MARKER}=${container} in ` +
-        `${procDir}/PID/environ, which the webhook sets on that container. The pod must have ` +
-        `shareProcessNamespace: true, and the sidecar must run with the container's runAsUser and runAsGroup ` +
-        `(/proc/PID/environ of another process is readable only with the same uid and gid); ` +
-        `if the container is restarting, the next change tries again`,
-      pids.length,
-      unreadable,
-    );
-  }
-  const listed = await Promise.all(main.map(async (c) => `${c.pid} (${await commandOf(procDir, c)})`));
+  const [main] = candidates
+    .filter((c) => !candidatePids.has(c.ppid))
+    .sort((a, b) => a.started - b.started || a.pid - b.pid);
+  if (main !== undefined) return { pid: main.pid, command: await commandOf(procDir, main) };
   throw new ProcessLookupError(
-    `${main.length} processes look like the main process of container "${container}": ${listed.join(', ')}; ` +
-      `its main process must be unique to be signalled (e.g. the container restarted and an old process is ` +
-      `still exiting); nothing was signalled, the next change tries again`,
+    `no process of container "${container}" among ${pids.length} processes${unreadableNote(unreadable, codes)}: ` +
+      `the reloader looks for a mount at ${markerPath} in ${procDir}/PID/mountinfo. The pod needs ` +
+      `shareProcessNamespace: true (the webhook sets it) and the container must carry the mount at that path ` +
+      `(the webhook adds it; was the pod injected by an older version? then recreate it); ` +
+      `if the container is restarting, the next change tries again`,
     pids.length,
     unreadable,
-    main.map((c) => c.pid),
   );
 }
 
@@ -244,8 +292,8 @@ export async function signalContainer(
           `${signal} to process ${found.pid} (${found.command}), the main process of container "${container}", ` +
             `was refused (${code}): it runs as uid ${await uidOf(procDir, found.pid)} and the reloader as uid ` +
             `${process.getuid?.() ?? '?'}; a process may signal another only with the same uid (PodSecurity ` +
-            `restricted forbids CAP_KILL). The webhook runs the sidecar with the container's runAsUser and ` +
-            `runAsGroup: check that nothing (another webhook, a policy, a later edit) overrides either`,
+            `restricted forbids CAP_KILL). The sidecar must run with the container's runAsUser (the webhook sets ` +
+            `it): check that nothing (another webhook, a policy, a later edit) overrides it`,
           found.pid,
         );
       }
