@@ -13,7 +13,7 @@ import { DEFAULT_OWNER, podFsGroup, unreadableFileWarnings } from './file-access
 import type { InjectionContext, InjectionOutcome, OptIn } from './inject.ts';
 import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
 import { choosePort } from './ports.ts';
-import { presetArgWarnings, PRESETS, type PresetName } from './presets.ts';
+import { presetArgWarnings, PRESETS } from './presets.ts';
 import { planProcesses, type ProcessPlan } from './process-targets.ts';
 import { findTokenVolume } from './service-account.ts';
 import { parseSettings, type PodSettings } from './settings.ts';
@@ -270,8 +270,8 @@ function presetWarnings(spec: JsonObject, settings: PodSettings, annotations: Ma
   const all = [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)];
   const apps = objectsOf(spec.containers);
   const named = settings.signalContainer ?? annotations.get(ANNOTATIONS.signalContainer)?.trim();
-  const words = PRESET_IMAGES[settings.preset];
-  const byImage = apps.filter((c) => words.some((word) => imageName(c.image).includes(word)));
+  const words: readonly string[] = PRESETS[settings.preset].images;
+  const byImage = apps.filter((c) => words.includes(imageName(c.image)));
   const container =
     named !== undefined
       ? all.find((c) => c.name === named)
@@ -290,10 +290,6 @@ function presetWarnings(spec: JsonObject, settings: PodSettings, annotations: Ma
     confirms: settings.successMetric !== undefined,
   });
 }
-
-const PRESET_IMAGES = Object.fromEntries(
-  Object.entries(PRESETS).map(([name, preset]) => [name, preset.images as readonly string[]]),
-) as Record<PresetName, readonly string[]>;
 
 /** The repository's last part of an image reference, without tag or digest: `prometheus` of quay.io/prometheus/prometheus:v3. */
 function imageName(image: unknown): string {

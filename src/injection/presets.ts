@@ -19,7 +19,7 @@ export interface Preset {
   answer: 'sync' | 'async';
   /** The app also reloads on this signal. */
   signal: ReloadSignal;
-  /** Words of an image name that say this container runs the app, for pods with several containers. */
+  /** Image names (the repository's last part) of the app, to find its container in a pod with several. */
   images: string[];
   /** The app's flags that the preset's URLs depend on, and what each one breaks. */
   flags: PresetFlags;

@@ -200,8 +200,7 @@ function parseDelivery(
     signal !== undefined || given(ANNOTATIONS.reloadSignal)
       ? undefined
       : (explicitUrl?.url ?? (preset !== undefined ? presetReloadUrl(preset) : undefined));
-  const reloadPort =
-    reloadUrl === undefined ? undefined : (explicitUrl?.port ?? (preset as { port: number }).port);
+  const reloadPort = reloadUrl === undefined ? undefined : (explicitUrl?.port ?? preset?.port);
   const reloadMethod = value(KNOBS.reloadMethod) ?? preset?.reloadMethod ?? KNOBS.reloadMethod.default;
   if (
     given(ANNOTATIONS.reloadMethod) &&
@@ -216,7 +215,9 @@ function parseDelivery(
   const explicitMetrics = value(KNOBS.metricsUrl);
   const metricsUrl =
     explicitMetrics?.url ?? (preset !== undefined ? presetMetricsUrl(preset, explicitUrl?.url) : undefined);
-  const metricsPort = metricsUrl === undefined ? undefined : (explicitMetrics?.port ?? portOf(metricsUrl));
+  // The preset's metrics URL shares the reload URL's origin, so its port.
+  const metricsPort =
+    metricsUrl === undefined ? undefined : (explicitMetrics?.port ?? explicitUrl?.port ?? preset?.port);
   const successMetric = value(KNOBS.successMetric) ?? preset?.successMetric;
   const timestampMetric = value(KNOBS.timestampMetric) ?? preset?.timestampMetric;
   const confirmTimeout = value(KNOBS.confirmTimeout);
@@ -269,12 +270,6 @@ function parseDelivery(
     ...(confirms && timestampMetric !== undefined ? { timestampMetric } : {}),
     ...(confirms && confirmTimeout !== undefined ? { confirmTimeout } : {}),
   };
-}
-
-/** A URL's port, or its scheme's default. */
-function portOf(url: string): number {
-  const parsed = new URL(url);
-  return parsed.port !== '' ? Number(parsed.port) : parsed.protocol === 'https:' ? 443 : 80;
 }
 
 /** A knob with an annotation and a rule (knob-table.ts). */

@@ -237,6 +237,8 @@ describe("preset warnings from the app's command line", () => {
       containers: [
         { name: 'proxy', image: 'nginx:1', volumeMounts: [{ name: 'config', mountPath: '/etc/nginx' }] },
         { name: 'prom', image: 'quay.io/prometheus/prometheus:v3.0.0', args: [] },
+        // Not Prometheus, though its name says prometheus.
+        { name: 'reloader', image: 'quay.io/prometheus-operator/prometheus-config-reloader:v0.80.0' },
       ],
     };
     const { warnings } = injected(
