@@ -92,7 +92,9 @@ export function decide(pod: unknown, ctx: InjectionContext, config: InjectorConf
   const { plan } = planned;
   warnings.push(...plan.warnings);
   const sources = plan.converted.length + plan.explicit.length;
-  if (sources === 0 && problems.length === 0) {
+  // A container to restart on env changes is work for the sidecar even with no file to write.
+  const restartsOnly = settings.restartOnEnvChange.length > 0;
+  if (sources === 0 && problems.length === 0 && !restartsOnly) {
     const reason =
       plan.subPathOnly.length > 0
         ? `nothing to sync: only secret/configMap volumes mounted through subPath (${plan.subPathOnly.join(', ')})`

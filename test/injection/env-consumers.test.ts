@@ -135,6 +135,29 @@ describe('config-reloader.io/restart-on-env-change', () => {
     assert.equal(args(c).includes('--reload-signal'), false);
   });
 
+  it('injects a pod with nothing to sync but a container to restart: the sidecar only watches', () => {
+    const out = injected(
+      makePod({
+        annotations: { 'config-reloader.io/restart-on-env-change': 'app' },
+        volumes: [],
+        mounts: [],
+        spec: { containers: [consumer('app', { ...readsCreds, volumeMounts: [] })] },
+      }),
+    ).pod;
+    const c = sidecar(out);
+    assert.deepEqual(restartArgs(c), ['--restart-on-change=app=secret/app-config']);
+    assert.equal(
+      args(c).some((a) => a.startsWith('--source=')),
+      false,
+    );
+    // Without the opt-in such a pod has nothing for the sidecar to do.
+    assert.equal(
+      inject(makePod({ volumes: [], mounts: [], spec: { containers: [consumer('app', readsCreds)] } }))
+        .action,
+      'skip',
+    );
+  });
+
   it('one argument per container, a native sidecar included, also under restartPolicy Never', () => {
     const spec = {
       restartPolicy: 'Never',

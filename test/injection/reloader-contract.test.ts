@@ -77,6 +77,24 @@ describe('sidecar arguments and the reloader command line', () => {
       }),
       { sidecarMode: 'legacy' },
     ],
+    [
+      'restarts only, nothing to sync',
+      makePod({
+        annotations: { 'config-reloader.io/restart-on-env-change': 'app' },
+        volumes: [],
+        spec: {
+          containers: [
+            {
+              name: 'app',
+              image: 'example/app:1',
+              securityContext: { runAsUser: 1000, runAsGroup: 1000 },
+              envFrom: [{ secretRef: { name: 'creds' } }],
+            },
+          ],
+        },
+      }),
+      {},
+    ],
   ];
   for (const [name, pod, config] of pods) {
     it(name, () => {
