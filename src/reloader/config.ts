@@ -2,7 +2,13 @@ import type { LevelWithSilent } from 'pino';
 import { findKubeconfig, parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { isLogLevel } from '../shared/log.ts';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.ts';
-import { parseSourceSpec, SourceSpecError, type SourceSpec } from '../shared/source-spec.ts';
+import {
+  isValidObjectName,
+  parseSourceSpec,
+  SourceSpecError,
+  type SourceKind,
+  type SourceSpec,
+} from '../shared/source-spec.ts';
 
 /** Where the API server and its credentials come from. */
 export type ClusterConfig =
@@ -15,14 +21,51 @@ export interface ReloadConfig {
   timeoutMs: number;
 }
 
+/** The signals an app may take as "reload" (SIGTERM is the restart's, never a reload). */
+export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
+export type ReloadSignal = (typeof RELOAD_SIGNALS)[number];
+
+/** --reload-signal: the signal goes to --signal-container's main process (src/reloader/processes.ts finds it). */
+export interface SignalConfig {
+  signal: ReloadSignal;
+  container: string;
+}
+
+/** --confirm-*: after a delivery, the app's own metrics say whether it applied the config. */
+export interface ConfirmConfig {
+  metricsUrl: URL;
+  successMetric: string;
+  timestampMetric?: string;
+  timeoutMs: number;
+}
+
+/** --events: Events go on the reloader's own pod (the downward API's env). */
+export interface EventsConfig {
+  podName: string;
+  podUid: string;
+  podNamespace: string;
+}
+
+/** One --restart-on-change: CONTAINER's main process gets SIGTERM when one of these objects' data changes. */
+export interface RestartConfig {
+  container: string;
+  objects: Array<{ kind: SourceKind; name: string }>;
+}
+
 /** Everything the reloader needs, parsed once at start from flags and the environment and passed down. */
 export interface ReloaderConfig {
   sources: SourceSpec[];
   /** From --namespace or POD_NAMESPACE; otherwise the kubeconfig context's or the in-cluster namespace file. */
   namespace?: string;
   cluster: ClusterConfig;
-  /** Absent: files are written and no application is called. */
+  /** HTTP delivery (--reload-url). Absent, with no `signal` either: files are written and no application is told. */
   reload?: ReloadConfig;
+  /** Signal delivery (--reload-signal), instead of HTTP. */
+  signal?: SignalConfig;
+  /** Needs a delivery (`reload` or `signal`). */
+  confirm?: ConfirmConfig;
+  events?: EventsConfig;
+  restarts: RestartConfig[];
   once: boolean;
   onceTimeoutMs: number;
   listen: { host: string; port: number };
@@ -56,6 +99,23 @@ Flags:
   --reload-url URL                 http(s) URL called after each change (default: none, files only)
   --reload-method METHOD           HTTP method of the reload request (default POST)
   --reload-timeout DURATION        timeout of one reload request (default 5s)
+  --reload-signal SIGNAL           send SIGHUP, SIGUSR1 or SIGUSR2 after each change instead of an HTTP
+                                   request (not with --reload-url); needs --signal-container
+  --signal-container NAME          the container whose main process gets the signal (its processes carry
+                                   env CONFIG_RELOADER_CONTAINER=NAME; the pod shares its process namespace)
+  --confirm-metrics-url URL        the app's Prometheus-text metrics, read after each reload to learn whether
+                                   it applied the config (needs --confirm-success-metric and a delivery)
+  --confirm-success-metric NAME    metric that is 1 when the app's last reload succeeded, 0 when it failed
+  --confirm-timestamp-metric NAME  metric with the Unix time of the app's last successful reload (optional:
+                                   applied then also means newer than before the reload)
+  --confirm-timeout DURATION       how long to wait for the app's verdict after a reload (default 30s)
+  --events                         record Kubernetes Events (ConfigApplied, ConfigRejected,
+                                   ContainerRestarted) on this pod; needs env POD_NAME, POD_UID and
+                                   POD_NAMESPACE and a Role that may create events
+  --restart-on-change CONTAINER=KIND/NAME[,KIND/NAME...]
+                                   repeatable: watch these objects (no files written) and send SIGTERM to
+                                   CONTAINER's main process when one's data changes after the first sync, so
+                                   that the kubelet restarts that container and it reads its env again
   --once                           sync every source once, then exit (0, or 1 naming the source that failed)
   --once-timeout DURATION          how long --once keeps trying (default 30s)
   --listen [HOST]:PORT             address of /readyz, /healthz and /metrics (default :9533; port 0 picks one)
@@ -80,6 +140,14 @@ const FLAGS = {
   'reload-url': { type: 'string' },
   'reload-method': { type: 'string', default: 'POST' },
   'reload-timeout': { type: 'string', default: '5s' },
+  'reload-signal': { type: 'string' },
+  'signal-container': { type: 'string' },
+  'confirm-metrics-url': { type: 'string' },
+  'confirm-success-metric': { type: 'string' },
+  'confirm-timestamp-metric': { type: 'string' },
+  'confirm-timeout': { type: 'string', default: '30s' },
+  events: { type: 'boolean', default: false },
+  'restart-on-change': { type: 'string', multiple: true },
   once: { type: 'boolean', default: false },
   'once-timeout': { type: 'string', default: '30s' },
   listen: { type: 'string', default: ':9533' },
@@ -139,10 +207,10 @@ function parseFsGroup(value: string | undefined): number | undefined {
   return gid;
 }
 
-function parseSources(args: string[]): SourceSpec[] {
-  if (args.length === 0)
+function parseSources(args: string[], restarts: number): SourceSpec[] {
+  if (args.length === 0 && restarts === 0)
     throw new UsageError(
-      'at least one --source KIND/NAME=DIR is required (see: config-reloader-injector reloader --help)',
+      'at least one --source KIND/NAME=DIR (or --restart-on-change) is required (see: config-reloader-injector reloader --help)',
     );
   const sources = args.map((arg) => {
     try {
@@ -165,6 +233,145 @@ function parseSources(args: string[]): SourceSpec[] {
   return sources;
 }
 
+function parseUrl(flag: string, raw: string, example: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`--${flag} "${raw}" is not a URL such as ${example}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--${flag} "${raw}" must be http:// or https://`);
+  return url;
+}
+
+/** A container name as Kubernetes takes it (a DNS-1123 label). */
+const CONTAINER_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function containerName(flag: string, value: string): string {
+  if (value.length > 63 || !CONTAINER_RE.test(value))
+    throw new UsageError(
+      `--${flag}: "${value}" is not a container name (lower-case letters, digits and '-', at most 63)`,
+    );
+  return value;
+}
+
+/** `HUP`, `sighup`, `SIGHUP` → `SIGHUP`; anything but the three reload signals is a UsageError. */
+export function parseReloadSignal(value: string): ReloadSignal {
+  const upper = value.trim().toUpperCase();
+  const name = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  const found = RELOAD_SIGNALS.find((s) => s === name);
+  if (!found)
+    throw new UsageError(
+      `--reload-signal "${value}" is not a reload signal: give SIGHUP, SIGUSR1 or SIGUSR2 (the one the app reloads on)`,
+    );
+  return found;
+}
+
+function parseSignal(values: Record<string, unknown>, http: boolean): SignalConfig | undefined {
+  const raw = values['reload-signal'] as string | undefined;
+  const container = values['signal-container'] as string | undefined;
+  if (raw === undefined) {
+    if (container !== undefined)
+      throw new UsageError('--signal-container needs --reload-signal (which signal to send it)');
+    return undefined;
+  }
+  if (http)
+    throw new UsageError(
+      '--reload-url and --reload-signal both given: the app is told one way, give one of them',
+    );
+  const signal = parseReloadSignal(raw);
+  if (container === undefined)
+    throw new UsageError(`--reload-signal ${signal} needs --signal-container NAME (whose process to signal)`);
+  return { signal, container: containerName('signal-container', container) };
+}
+
+/** Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`. */
+const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+function metricName(flag: string, value: string): string {
+  if (!METRIC_NAME_RE.test(value))
+    throw new UsageError(
+      `--${flag} "${value}" is not a metric name (letters, digits, '_' and ':'; no labels, no braces)`,
+    );
+  return value;
+}
+
+function parseConfirm(values: Record<string, unknown>, delivery: boolean): ConfirmConfig | undefined {
+  // Checked even without confirmation: a typo must not wait for the day a metrics URL is added.
+  const timeoutMs = positiveDuration('confirm-timeout', values['confirm-timeout'] as string);
+  const url = values['confirm-metrics-url'] as string | undefined;
+  const success = values['confirm-success-metric'] as string | undefined;
+  const timestamp = values['confirm-timestamp-metric'] as string | undefined;
+  if (url === undefined && success === undefined) {
+    if (timestamp !== undefined)
+      throw new UsageError(
+        '--confirm-timestamp-metric needs --confirm-metrics-url and --confirm-success-metric',
+      );
+    return undefined;
+  }
+  if (url === undefined)
+    throw new UsageError(
+      '--confirm-success-metric needs --confirm-metrics-url (where the app serves its metrics)',
+    );
+  if (success === undefined)
+    throw new UsageError(
+      '--confirm-metrics-url needs --confirm-success-metric (the metric that is 1 after a successful reload)',
+    );
+  if (!delivery)
+    throw new UsageError(
+      'confirmation (--confirm-metrics-url) needs a delivery: give --reload-url or --reload-signal',
+    );
+  return {
+    metricsUrl: parseUrl('confirm-metrics-url', url, 'http://127.0.0.1:8429/metrics'),
+    successMetric: metricName('confirm-success-metric', success),
+    timestampMetric: timestamp === undefined ? undefined : metricName('confirm-timestamp-metric', timestamp),
+    timeoutMs,
+  };
+}
+
+function parseEvents(on: boolean, env: NodeJS.ProcessEnv): EventsConfig | undefined {
+  if (!on) return undefined;
+  const need = (name: string): string => {
+    const value = env[name];
+    if (!value)
+      throw new UsageError(
+        `--events needs env ${name} (from the downward API; the webhook sets POD_NAME, POD_UID and POD_NAMESPACE)`,
+      );
+    return value;
+  };
+  const podName = need('POD_NAME');
+  const podUid = need('POD_UID');
+  const podNamespace = need('POD_NAMESPACE');
+  if (!isValidNamespace(podNamespace))
+    throw new UsageError(`--events: POD_NAMESPACE "${podNamespace}" is not a valid namespace name`);
+  return { podName, podUid, podNamespace };
+}
+
+const RESTART_KINDS: Record<string, SourceKind> = { secret: 'secret', configmap: 'configmap' };
+
+function parseRestarts(args: string[]): RestartConfig[] {
+  const byContainer = new Map<string, RestartConfig>();
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    const usage = `--restart-on-change "${arg}" is not CONTAINER=KIND/NAME[,KIND/NAME...], e.g. app=secret/app-env,configmap/app-settings`;
+    if (eq <= 0 || eq === arg.length - 1) throw new UsageError(usage);
+    const container = containerName('restart-on-change', arg.slice(0, eq));
+    const entry = byContainer.get(container) ?? { container, objects: [] };
+    for (const part of arg.slice(eq + 1).split(',')) {
+      const [kindText, name, ...rest] = part.split('/');
+      const kind = RESTART_KINDS[kindText?.toLowerCase() ?? ''];
+      if (kind === undefined || name === undefined || rest.length > 0)
+        throw new UsageError(`${usage}: "${part}" is not KIND/NAME with KIND secret or configmap`);
+      if (!isValidObjectName(name))
+        throw new UsageError(`--restart-on-change "${arg}": "${name}" is not a valid object name`);
+      if (!entry.objects.some((o) => o.kind === kind && o.name === name)) entry.objects.push({ kind, name });
+    }
+    byContainer.set(container, entry);
+  }
+  return [...byContainer.values()];
+}
+
 function parseReload(values: Record<string, unknown>): ReloadConfig | undefined {
   // Method and timeout are checked even without a URL: a typo must not wait for the day a URL is added.
   const method = (values['reload-method'] as string).toUpperCase();
@@ -173,15 +380,7 @@ function parseReload(values: Record<string, unknown>): ReloadConfig | undefined 
   const timeoutMs = positiveDuration('reload-timeout', values['reload-timeout'] as string);
   const raw = values['reload-url'] as string | undefined;
   if (raw === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(`--reload-url "${raw}" is not a URL such as http://127.0.0.1:8080/-/reload`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new UsageError(`--reload-url "${raw}" must be http:// or https://`);
-  return { url, method, timeoutMs };
+  return { url: parseUrl('reload-url', raw, 'http://127.0.0.1:8080/-/reload'), method, timeoutMs };
 }
 
 function parseCluster(values: Record<string, unknown>, env: NodeJS.ProcessEnv): ClusterConfig {
@@ -211,11 +410,18 @@ export function parseReloaderConfig(argv: string[], env: NodeJS.ProcessEnv): Rel
   const namespace = values.namespace ?? (env.POD_NAMESPACE || undefined);
   if (namespace !== undefined && !isValidNamespace(namespace))
     throw new UsageError(`namespace "${namespace}" is not a valid namespace name`);
+  const restarts = parseRestarts(values['restart-on-change'] ?? []);
+  const reload = parseReload(values);
+  const signal = parseSignal(values, reload !== undefined);
   return {
-    sources: parseSources(values.source ?? []),
+    sources: parseSources(values.source ?? [], restarts.length),
     namespace,
     cluster: parseCluster(values, env),
-    reload: parseReload(values),
+    reload,
+    signal,
+    confirm: parseConfirm(values, reload !== undefined || signal !== undefined),
+    events: parseEvents(values.events, env),
+    restarts,
     once: values.once,
     onceTimeoutMs: positiveDuration('once-timeout', values['once-timeout']),
     listen: parseListenAddress(values.listen),

@@ -6,9 +6,14 @@ import { isValidNamespace, type ReloaderConfig } from './config.ts';
 import { ApiHealth } from './health.ts';
 import { loadClusterAccess } from './kube/cluster-access.ts';
 import { KubeClient } from './kube/client.ts';
-import { createReloaderMetrics } from './metrics.ts';
+import { AppliedTracker } from './applied.ts';
+import { AppMetricsReader } from './confirm.ts';
+import { httpDelivery, signalDelivery, type Delivery, type SignalSender } from './delivery.ts';
+import { EventRecorder } from './events.ts';
+import { createConfirmMetrics, createReloaderMetrics } from './metrics.ts';
 import { gunzipCap } from './projection.ts';
 import { ReloadTrigger } from './reload.ts';
+import { RestartManager } from './restart.ts';
 import { startStatusServer } from './server.ts';
 import { DEFAULT_WATCH_IDLE_MS, sourceId, SourceWatcher } from './source.ts';
 import { AtomicWriter } from './writer.ts';
@@ -20,6 +25,8 @@ export interface RunOptions {
   /** Writes the one-line reason of a --once failure (stderr in the command). */
   reportError: (message: string) => void;
   backoff?: BackoffPolicy;
+  /** Sends signals to containers (reload by signal, restarts): processes.ts's signalContainer unless a test stands in. */
+  signalSender?: SignalSender;
 }
 
 /** A stable hash of every source's directory, in --source order: what a reload applies. */
@@ -52,14 +59,55 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
   const writers = config.sources.map(
     (spec) => new AtomicWriter(spec.dir, { fsGroup: config.fsGroup, gunzipCap: cap }),
   );
+  const events =
+    config.events && !config.once
+      ? new EventRecorder(config.events, client, log.child({ component: 'events' }))
+      : undefined;
+  const delivery: Delivery | undefined = config.reload
+    ? httpDelivery(config.reload)
+    : config.signal
+      ? signalDelivery(config.signal, opts.signalSender)
+      : undefined;
+  const confirmMetrics = config.confirm ? createConfirmMetrics(metrics.registry) : undefined;
+  const applied = confirmMetrics
+    ? new AppliedTracker(
+        config.sources.map((spec, i) => ({
+          id: sourceId(spec, namespace),
+          digest: () => (writers[i] as AtomicWriter).digest(),
+        })),
+        confirmMetrics,
+      )
+    : undefined;
   const trigger =
-    config.reload && !config.once
+    delivery && !config.once
       ? new ReloadTrigger({
-          ...config.reload,
+          delivery,
           log,
           metrics,
           contentHash: () => combinedDigest(writers),
           backoff,
+          events,
+          confirm:
+            config.confirm && confirmMetrics
+              ? { reader: new AppMetricsReader(config.confirm), metrics: confirmMetrics, applied }
+              : undefined,
+        })
+      : undefined;
+  // Reopen a watch silent for longer than a liveness window; one that gets bookmarks is never cut.
+  const watchIdleMs = Math.max(2 * config.healthTimeoutMs, DEFAULT_WATCH_IDLE_MS);
+  const restarts =
+    config.restarts.length > 0 && !config.once
+      ? new RestartManager({
+          restarts: config.restarts,
+          namespace,
+          client,
+          health,
+          metrics,
+          log,
+          backoff,
+          events,
+          watchIdleMs,
+          send: opts.signalSender,
         })
       : undefined;
   const sources = config.sources.map(
@@ -72,12 +120,14 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
         health,
         metrics,
         log: log.child({ source: sourceId(spec, namespace) }),
-        onChange: (initial) => {
-          if (!initial) trigger?.request();
+        onChange: (initial, receivedAt) => {
+          if (initial) return;
+          applied?.changed(i);
+          trigger?.request(receivedAt);
         },
+        onSynced: () => applied?.synced(i),
         resyncMs: config.resyncMs,
-        // Reopen a watch silent for longer than a liveness window; one that gets bookmarks is never cut.
-        watchIdleMs: Math.max(2 * config.healthTimeoutMs, DEFAULT_WATCH_IDLE_MS),
+        watchIdleMs,
         backoff,
       }),
   );
@@ -88,6 +138,18 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
       namespace,
       sources: sources.map((s) => `${s.id}=${s.spec.dir}`),
       once: config.once,
+      ...(delivery ? { delivery: delivery.kind, reloadTarget: delivery.target } : {}),
+      ...(config.confirm
+        ? { confirm: `${config.confirm.metricsUrl.origin}${config.confirm.metricsUrl.pathname}` }
+        : {}),
+      ...(restarts
+        ? {
+            restartOnChange: config.restarts.map(
+              (r) => `${r.container}=${r.objects.map((o) => `${o.kind}/${o.name}`).join(',')}`,
+            ),
+          }
+        : {}),
+      ...(events ? { events: true } : {}),
       ...(gunzipSources > 0 ? { gunzipCapBytes: cap } : {}),
     },
     'starting',
@@ -95,9 +157,11 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
 
   try {
     if (config.once) return await syncOnce(sources, config.onceTimeoutMs, opts);
-    return await watchUntilStopped(sources, config, { health, metrics, trigger, opts });
+    return await watchUntilStopped(sources, config, { health, metrics, trigger, restarts, opts });
   } finally {
     trigger?.close();
+    if (!trigger) delivery?.close();
+    events?.close();
     client.destroy();
   }
 }
@@ -136,6 +200,7 @@ async function watchUntilStopped(
     health: ApiHealth;
     metrics: ReturnType<typeof createReloaderMetrics>;
     trigger: ReloadTrigger | undefined;
+    restarts: RestartManager | undefined;
     opts: RunOptions;
   },
 ): Promise<number> {
@@ -155,11 +220,12 @@ async function watchUntilStopped(
   );
   log.info({ address: server.address }, 'listening for /readyz, /healthz and /metrics');
   for (const s of sources) s.start();
+  deps.restarts?.start();
   await deps.opts.stopped;
   log.info('stopping: closing the watches');
   // At once: a reload in flight or waiting to be retried must not hold the process (nor go out after this).
   deps.trigger?.close();
-  await Promise.all(sources.map((s) => s.stop()));
+  await Promise.all([...sources.map((s) => s.stop()), deps.restarts?.stop()]);
   await server.close();
   log.info('stopped');
   return 0;

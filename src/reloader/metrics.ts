@@ -9,7 +9,60 @@ class InfoGauge extends Gauge {
   }
 }
 
+/** A gauge with one `sha256` series per source: a source's new value replaces its old series. */
+class SourceInfoGauge extends Gauge {
+  private readonly current = new Map<string, string>();
+  replaceFor(source: string, sha256: string): void {
+    const old = this.current.get(source);
+    if (old !== undefined) this.values.delete(old);
+    this.set(1, { source, sha256 });
+    // The key the base class made for these labels (labels in declaration order).
+    this.current.set(source, [...this.values.keys()].at(-1) as string);
+  }
+}
+
 export const CONTENT_HASH_PREFIX_CHARS = 16;
+
+/** From a change to the app's confirmed apply: milliseconds to a minute (an async app is polled up to --confirm-timeout). */
+const APPLIED_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** The metrics of --confirm-*: registered only when confirmation is configured. */
+export function createConfirmMetrics(registry: Registry) {
+  return {
+    sourceApplied: registry.gauge(
+      'config_reloader_source_applied',
+      "1 when the source's content on disk is what the app last confirmed applying (or started with); 0 while a change is pending, rejected or unconfirmed.",
+      ['source'],
+    ),
+    appliedContent: registry.register(
+      new SourceInfoGauge(
+        'config_reloader_source_applied_content_info',
+        "Always 1; the label is the first 16 hex digits of the SHA-256 of the source's files the app last applied.",
+        ['source', 'sha256'],
+      ),
+    ),
+    changeToApplied: registry.histogram(
+      'config_reloader_change_to_applied_seconds',
+      'From the watch event that brought a change to the app confirming it applied it.',
+      APPLIED_BUCKETS,
+    ),
+    confirmations: registry.counter(
+      'config_reloader_confirmations_total',
+      "The app's verdicts after a delivered reload: applied, rejected (not retried until the next change) or unconfirmed (no answer within --confirm-timeout, or its metrics could not be read).",
+      ['result'],
+    ),
+    appSuccess: registry.gauge(
+      'config_reloader_app_last_reload_successful',
+      "The app's own success metric as last read (1 success, 0 failure; absent until read).",
+    ),
+    appTimestamp: registry.gauge(
+      'config_reloader_app_last_reload_success_timestamp_seconds',
+      "The app's own timestamp metric as last read: Unix time of its last successful reload.",
+    ),
+  };
+}
+
+export type ConfirmMetrics = ReturnType<typeof createConfirmMetrics>;
 
 /** The reloader's metrics, all `config_reloader_*`; sources are labelled `kind/namespace/name`. */
 export function createReloaderMetrics(registry = new Registry()) {
@@ -32,9 +85,21 @@ export function createReloaderMetrics(registry = new Registry()) {
   );
   return {
     registry,
+    delivery: registry.register(
+      new InfoGauge(
+        'config_reloader_reload_delivery_info',
+        'Always 1; the label says how the app is told to reload: http or signal (absent: files only).',
+        ['delivery'],
+      ),
+    ),
+    restarts: registry.counter(
+      'config_reloader_container_restarts_total',
+      "SIGTERMs sent to a --restart-on-change container's main process, by result: success, or failure (no single main process found, or the signal refused; retried with backoff).",
+      ['container', 'result'],
+    ),
     reloads: registry.counter(
       'config_reloader_reloads_total',
-      'Reload request attempts, by result: success, failure (retried with backoff) or rejected (a 4xx other than 408, 425 and 429: not retried until the next change); each attempt counts.',
+      'Reload deliveries (HTTP requests or signals), by result: success, failure (retried with backoff) or rejected (a 4xx other than 408, 425 and 429, or a 5xx with the success metric at 0: not retried until the next change); each attempt counts.',
       ['result'],
     ),
     lastReloadSuccess,

@@ -1,182 +1,284 @@
-import type { Agent as HttpAgent } from 'node:http';
 import type { Logger } from '../shared/log.ts';
-import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.ts';
-import type { ReloadConfig } from './config.ts';
-import type { ReloaderMetrics } from './metrics.ts';
+import { sleep, type BackoffPolicy } from './backoff.ts';
+import { CoalescingLoop, failureKey, type AttemptOutcome } from './coalesce.ts';
+import type { AppliedTracker } from './applied.ts';
+import {
+  awaitVerdict,
+  sameSecondWaitMs,
+  type AppMetricsReader,
+  type AppReading,
+  type Verdict,
+} from './confirm.ts';
+import type { Delivery } from './delivery.ts';
+import { NO_EVENTS, type EventSink } from './events.ts';
+import { CONTENT_HASH_PREFIX_CHARS, type ConfirmMetrics, type ReloaderMetrics } from './metrics.ts';
 
-// getBuiltinModule, not an import: an ES import of node:http evaluates its lazy web-API getters, which load undici,
-// http2, zlib and web streams the reloader never uses (about 3 MiB per pod, docs/benchmarks.md).
-const http = process.getBuiltinModule('node:http');
-const https = process.getBuiltinModule('node:https');
+export { isPermanentRejection } from './delivery.ts';
 
-export interface ReloadTriggerOptions extends ReloadConfig {
+/** Confirmation's parts: the app's metrics, the metrics of the verdicts, the per-source applied state. */
+export interface ConfirmParts {
+  reader: AppMetricsReader;
+  metrics: ConfirmMetrics;
+  applied?: AppliedTracker;
+}
+
+export interface ReloadTriggerOptions {
+  delivery: Delivery;
   log: Logger;
   metrics: ReloaderMetrics;
-  /** The hash of everything on disk right now; recorded when a reload that started with it succeeds. */
+  /** The hash of everything on disk right now; recorded when a delivery that started with it succeeds. */
   contentHash: () => string;
   backoff?: BackoffPolicy;
+  confirm?: ConfirmParts;
+  events?: EventSink;
+  /** Date.now unless a test makes the clock (the same-second wait). */
+  now?: () => number;
 }
 
-/**
- * One reload request: resolves with the status code, rejects on a network error, a timeout, or when `signal`
- * aborts (shutdown), which also ends a request in flight.
- */
-function send(
-  url: URL,
-  method: string,
-  timeoutMs: number,
-  agent: HttpAgent,
-  signal: AbortSignal,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? https.request : http.request)(
-      url,
-      { method, agent, signal, headers: { 'content-length': '0', 'user-agent': 'config-reloader' } },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(timeoutMs, () =>
-      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      // The app closed the kept-alive connection just as we reused it: not a failure of the app, send again
-      // (never once the trigger is closed: that is what closed the connection).
-      if (req.reusedSocket && !signal.aborted && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        send(url, method, timeoutMs, agent, signal).then(resolve, reject);
-      } else {
-        reject(err);
-      }
-    });
-    req.end();
-  });
-}
+const ms = (from: number): number => Math.round((performance.now() - from) * 10) / 10;
 
 /**
- * Answers that the same request will get again, whatever the app's state: the URL, method or credentials are
- * wrong (404, 405, 401, 403, 400, ...). Retrying them every few seconds only fills the log; 408 (timeout), 425
- * (too early) and 429 (too many requests) are the 4xx that ask to come back later.
- */
-export function isPermanentRejection(status: number): boolean {
-  return status >= 400 && status < 500 && status !== 408 && status !== 425 && status !== 429;
-}
-
-/**
- * Calls the application's reload URL after content changed on disk. At most one request is in flight;
- * any number of changes during it cause exactly one more request, sent when it ends (the newest content is
- * already on disk, since `request()` is called after each write). A failed attempt (connection error, timeout,
- * 408, 425, 429, 5xx) is retried with jittered backoff until one succeeds; a newer change cuts the wait short.
- * A permanent rejection (another 4xx) is not retried: one error line, and the next change tries again.
- * `close()` ends everything at once: the wait, the request in flight, the connection.
+ * Tells the application to reload after content changed on disk, by HTTP or by signal (the Delivery), with the
+ * CoalescingLoop's discipline: one delivery in flight, changes during it coalesce into exactly one more, a failed
+ * delivery (no connection, a timeout, 408, 425, 429, 5xx; no process to signal) is retried with backoff, a newer
+ * change cuts the wait short, `close()` ends everything at once. A permanent refusal (another 4xx) is not retried:
+ * one error line, and the next change tries again.
+ *
+ * With confirmation, the app's own metrics are read before the delivery (the baseline) and polled after it
+ * (confirm.ts) for its verdict: applied, rejected (not retried until the next change) or unconfirmed (not
+ * retried either: the delivery worked). A 5xx with the success metric at 0 is a synchronous app's rejection.
  */
 export class ReloadTrigger {
   private readonly opts: ReloadTriggerOptions;
-  private dirty = false;
-  private active = false;
-  private done: Promise<void> = Promise.resolve();
-  private wake: (() => void) | undefined;
-  private readonly closing = new AbortController();
+  private readonly loop: CoalescingLoop;
   private attempts = 0;
-  /** One kept-alive connection to the app: no TCP handshake between a write and its reload. */
-  private readonly agent: HttpAgent;
+  /** Why the previous attempt failed: a repeat of the same reason is logged at debug level only. */
+  private lastFailure: string | undefined;
+  /** When the earliest change not yet included in a delivery arrived (hrtime). */
+  private pendingSince: bigint | undefined;
+  /** The change time of a delivery that failed, carried to its retry. */
+  private carriedSince: bigint | undefined;
 
   constructor(opts: ReloadTriggerOptions) {
     this.opts = opts;
-    const agentOptions = { keepAlive: true, maxSockets: 1, timeout: 30_000 };
-    this.agent =
-      opts.url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.loop = new CoalescingLoop((failures) => this.attempt(failures), opts.backoff);
+    opts.metrics.delivery.replace({ delivery: opts.delivery.kind });
   }
 
-  private get closed(): boolean {
-    return this.closing.signal.aborted;
+  /** Content changed (`changedAt`: when its watch event arrived): make sure a delivery is made after now. */
+  request(changedAt: bigint = process.hrtime.bigint()): void {
+    if (this.loop.closed) return;
+    if (this.pendingSince === undefined || changedAt < this.pendingSince) this.pendingSince = changedAt;
+    this.loop.request();
   }
 
-  /** Content changed: make sure a reload request is sent after now. */
-  request(): void {
-    if (this.closed) return;
-    this.dirty = true;
-    if (this.wake) this.wake();
-    else if (!this.active) {
-      this.active = true;
-      this.done = this.loop();
-    }
-  }
-
-  /** Resolves when no request is in flight or pending (tests, --once, shutdown). */
-  async idle(): Promise<void> {
-    while (this.active) await this.done;
+  /** Resolves when no delivery is in flight or pending (tests, --once, shutdown). */
+  idle(): Promise<void> {
+    return this.loop.idle();
   }
 
   /**
-   * Stops for good: the backoff wait ends, a request in flight is aborted, no retry goes out, and the
-   * connection to the app is closed, so that nothing keeps the process alive.
+   * Stops for good: a wait ends, a request in flight is aborted, no retry goes out, and the connections to the
+   * app are closed, so that nothing keeps the process alive.
    */
   close(): void {
-    this.closing.abort();
-    this.wake?.();
-    this.agent.destroy();
+    this.loop.close();
+    this.opts.delivery.close();
+    this.opts.confirm?.reader.close();
   }
 
-  private async loop(): Promise<void> {
-    let failures = 0;
-    while (this.dirty && !this.closed) {
-      this.dirty = false;
-      const outcome = await this.attempt();
-      if (this.closed) break;
-      if (outcome === 'success' || outcome === 'rejected') {
-        // A rejection waits for the next change (a request() during the attempt counts as one).
-        failures = 0;
-        continue;
-      }
-      failures++;
-      if (!this.dirty) {
-        const wait = sleep(backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF), this.closing.signal);
-        this.wake = wait.wake;
-        await wait.done;
-        this.wake = undefined;
-      }
-      this.dirty = true; // retry, or send the newer content (the loop ends here if closed meanwhile)
-    }
-    this.active = false;
+  private get closed(): boolean {
+    return this.loop.closed;
   }
 
-  private async attempt(): Promise<'success' | 'failure' | 'rejected'> {
-    const { url, method, timeoutMs, log, metrics } = this.opts;
-    const hash = this.opts.contentHash();
-    const attempt = ++this.attempts;
-    const started = performance.now();
-    const where = url.origin + url.pathname;
-    let failure: string;
+  /** The app's metrics before a delivery; undefined when shutting down. */
+  private async readApp(): Promise<AppReading | undefined> {
+    const confirm = this.opts.confirm as ConfirmParts;
     try {
-      const status = await send(url, method, timeoutMs, this.agent, this.closing.signal);
-      const durationMs = Math.round((performance.now() - started) * 10) / 10;
-      if (status >= 200 && status < 300) {
-        metrics.reloads.inc({ result: 'success' });
-        metrics.recordReload(hash);
-        log.info({ attempt, status, durationMs, contentHash: hash.slice(0, 16) }, 'reload request succeeded');
-        return 'success';
-      }
-      if (isPermanentRejection(status)) {
-        metrics.reloads.inc({ result: 'rejected' });
-        log.error(
-          { attempt, status, url: where, method },
-          `the app rejected the reload request: ${method} ${where} answered HTTP ${status}; not retried until the content changes again (check config-reloader.io/reload-url and reload-method, and that the app allows reloads)`,
+      const reading = await confirm.reader.read(this.loop.signal);
+      if (reading.success !== undefined) confirm.metrics.appSuccess.set(reading.success);
+      if (reading.timestamp !== undefined) confirm.metrics.appTimestamp.set(reading.timestamp);
+      return reading;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async attempt(failures: number): Promise<AttemptOutcome> {
+    const { delivery, log, metrics, confirm } = this.opts;
+    const now = this.opts.now ?? Date.now;
+    const attempt = ++this.attempts;
+    let baseline: AppReading | undefined;
+    if (confirm) {
+      baseline = await this.readApp();
+      if (!baseline) return 'failed'; // shutting down
+      const wait = sameSecondWaitMs(baseline.timestamp, now());
+      if (wait > 0) {
+        // Changes during the wait are delivered by this attempt (the hash is taken after it).
+        log.debug(
+          { waitMs: Math.round(wait), appTimestamp: baseline.timestamp },
+          "waiting for the app's whole-second reload timestamp to move on, so that this reload's is newer",
         );
-        return 'rejected';
+        await sleep(wait, this.loop.signal).done;
+        if (this.closed) return 'failed';
       }
-      failure = `HTTP ${status}`;
-    } catch (err) {
-      if (this.closed) {
-        log.debug({ attempt, url: where }, 'reload request abandoned: shutting down');
-        return 'failure';
+    }
+    // Everything written so far is in this delivery.
+    this.loop.absorb();
+    const since = min(this.carriedSince, this.pendingSince);
+    this.pendingSince = undefined;
+    const hash = this.opts.contentHash();
+    const snapshot = confirm?.applied?.snapshot();
+    const started = performance.now();
+    const deliveredAtMs = now();
+    let result;
+    try {
+      result = await delivery.deliver(this.loop.signal);
+    } catch {
+      log.debug({ attempt, delivery: delivery.kind }, 'reload abandoned: shutting down');
+      return 'failed';
+    }
+    const contentHash = hash.slice(0, CONTENT_HASH_PREFIX_CHARS);
+    const base = { attempt, delivery: delivery.kind, contentHash };
+    if (result.outcome === 'delivered') {
+      metrics.reloads.inc({ result: 'success' });
+      metrics.recordReload(hash);
+      log.info(
+        {
+          ...base,
+          ...result.fields,
+          durationMs: ms(started),
+          ...(failures > 0 ? { afterFailedAttempts: failures } : {}),
+        },
+        delivery.kind === 'http' ? 'reload request succeeded' : 'reload signal sent',
+      );
+      this.lastFailure = undefined;
+      this.carriedSince = undefined;
+      if (!confirm || !baseline) return 'done';
+      const verdict = await awaitVerdict((s) => confirm.reader.read(s), {
+        config: confirm.reader.config,
+        baseline,
+        deliveredAtMs,
+        signal: this.loop.signal,
+        now,
+      });
+      if (verdict) this.report(verdict, { hash, since, snapshot, started });
+      return 'done';
+    }
+    if (result.outcome === 'refused') {
+      metrics.reloads.inc({ result: 'rejected' });
+      this.lastFailure = undefined;
+      this.carriedSince = undefined;
+      log.error(
+        { ...base, status: result.status, ...delivery.fields },
+        `the app rejected the reload request: ${delivery.target} answered HTTP ${result.status}; not retried until the content changes again (check config-reloader.io/reload-url and reload-method, and that the app allows reloads)`,
+      );
+      return 'done';
+    }
+    let reason = result.outcome === 'failed' ? result.reason : `HTTP ${result.status}`;
+    if (result.outcome === 'server-error' && confirm) {
+      // A synchronous reload (Prometheus, Alertmanager) answers 5xx when the config is bad: the metric says so.
+      const reading = await this.readApp();
+      if (!reading) return 'failed';
+      if (reading.problem === undefined && reading.success === 0) {
+        metrics.reloads.inc({ result: 'rejected' });
+        this.lastFailure = undefined;
+        this.carriedSince = undefined;
+        this.report(
+          { result: 'rejected', reading },
+          { hash, since, snapshot, started, status: result.status },
+        );
+        return 'done';
       }
-      const e = err as NodeJS.ErrnoException;
-      failure = e.code ?? e.message;
+      if (reading.problem !== undefined) reason += ` (and ${reading.problem})`;
     }
     metrics.reloads.inc({ result: 'failure' });
-    log.warn({ attempt, error: failure, url: where }, `reload request failed (${failure}); retrying`);
-    return 'failure';
+    this.carriedSince = since;
+    const fields = { ...base, error: reason, ...delivery.fields };
+    if (failureKey(reason) === this.lastFailure) {
+      log.debug(fields, 'reload not delivered again, same reason: retrying with backoff');
+    } else {
+      log.warn(
+        fields,
+        delivery.kind === 'http'
+          ? `reload request failed (${reason}); retrying`
+          : `reload signal not delivered: ${reason}; retrying with backoff (repeats of this failure are logged at debug level)`,
+      );
+    }
+    this.lastFailure = failureKey(reason);
+    return 'failed';
   }
+
+  /** The one line (and Event, and metrics) of the app's verdict on a delivered config. */
+  private report(
+    verdict: Verdict,
+    at: {
+      hash: string;
+      since: bigint | undefined;
+      snapshot: Array<string | undefined> | undefined;
+      started: number;
+      status?: number;
+    },
+  ): void {
+    const { log, delivery, events = NO_EVENTS } = this.opts;
+    const confirm = this.opts.confirm as ConfirmParts;
+    const { successMetric, timestampMetric } = confirm.reader.config;
+    const metricsUrl = confirm.reader.where;
+    const contentHash = at.hash.slice(0, CONTENT_HASH_PREFIX_CHARS);
+    confirm.metrics.confirmations.inc({ result: verdict.result });
+    if (verdict.reading?.success !== undefined) confirm.metrics.appSuccess.set(verdict.reading.success);
+    if (verdict.reading?.timestamp !== undefined) confirm.metrics.appTimestamp.set(verdict.reading.timestamp);
+    if (verdict.result === 'applied') {
+      const reading = verdict.reading;
+      if (at.snapshot) confirm.applied?.confirmed(at.snapshot);
+      const changeToApplied =
+        at.since === undefined ? undefined : Number(process.hrtime.bigint() - at.since) / 1e9;
+      if (changeToApplied !== undefined) confirm.metrics.changeToApplied.observe(changeToApplied);
+      log.info(
+        {
+          contentHash,
+          delivery: delivery.kind,
+          ...(changeToApplied !== undefined
+            ? { changeToAppliedMs: Math.round(changeToApplied * 10_000) / 10 }
+            : {}),
+          confirmMs: ms(at.started),
+          ...(timestampMetric ? { appTimestamp: reading.timestamp } : {}),
+        },
+        'the app applied the new config',
+      );
+      events.record('ConfigApplied', 'Normal', `The app applied config ${contentHash} (${delivery.target}).`);
+      return;
+    }
+    if (verdict.result === 'rejected') {
+      const reading = verdict.reading;
+      const answer = `${at.status !== undefined ? `${delivery.target} answered HTTP ${at.status} and ` : ''}${successMetric} = ${reading.success} at ${metricsUrl}`;
+      log.error(
+        {
+          contentHash,
+          delivery: delivery.kind,
+          ...(at.status !== undefined ? { status: at.status } : {}),
+          successMetric,
+          successValue: reading.success,
+          metricsUrl,
+        },
+        `the app rejected the new config ${contentHash}: ${answer}. It keeps running its previous config; fix the Secret/ConfigMap (the app's own log says what is wrong). Not retried until the content changes`,
+      );
+      events.record(
+        'ConfigRejected',
+        'Warning',
+        `The app rejected config ${contentHash} (${successMetric} = ${reading.success}${at.status !== undefined ? `, HTTP ${at.status}` : ''}); it keeps running its previous config.`,
+      );
+      return;
+    }
+    log.warn(
+      { contentHash, delivery: delivery.kind, metricsUrl, reason: verdict.reason },
+      `could not confirm that the app applied config ${contentHash}: ${verdict.reason}. ${verdict.fix}. Not retried: the reload was delivered`,
+    );
+  }
+}
+
+function min(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
 }

@@ -22,8 +22,14 @@ export interface SourceOptions {
   health: ApiHealth;
   metrics: ReloaderMetrics;
   log: Logger;
-  /** Called after every write that changed the directory; `initial` for the startup write into an empty one (no reload). */
-  onChange: (initial: boolean) => void;
+  /**
+   * Called after every write that changed the directory; `initial` for the startup write into an empty one (no
+   * reload); `receivedAt` (hrtime) when the watch event that brought the change arrived (undefined: a list or a
+   * resync), for the change-to-applied time.
+   */
+  onChange: (initial: boolean, receivedAt: bigint | undefined) => void;
+  /** Called once, when the source first synced (written, or confirmed absent when optional). */
+  onSynced?: () => void;
   resyncMs: number;
   backoff?: BackoffPolicy;
   /** The watch's server-side timeout; random 5-10 min by default, as client-go does, so pods reconnect at different times. */
@@ -242,7 +248,7 @@ export class SourceWatcher {
         metrics.writes.inc({ source: this.id });
         // The reload request goes out first; the log line would only delay it.
         // The first write into an empty directory before the first sync is the app's startup content, not a change.
-        this.opts.onChange(result.initial && !this.synced);
+        this.opts.onChange(result.initial && !this.synced, receivedAt);
         this.log.info(
           {
             dir: this.spec.dir,
@@ -298,6 +304,7 @@ export class SourceWatcher {
     this.synced = true;
     this.opts.metrics.synced.set(1, { source: this.id });
     this.log.info('synced');
+    this.opts.onSynced?.();
   }
 
   private scheduleResync(): void {

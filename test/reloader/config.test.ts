@@ -198,3 +198,199 @@ void describe('reloader config', () => {
     assert.doesNotMatch(RELOADER_HELP, /--backoff/, 'hidden');
   });
 });
+
+void describe('reloader config: signal delivery, confirmation, events, restarts', () => {
+  const base = ['--source', 'secret/a=/a', ...KUBE];
+  const POD_ENV = { POD_NAME: 'web-0', POD_UID: '1b4e-uid', POD_NAMESPACE: 'shop' };
+
+  void it('takes --reload-signal in any spelling, canonical SIGHUP, with --signal-container', () => {
+    for (const spelling of ['HUP', 'hup', 'SIGHUP', 'sighup', ' SigHup ']) {
+      const c = parse([...base, '--reload-signal', spelling, '--signal-container', 'app']);
+      assert.deepEqual(c.signal, { signal: 'SIGHUP', container: 'app' });
+      assert.equal(c.reload, undefined);
+    }
+    assert.equal(
+      parse([...base, '--reload-signal', 'usr2', '--signal-container', 'a']).signal?.signal,
+      'SIGUSR2',
+    );
+    assert.equal(parse(base).signal, undefined);
+  });
+
+  void it('names the flag and the fix for every signal problem', () => {
+    rejects(
+      [...base, '--reload-signal', 'SIGTERM', '--signal-container', 'app'],
+      /--reload-signal "SIGTERM" is not a reload signal: give SIGHUP, SIGUSR1 or SIGUSR2/,
+    );
+    rejects([...base, '--reload-signal', 'KILL', '--signal-container', 'app'], /not a reload signal/);
+    rejects([...base, '--reload-signal', 'HUP'], /--reload-signal SIGHUP needs --signal-container NAME/);
+    rejects([...base, '--signal-container', 'app'], /--signal-container needs --reload-signal/);
+    rejects(
+      [
+        ...base,
+        '--reload-signal',
+        'HUP',
+        '--signal-container',
+        'app',
+        '--reload-url',
+        'http://127.0.0.1/-/reload',
+      ],
+      /--reload-url and --reload-signal both given/,
+    );
+    rejects(
+      [...base, '--reload-signal', 'HUP', '--signal-container', 'App_1'],
+      /--signal-container: "App_1" is not a container name/,
+    );
+  });
+
+  void it('parses confirmation with its default timeout, with HTTP or signal delivery', () => {
+    const c = parse([
+      ...base,
+      '--reload-url',
+      'http://127.0.0.1:8429/-/reload',
+      '--confirm-metrics-url',
+      'http://127.0.0.1:8429/metrics',
+      '--confirm-success-metric',
+      'vm_promscrape_config_last_reload_successful',
+      '--confirm-timestamp-metric',
+      'vm_promscrape_config_last_reload_success_timestamp_seconds',
+    ]);
+    assert.equal(c.confirm?.metricsUrl.href, 'http://127.0.0.1:8429/metrics');
+    assert.equal(c.confirm?.successMetric, 'vm_promscrape_config_last_reload_successful');
+    assert.equal(c.confirm?.timestampMetric, 'vm_promscrape_config_last_reload_success_timestamp_seconds');
+    assert.equal(c.confirm?.timeoutMs, 30_000);
+    const s = parse([
+      ...base,
+      '--reload-signal=HUP',
+      '--signal-container=app',
+      '--confirm-metrics-url=https://127.0.0.1:9090/metrics',
+      '--confirm-success-metric=prometheus_config_last_reload_successful',
+      '--confirm-timeout=5s',
+    ]);
+    assert.equal(s.confirm?.timestampMetric, undefined);
+    assert.equal(s.confirm?.timeoutMs, 5000);
+    assert.equal(parse(base).confirm, undefined);
+  });
+
+  void it('names the flag and the fix for every confirmation problem', () => {
+    const url = ['--reload-url', 'http://127.0.0.1/-/reload'];
+    rejects(
+      [...base, ...url, '--confirm-metrics-url', 'http://x/metrics'],
+      /--confirm-metrics-url needs --confirm-success-metric/,
+    );
+    rejects(
+      [...base, ...url, '--confirm-success-metric', 'up'],
+      /--confirm-success-metric needs --confirm-metrics-url/,
+    );
+    rejects(
+      [...base, ...url, '--confirm-timestamp-metric', 'ts'],
+      /--confirm-timestamp-metric needs --confirm-metrics-url and --confirm-success-metric/,
+    );
+    rejects(
+      [...base, '--confirm-metrics-url', 'http://x/metrics', '--confirm-success-metric', 'up'],
+      /confirmation \(--confirm-metrics-url\) needs a delivery: give --reload-url or --reload-signal/,
+    );
+    rejects(
+      [...base, ...url, '--confirm-metrics-url', 'nope', '--confirm-success-metric', 'up'],
+      /--confirm-metrics-url "nope" is not a URL/,
+    );
+    rejects(
+      [...base, ...url, '--confirm-metrics-url', 'file:///m', '--confirm-success-metric', 'up'],
+      /--confirm-metrics-url "file:\/\/\/m" must be http/,
+    );
+    rejects(
+      [...base, ...url, '--confirm-metrics-url', 'http://x/m', '--confirm-success-metric', 'up{job="a"}'],
+      /--confirm-success-metric "up\{job="a"\}" is not a metric name/,
+    );
+    rejects(
+      [
+        ...base,
+        ...url,
+        '--confirm-metrics-url',
+        'http://x/m',
+        '--confirm-success-metric',
+        'up',
+        '--confirm-timestamp-metric',
+        '1ts',
+      ],
+      /--confirm-timestamp-metric "1ts" is not a metric name/,
+    );
+    rejects([...base, '--confirm-timeout', 'soon'], /--confirm-timeout "soon" is not a duration/);
+    rejects([...base, '--confirm-timeout', '0'], /--confirm-timeout must be longer than 0/);
+  });
+
+  void it('--events takes the pod from POD_NAME, POD_UID and POD_NAMESPACE, and names the one missing', () => {
+    assert.deepEqual(parse([...base, '--events'], POD_ENV).events, {
+      podName: 'web-0',
+      podUid: '1b4e-uid',
+      podNamespace: 'shop',
+    });
+    assert.equal(parse(base, POD_ENV).events, undefined);
+    for (const name of ['POD_NAME', 'POD_UID', 'POD_NAMESPACE'])
+      rejects([...base, '--events'], new RegExp(`^--events needs env ${name} \\(from the downward API`), {
+        ...POD_ENV,
+        [name]: '',
+      });
+  });
+
+  void it('--restart-on-change groups objects per container, repeatable, and alone needs no --source', () => {
+    const c = parse([
+      ...base,
+      '--restart-on-change',
+      'app=secret/app-env,configmap/app-settings',
+      '--restart-on-change',
+      'worker=Secret/app-env',
+      '--restart-on-change',
+      'app=secret/app-env,secret/more',
+    ]);
+    assert.deepEqual(c.restarts, [
+      {
+        container: 'app',
+        objects: [
+          { kind: 'secret', name: 'app-env' },
+          { kind: 'configmap', name: 'app-settings' },
+          { kind: 'secret', name: 'more' },
+        ],
+      },
+      { container: 'worker', objects: [{ kind: 'secret', name: 'app-env' }] },
+    ]);
+    assert.deepEqual(parse(base).restarts, []);
+    const alone = parse([...KUBE, '--restart-on-change', 'app=secret/env']);
+    assert.deepEqual(alone.sources, []);
+    rejects([...KUBE], /at least one --source KIND\/NAME=DIR \(or --restart-on-change\) is required/);
+  });
+
+  void it('names the flag and the expected form for every --restart-on-change problem', () => {
+    for (const bad of [
+      'app',
+      'app=',
+      '=secret/x',
+      'app=secret',
+      'app=pod/x',
+      'app=secret/x/y',
+      'app=secret/x,',
+    ])
+      rejects(
+        [...base, '--restart-on-change', bad],
+        /--restart-on-change ".*" is not CONTAINER=KIND\/NAME\[,KIND\/NAME\.\.\.\]/,
+      );
+    rejects(
+      [...base, '--restart-on-change', 'App=secret/x'],
+      /--restart-on-change: "App" is not a container name/,
+    );
+    rejects([...base, '--restart-on-change', 'app=secret/Bad_Name'], /"Bad_Name" is not a valid object name/);
+  });
+
+  void it('--help lists the new flags', () => {
+    for (const flag of [
+      '--reload-signal',
+      '--signal-container',
+      '--confirm-metrics-url',
+      '--confirm-success-metric',
+      '--confirm-timestamp-metric',
+      '--confirm-timeout',
+      '--events',
+      '--restart-on-change',
+    ])
+      assert.match(RELOADER_HELP, new RegExp(`\\n  ${flag} `), flag);
+  });
+});

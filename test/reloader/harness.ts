@@ -156,6 +156,23 @@ export interface ReloaderProcess {
 
 export const RW: Grant['verbs'] = ['get', 'list', 'watch'];
 
+/** The downward-API env the webhook gives the sidecar, for --events (POD_UID is the pod's uid). */
+export const POD_ENV = {
+  POD_NAME: 'web-0',
+  POD_UID: '6f1c3a2e-0000-4000-8000-000000000001',
+  POD_NAMESPACE: NS,
+};
+
+/** The JSON log lines of a reloader whose message matches `msg`, parsed, in order. */
+export function logLines(r: ReloaderProcess, msg: RegExp): Array<Record<string, unknown>> {
+  return r.cli
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => msg.test(String(l.msg)));
+}
+
 /** Resolves once the reloader's /readyz answers 200. */
 export const waitReady = (r: ReloaderProcess): Promise<unknown> =>
   waitFor(async () => (await r.get('/readyz')).status === 200, '/readyz 200');
@@ -213,23 +230,28 @@ export class Harness {
        * harness root and kubeconfig must then be readable by it (`shareWithOtherUsers`).
        */
       runAsUid?: number;
+      /** Extra environment (POD_NAME, POD_UID, POD_NAMESPACE for --events). */
+      env?: NodeJS.ProcessEnv;
+      /** false: no --reload-url to the harness's receiver (signal delivery, or another app). */
+      reloadUrl?: boolean;
     } = {},
   ): Promise<ReloaderProcess> {
     this.receiver.watched.push(...(opts.watch ?? []));
-    const env: NodeJS.ProcessEnv =
-      opts.runAsUid !== undefined && process.getuid?.() === 0
+    const env: NodeJS.ProcessEnv = {
+      ...opts.env,
+      ...(opts.runAsUid !== undefined && process.getuid?.() === 0
         ? {
             TEST_RUN_AS_UID: String(opts.runAsUid),
             NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${RUN_AS_UID}`.trim(),
           }
-        : {};
+        : {}),
+    };
     const cli = startCli(
       [
         'reloader',
         '--kubeconfig',
         this.kubeconfig,
-        '--reload-url',
-        this.receiver.url,
+        ...(opts.reloadUrl === false ? [] : ['--reload-url', this.receiver.url]),
         '--listen',
         '127.0.0.1:0',
         '--log-level',

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { createReloaderMetrics } from '../../src/reloader/metrics.ts';
+import { httpDelivery } from '../../src/reloader/delivery.ts';
 import { ReloadTrigger } from '../../src/reloader/reload.ts';
 import { createLogger } from '../../src/shared/log.ts';
 
@@ -55,9 +56,7 @@ function setup(url: string, opts: { timeoutMs?: number; baseMs?: number; maxMs?:
   const metrics = createReloaderMetrics();
   let hash = 'a'.repeat(64);
   const trigger = new ReloadTrigger({
-    url: new URL(url),
-    method: 'POST',
-    timeoutMs: opts.timeoutMs ?? 5000,
+    delivery: httpDelivery({ url: new URL(url), method: 'POST', timeoutMs: opts.timeoutMs ?? 5000 }),
     log: createLogger({ name: 'test', level: 'info', destination: out }),
     metrics,
     contentHash: () => hash,
@@ -121,7 +120,7 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
     assert.equal(receiver.hits.length, 2);
   });
 
-  void it('retries a failing endpoint with backoff until it answers 2xx, counting and logging each attempt', async () => {
+  void it('retries a failing endpoint with backoff until it answers 2xx: counts each attempt, warns once per reason, says when it recovered', async () => {
     const { trigger, metrics, lines } = make();
     receiver.handler = (_req, res, n) => {
       res.statusCode = n <= 3 ? 503 : 204;
@@ -134,16 +133,16 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
     assert.equal(metrics.reloads.get({ result: 'failure' }), 3);
     assert.equal(metrics.reloads.get({ result: 'success' }), 1);
     const attempts = lines.filter((l) => typeof l.attempt === 'number');
+    // Attempts 2 and 3 failed the same way: debug level only (not shown at info).
     assert.deepEqual(
       attempts.map((l) => [l.attempt, l.level]),
       [
         [1, 'warn'],
-        [2, 'warn'],
-        [3, 'warn'],
         [4, 'info'],
       ],
     );
     assert.equal(attempts[0]?.error, 'HTTP 503');
+    assert.equal(attempts[1]?.afterFailedAttempts, 3);
   });
 
   void it('times out a request that gets no answer and retries it', async () => {

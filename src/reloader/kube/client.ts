@@ -19,6 +19,11 @@ export interface RequestOptions {
   idleTimeoutMs?: number;
 }
 
+interface SendOptions extends RequestOptions {
+  method?: 'GET' | 'POST';
+  body?: string;
+}
+
 function readBody(res: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -37,7 +42,7 @@ function readBody(res: IncomingMessage, limit: number): Promise<string> {
 }
 
 /**
- * A minimal Kubernetes API client on node:https: GET a JSON document, or open a watch stream. One
+ * A minimal Kubernetes API client on node:https: GET a JSON document, open a watch stream, POST an Event. One
  * keep-alive agent holds the TLS settings; the bearer token is added per request so that a rotated token
  * file takes effect without a restart.
  */
@@ -67,6 +72,20 @@ export class KubeClient {
     return JSON.parse(await readBody(res, MAX_BODY_BYTES)) as T;
   }
 
+  /**
+   * POSTs a JSON document (an Event) and reads the answer's body only to end it; a non-2xx answer becomes an
+   * ApiError carrying the Status. Used for one small object at a time: the body is sent whole.
+   */
+  async postJson(path: string, body: unknown, opts: RequestOptions = {}): Promise<void> {
+    const res = await this.open(path, {
+      idleTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+      ...opts,
+      method: 'POST',
+      body: JSON.stringify(body),
+    });
+    await readBody(res, MAX_ERROR_BODY_BYTES);
+  }
+
   /** Opens a streaming GET (a watch) and resolves once the API server answered 200; the caller reads the body. */
   stream(path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
     return this.open(path, opts);
@@ -77,26 +96,26 @@ export class KubeClient {
     this.agent.destroy();
   }
 
-  private async open(path: string, opts: RequestOptions): Promise<IncomingMessage> {
+  private async open(path: string, opts: SendOptions): Promise<IncomingMessage> {
     const res = await this.send(path, opts);
     if (res.statusCode === 401 && this.access.token?.rotates) {
       // A bound token may have just been rotated: read the file again and try once more.
       res.resume();
       this.access.token.invalidate();
-      return this.checked(await this.send(path, opts), path);
+      return this.checked(await this.send(path, opts), path, opts.method);
     }
-    return this.checked(res, path);
+    return this.checked(res, path, opts.method);
   }
 
-  private async checked(res: IncomingMessage, path: string): Promise<IncomingMessage> {
+  private async checked(res: IncomingMessage, path: string, method = 'GET'): Promise<IncomingMessage> {
     const code = res.statusCode ?? 0;
     if (code >= 200 && code < 300) return res;
     const body = await readBody(res, MAX_ERROR_BODY_BYTES).catch(() => '');
     if (code === 401) this.access.token?.invalidate();
-    throw new ApiError(code, parseStatus(body), `GET ${path.split('?')[0]}`);
+    throw new ApiError(code, parseStatus(body), `${method} ${path.split('?')[0]}`);
   }
 
-  private send(path: string, opts: RequestOptions): Promise<IncomingMessage> {
+  private send(path: string, opts: SendOptions): Promise<IncomingMessage> {
     // Appended, not resolved, so that a server URL with a path prefix (a proxy) keeps it.
     const url = new URL(this.access.server.href.replace(/\/+$/, '') + path);
     const headers: Record<string, string> = {
@@ -105,11 +124,15 @@ export class KubeClient {
     };
     const token = this.access.token?.get();
     if (token) headers.authorization = `Bearer ${token}`;
+    if (opts.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(opts.body));
+    }
     return new Promise((resolve, reject) => {
       let response: IncomingMessage | undefined;
       const req = (this.secure ? https.request : http.request)(
         url,
-        { agent: this.agent, headers, signal: opts.signal },
+        { agent: this.agent, headers, signal: opts.signal, method: opts.method ?? 'GET' },
         (res) => {
           response = res;
           resolve(res);
@@ -127,7 +150,7 @@ export class KubeClient {
         });
       }
       req.on('error', reject);
-      req.end();
+      req.end(opts.body);
     });
   }
 }

@@ -1,0 +1,173 @@
+import type { Agent as HttpAgent } from 'node:http';
+import { sleep } from './backoff.ts';
+import type { ConfirmConfig } from './config.ts';
+import { appAgent } from './delivery.ts';
+import { scrapeMetrics } from './metrics-text.ts';
+
+/** What the app's metrics said at one read; `problem` when they could not say it (then the values may be absent). */
+export interface AppReading {
+  success?: number;
+  timestamp?: number;
+  problem?: string;
+}
+
+/** What the app did with a delivered config. */
+export type Verdict =
+  | { result: 'applied'; reading: AppReading }
+  | { result: 'rejected'; reading: AppReading }
+  /** `reason` and `fix` are whole sentences for the log line. */
+  | { result: 'unconfirmed'; reason: string; fix: string; reading?: AppReading };
+
+/** The longest a single read of the app's metrics may take (and no longer than the whole confirmation). */
+const READ_TIMEOUT_MS = 5000;
+/** Polling after a delivery: 50 ms, doubling, at most 1 s between reads. */
+const FIRST_POLL_MS = 50;
+const MAX_POLL_MS = 1000;
+/**
+ * VictoriaMetrics reports its reload time in whole seconds from a clock that lags the wall clock by up to just
+ * under 2 s (lib/fasttime: a 1 s ticker storing floor(now)). A reload delivered 2 s or more after the previous
+ * reload's reported second always gets a greater one (the newest tick is at most 1 s old, so it is past that
+ * second); one delivered sooner might get the same, and could not be told from the previous. /work/notes and
+ * docs/reloader.md give the derivation.
+ */
+export const TIMESTAMP_RESOLUTION_WAIT_S = 2;
+
+/**
+ * How long to wait before delivering so that the app's next reload timestamp is greater than `baseline`: only
+ * when the baseline is a whole number (second resolution; Prometheus' are fractional) within 2 s of now.
+ */
+export function sameSecondWaitMs(baseline: number | undefined, nowMs: number): number {
+  if (baseline === undefined || !Number.isInteger(baseline)) return 0;
+  const until = (baseline + TIMESTAMP_RESOLUTION_WAIT_S) * 1000;
+  // A timestamp from the future (another clock) never makes us wait longer than the rule itself.
+  return Math.min(Math.max(0, until - nowMs), TIMESTAMP_RESOLUTION_WAIT_S * 1000 + 1000);
+}
+
+/** Reads the app's success (and timestamp) metric from its /metrics; one kept-alive connection. */
+export class AppMetricsReader {
+  readonly config: ConfirmConfig;
+  private readonly agent: HttpAgent;
+  private readonly names: string[];
+  readonly where: string;
+
+  constructor(config: ConfirmConfig) {
+    this.config = config;
+    this.agent = appAgent(config.metricsUrl);
+    this.names = [config.successMetric, ...(config.timestampMetric ? [config.timestampMetric] : [])];
+    this.where = config.metricsUrl.origin + config.metricsUrl.pathname;
+  }
+
+  /** One read; never throws except when `signal` aborted. */
+  async read(signal: AbortSignal): Promise<AppReading> {
+    const { successMetric, timestampMetric, metricsUrl } = this.config;
+    let reader;
+    try {
+      reader = await scrapeMetrics(metricsUrl, this.names, {
+        timeoutMs: Math.min(READ_TIMEOUT_MS, this.config.timeoutMs),
+        signal,
+        agent: this.agent,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const e = err as NodeJS.ErrnoException;
+      return { problem: `cannot read ${this.where}: ${e.code ?? e.message}` };
+    }
+    const reading: AppReading = {};
+    const success = reader.resolve(successMetric);
+    if ('value' in success) reading.success = success.value;
+    else reading.problem = `${this.where}: ${success.problem}`;
+    if (timestampMetric) {
+      const ts = reader.resolve(timestampMetric);
+      if ('value' in ts) reading.timestamp = ts.value;
+      else reading.problem ??= `${this.where}: ${ts.problem}`;
+    }
+    if (reading.success !== undefined && reading.success !== 0 && reading.success !== 1)
+      reading.problem ??= `${successMetric} reads ${reading.success}, not 0 or 1`;
+    return reading;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export interface VerdictOptions {
+  config: ConfirmConfig;
+  /** The read just before the delivery. */
+  baseline: AppReading;
+  /** Date.now() when the delivery was made: the timestamp bar when the baseline had none. */
+  deliveredAtMs: number;
+  signal: AbortSignal;
+  now?: () => number;
+}
+
+/** The timestamp a reading must exceed to be a reload after the delivery. */
+function timestampBar(baseline: AppReading, deliveredAtMs: number): number {
+  if (baseline.timestamp !== undefined && Number.isFinite(baseline.timestamp)) return baseline.timestamp;
+  // No baseline: anything from the second before the delivery on (a whole-second clock may lag, see above).
+  return Math.floor(deliveredAtMs / 1000) - TIMESTAMP_RESOLUTION_WAIT_S;
+}
+
+/**
+ * Polls the app's metrics after a delivery until it tells: applied (success 1, and the timestamp past the
+ * baseline when there is a timestamp metric), rejected (success 0, at once when it was 1 before the delivery:
+ * that is news; at the timeout when it stays 0), or unconfirmed at the timeout (success 1 with no newer
+ * timestamp, or metrics that could not be read). Resolves undefined when `signal` aborts (shutdown).
+ */
+export async function awaitVerdict(
+  read: (signal: AbortSignal) => Promise<AppReading>,
+  opts: VerdictOptions,
+): Promise<Verdict | undefined> {
+  const now = opts.now ?? Date.now;
+  const { config, baseline, signal } = opts;
+  const bar = timestampBar(baseline, opts.deliveredAtMs);
+  const deadline = now() + config.timeoutMs;
+  let delay = FIRST_POLL_MS;
+  let last: AppReading | undefined;
+  for (;;) {
+    try {
+      last = await read(signal);
+    } catch {
+      return undefined;
+    }
+    if (signal.aborted) return undefined;
+    if (last.problem === undefined) {
+      const newer = config.timestampMetric === undefined || (last.timestamp ?? -Infinity) > bar;
+      if (last.success === 1 && newer) return { result: 'applied', reading: last };
+      if (last.success === 0 && baseline.success === 1) return { result: 'rejected', reading: last };
+    }
+    const left = deadline - now();
+    if (left <= 0) break;
+    await sleep(Math.min(delay, left), signal).done;
+    if (signal.aborted) return undefined;
+    delay = Math.min(delay * 2, MAX_POLL_MS);
+  }
+  const seconds = config.timeoutMs / 1000;
+  if (last.problem !== undefined) return { ...unreadable(last.problem, config), reading: last };
+  if (last.success === 0) return { result: 'rejected', reading: last };
+  return {
+    result: 'unconfirmed',
+    reading: last,
+    reason: `${config.successMetric} is 1 but ${config.timestampMetric} stayed at ${last.timestamp} (not after ${bar}) for ${seconds}s`,
+    fix:
+      'the app may not have reloaded (is the signal or URL the one it reloads on?), or reloaded slower than ' +
+      'config-reloader.io/confirm-timeout; VictoriaMetrics components do not advance the timestamp when the ' +
+      'effective config did not change (a comment-only edit, a file the app does not read)',
+  };
+}
+
+/** The unconfirmed verdict when the metrics could not be read or lack the metric, with the fix for each. */
+function unreadable(
+  problem: string,
+  config: ConfirmConfig,
+): { result: 'unconfirmed'; reason: string; fix: string } {
+  const missing = / no metric /.test(problem);
+  return {
+    result: 'unconfirmed',
+    reason: problem,
+    fix: missing
+      ? 'check the metric name (config-reloader.io/success-metric, timestamp-metric) or the preset: the app may ' +
+        'not export it (e.g. VictoriaMetrics single-node without -promscrape.config)'
+      : `check config-reloader.io/metrics-url (${config.metricsUrl.origin}${config.metricsUrl.pathname}) or the preset's port, and that the app serves Prometheus text there`,
+  };
+}
