@@ -22,8 +22,7 @@ export const SIDECAR_CONTAINER = 'config-reloader';
 export const SIDECAR_INIT_CONTAINER = 'config-reloader-init';
 export const SHARED_VOLUME = 'config-reloader';
 export const TOKEN_VOLUME = 'config-reloader-api-access';
-/** The env variable that marks a signal or restart target's processes (process-targets.ts; the contract). */
-export const TARGET_ENV = 'CONFIG_RELOADER_CONTAINER';
+export { TARGET_MARKER_VOLUME } from '../shared/process-marker.ts';
 
 export { DEFAULT_MOUNT_PATH } from './knob-table.ts';
 

@@ -4,7 +4,7 @@ import {
   SIDECAR_CONTAINER,
   SIDECAR_INIT_CONTAINER,
   STATUS_INJECTED,
-  TARGET_ENV,
+  TARGET_MARKER_VOLUME,
   TOKEN_VOLUME,
 } from './annotations.ts';
 import type { InjectionPlan } from './decide.ts';
@@ -12,6 +12,7 @@ import { KNOB_LIST } from './knob-table.ts';
 import { cloneJson, CopyOnWrite, isObject, stringOf, type JsonObject } from './json.ts';
 import { ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
 import { SHARED_DIR, VOLUMES_DIR } from './sources.ts';
+import { targetMarkerPath } from '../shared/process-marker.ts';
 import { formatSourceSpec } from '../shared/source-spec.ts';
 
 /**
@@ -65,8 +66,12 @@ export function buildPod(original: JsonObject, plan: InjectionPlan): JsonObject 
   });
 
   if (plan.processes !== undefined) {
-    // The sidecar finds each target's main process by this variable, in the process namespace they share.
+    // The sidecar finds each target's processes by the marker mount in their /proc/PID/mountinfo
+    // (src/shared/process-marker.ts), in the process namespace they share.
     spec.shareProcessNamespace = true;
+    draft
+      .array(spec, 'volumes')
+      .push({ name: TARGET_MARKER_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } });
     const marked = plan.processes.targets;
     for (const list of ['initContainers', 'containers'] as const) {
       if (!Array.isArray(spec[list])) continue;
@@ -74,9 +79,9 @@ export function buildPod(original: JsonObject, plan: InjectionPlan): JsonObject 
       containers.forEach((item, i) => {
         const name = isObject(item) ? stringOf(item.name) : undefined;
         if (name === undefined || !marked.includes(name)) return;
-        const env = draft.array(draft.object(containers, i), 'env');
-        if (!env.some((variable) => isObject(variable) && variable.name === TARGET_ENV))
-          env.push({ name: TARGET_ENV, value: name });
+        draft
+          .array(draft.object(containers, i), 'volumeMounts')
+          .push({ name: TARGET_MARKER_VOLUME, mountPath: targetMarkerPath(name), readOnly: true });
       });
     }
   }
@@ -152,7 +157,7 @@ export const SECURITY_CONTEXT = {
   readOnlyRootFilesystem: true,
 } as const;
 
-/** SECURITY_CONTEXT, as the targets' user and group when the sidecar signals a container (process-targets.ts). */
+/** SECURITY_CONTEXT, as the targets' user (and group, when known) when the sidecar signals a container (process-targets.ts). */
 function securityContext(plan: InjectionPlan): JsonObject {
   const context: JsonObject = cloneJson(SECURITY_CONTEXT);
   if (plan.processes !== undefined) {

@@ -4,6 +4,7 @@ import {
   SIDECAR_CONTAINER,
   SIDECAR_INIT_CONTAINER,
   STATUS_INJECTED,
+  TARGET_MARKER_VOLUME,
   TOKEN_VOLUME,
   readAnnotations,
 } from './annotations.ts';
@@ -198,7 +199,11 @@ function reservedNameConflicts(spec: JsonObject): string[] {
     }
   }
   for (const volume of objectsOf(spec.volumes)) {
-    if (volume.name === SHARED_VOLUME || volume.name === TOKEN_VOLUME) {
+    if (
+      volume.name === SHARED_VOLUME ||
+      volume.name === TOKEN_VOLUME ||
+      volume.name === TARGET_MARKER_VOLUME
+    ) {
       problems.push(
         `${ANNOTATIONS.status}: the pod already has a volume named "${String(volume.name)}" but no ${ANNOTATIONS.status}: ${STATUS_INJECTED} annotation; ${fix}`,
       );

@@ -236,7 +236,7 @@ export const KNOBS = {
     docs: {
       default: 'none',
       meaning:
-        "Reload by signal instead of HTTP: `SIGHUP`, `SIGUSR1` or `SIGUSR2` (`HUP`, any case) goes to the main process of `signal-container`. Sets `shareProcessNamespace: true` and runs the sidecar as that container's user and group; see [Reload by signal](#reload-by-signal). Denied together with `reload-url`.",
+        'Reload by signal instead of HTTP: `SIGHUP`, `SIGUSR1` or `SIGUSR2` (`HUP`, any case) goes to the main process of `signal-container`. Sets `shareProcessNamespace: true`, mounts a marker in that container and runs the sidecar as its user; see [Reload by signal](#reload-by-signal). Denied together with `reload-url`.',
       example: '`SIGHUP`',
     },
     readme: {
@@ -343,7 +343,7 @@ export const KNOBS = {
     docs: {
       default: 'none',
       meaning:
-        'Containers (app containers or native sidecars, comma-separated) to restart in place when a Secret or ConfigMap they read through `env`/`envFrom` changes: the sidecar sends their main process SIGTERM and the kubelet starts the container again with the new values. Shared process namespace and user rules as for `reload-signal`; see [Env-var consumers](#env-var-consumers).',
+        'Containers (app containers or native sidecars, comma-separated) to restart in place when a Secret or ConfigMap they read through `env`/`envFrom` changes: the sidecar sends their main process SIGTERM and the kubelet starts the container again with the new values. Shared process namespace, marker and user rules as for `reload-signal`; see [Env-var consumers](#env-var-consumers).',
       example: '`"app"`',
     },
     readme: {

@@ -1,14 +1,16 @@
-import { ANNOTATIONS, TARGET_ENV } from './annotations.ts';
+import { ANNOTATIONS } from './annotations.ts';
 import { envReferences, restartObjects } from './env-consumers.ts';
-import { containerIds } from './file-access.ts';
-import { isObject, objectsOf, stringOf, type JsonObject } from './json.ts';
+import { containerIds, DEFAULT_OWNER } from './file-access.ts';
+import { objectsOf, stringOf, type JsonObject } from './json.ts';
 import type { PodSettings } from './settings.ts';
+import { targetMarkerPath } from '../shared/process-marker.ts';
 
 /**
  * The containers whose main process the sidecar signals: the target of config-reloader.io/reload-signal and those
- * of restart-on-env-change. Reaching them takes a shared process namespace, and a signal (or reading
- * /proc/PID/environ to find the process) takes the same user and group: PodSecurity restricted forbids CAP_KILL,
- * so the sidecar runs as the targets' runAsUser/runAsGroup instead.
+ * of restart-on-env-change. Reaching them takes a shared process namespace and a marker mount in each target (the
+ * reloader finds a container's processes by it in /proc/PID/mountinfo: src/shared/process-marker.ts). kill(2)
+ * takes the same user id (PodSecurity restricted forbids CAP_KILL), so the sidecar runs as the targets' runAsUser;
+ * their runAsGroup, when the pod spec says it, goes along, so that the files the sidecar writes get the app's group.
  */
 
 export interface ProcessPlan {
@@ -16,9 +18,9 @@ export interface ProcessPlan {
   signalContainer?: string;
   /** For each container of restart-on-env-change, the objects it reads through its environment. */
   restarts: { container: string; objects: string[] }[];
-  /** Every container that gets TARGET_ENV. */
+  /** Every container that gets the marker mount. */
   targets: string[];
-  /** The user and group the sidecar runs as. */
+  /** The user and group the sidecar runs as: the targets' user, their group when known, else the sidecar's own. */
   runAs: { uid: number; gid: number };
 }
 
@@ -156,58 +158,57 @@ function namespaceProblems(spec: JsonObject): string[] {
   return problems;
 }
 
-/** The one user and group of every target; each problem (unknown, root, different) to `problems`. */
+/**
+ * The one user of every target, and their group when every target names the same one (else the sidecar's own); each
+ * problem (an unknown user, root, different users) to `problems`.
+ */
 function sharedIds(
   spec: JsonObject,
   targets: Found[],
   problems: string[],
 ): { uid: number; gid: number } | undefined {
-  const ids: { name: string; uid: number; gid: number }[] = [];
+  const whyUid =
+    'the sidecar runs as the user of the container it signals (the kernel lets a process signal another only with the same user id, and PodSecurity restricted forbids CAP_KILL)';
+  const ids: { name: string; uid: number; gid?: number }[] = [];
   for (const { container, name } of targets) {
     const { uid, gid } = containerIds(container, spec);
-    const fields = (field: string): string =>
-      `spec.containers[name=${name}].securityContext.${field} or spec.securityContext.${field}`;
-    const whyIds = `the sidecar runs as the user and group of the container it signals (the kernel lets a process signal another, and read its /proc/PID/environ, only with the same user and group; PodSecurity restricted forbids CAP_KILL)`;
-    if (uid === undefined || gid === undefined) {
-      const missing = [uid === undefined ? 'runAsUser' : '', gid === undefined ? 'runAsGroup' : '']
-        .filter(Boolean)
-        .join(' and ');
+    const field = `spec.containers[name=${name}].securityContext.runAsUser or spec.securityContext.runAsUser`;
+    if (uid === undefined) {
       problems.push(
-        `container "${name}" sets no ${missing}, so the user or group it runs as is its image's, which admission cannot see, and ${whyIds}; set ${missing
-          .split(' and ')
-          .map(fields)
-          .join(', and ')} to the ids the image runs as`,
+        `container "${name}" sets no runAsUser, so it runs as its image's user, which admission cannot see, and ${whyUid}; set ${field} to the user id the image runs as`,
       );
       continue;
     }
     if (uid === 0) {
       problems.push(
-        `container "${name}" runs as root (runAsUser 0), and ${whyIds}, which would make the sidecar root; run the container as a non-root user (${fields('runAsUser')}), or reload through ${ANNOTATIONS.reloadUrl} instead`,
+        `container "${name}" runs as root (runAsUser 0), and ${whyUid}, which would make the sidecar root; run the container as a non-root user (${field}), or reload through ${ANNOTATIONS.reloadUrl} instead`,
       );
       continue;
     }
-    ids.push({ name, uid, gid });
+    ids.push({ name, uid, ...(gid !== undefined ? { gid } : {}) });
   }
   const first = ids[0];
   if (first === undefined || ids.length < targets.length) return undefined;
-  const other = ids.find((id) => id.uid !== first.uid || id.gid !== first.gid);
+  const other = ids.find((id) => id.uid !== first.uid);
   if (other !== undefined) {
     problems.push(
-      `containers "${first.name}" (${first.uid}:${first.gid}) and "${other.name}" (${other.uid}:${other.gid}) run as different users or groups, but the one sidecar that signals them both can run as only one; run them with the same runAsUser and runAsGroup, or signal only one of them`,
+      `containers "${first.name}" (runAsUser ${first.uid}) and "${other.name}" (runAsUser ${other.uid}) run as different users, but the one sidecar that signals them both can run as only one; run them with the same runAsUser, or signal only one of them`,
     );
     return undefined;
   }
-  return { uid: first.uid, gid: first.gid };
+  const groups = new Set(ids.map((id) => id.gid));
+  const gid = groups.size === 1 ? first.gid : undefined;
+  return { uid: first.uid, gid: gid ?? DEFAULT_OWNER.gid };
 }
 
-/** A target that already sets the marker env would be found under another name, or twice. */
+/** A target that already mounts something at its marker path: the reloader would take that for the marker. */
 function markerProblems(targets: Found[]): string[] {
   const problems: string[] = [];
   for (const { container, name } of targets) {
-    const set = objectsOf(container.env).find((variable) => variable.name === TARGET_ENV);
-    if (set !== undefined && !(isObject(set) && set.value === name && set.valueFrom === undefined)) {
+    const path = targetMarkerPath(name);
+    if (objectsOf(container.volumeMounts).some((mount) => mount.mountPath === path)) {
       problems.push(
-        `container "${name}" sets the env variable ${TARGET_ENV}, which the injector sets to the container's name to find its processes; remove it`,
+        `container "${name}" already mounts a volume at ${path}, where the injector mounts the marker the sidecar finds the container's processes by; mount it elsewhere`,
       );
     }
   }

@@ -103,7 +103,11 @@ describe('issue 14 admission through the webhook app (/mutate)', () => {
       '--events',
     ]);
     assert.equal(sidecar.securityContext.runAsUser, 65534);
-    assert.deepEqual(pod.spec.containers[0].env, [{ name: 'CONFIG_RELOADER_CONTAINER', value: 'vmagent' }]);
+    assert.deepEqual(pod.spec.containers[0].volumeMounts.at(-1), {
+      name: 'config-reloader-target',
+      mountPath: '/run/config-reloader/containers/vmagent',
+      readOnly: true,
+    });
     // The app's port 8429 is declared, the sidecar keeps 9533.
     assert.equal(sidecar.args[1], '--listen=:9533');
   });
@@ -132,7 +136,7 @@ describe('issue 14 admission through the webhook app (/mutate)', () => {
       message,
       /\n3\. config-reloader\.io\/restart-on-env-change: container "vmagent" reads no Secret or ConfigMap/,
     );
-    assert.match(message, /\n4\. container "vmagent" sets no runAsUser and runAsGroup/);
+    assert.match(message, /\n4\. container "vmagent" sets no runAsUser, so it runs as its image's user/);
     const logged = lines.find((line) => line.decision === 'denied');
     assert.equal(logged?.reason, message);
   });

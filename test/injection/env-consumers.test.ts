@@ -127,9 +127,10 @@ describe('config-reloader.io/restart-on-env-change', () => {
       '--restart-on-change=app=secret/app-config,configmap/app-env,secret/extra',
     ]);
     assert.equal((out.spec as Obj).shareProcessNamespace, true);
-    assert.deepEqual(((containers(out)[0] as Obj).env as Obj[]).at(-1), {
-      name: 'CONFIG_RELOADER_CONTAINER',
-      value: 'app',
+    assert.deepEqual(((containers(out)[0] as Obj).volumeMounts as Obj[]).at(-1), {
+      name: 'config-reloader-target',
+      mountPath: '/run/config-reloader/containers/app',
+      readOnly: true,
     });
     assert.equal((c.securityContext as Obj).runAsUser, 1000);
     assert.equal(args(c).includes('--reload-signal'), false);
@@ -200,8 +201,8 @@ describe('config-reloader.io/restart-on-env-change', () => {
         'config-reloader.io/reload-signal': 'SIGHUP',
       }),
     ).pod;
-    const markers = ((containers(out)[0] as Obj).env as Obj[]).filter(
-      (e) => e.name === 'CONFIG_RELOADER_CONTAINER',
+    const markers = ((containers(out)[0] as Obj).volumeMounts as Obj[]).filter(
+      (m) => m.name === 'config-reloader-target',
     );
     assert.equal(markers.length, 1);
   });
@@ -256,7 +257,7 @@ describe('config-reloader.io/restart-on-env-change', () => {
       pod([consumer('app', { ...readsCreds, securityContext: {} })], {
         'config-reloader.io/restart-on-env-change': 'app',
       }),
-      /^container "app" sets no runAsUser and runAsGroup, /,
+      /^container "app" sets no runAsUser, so it runs as its image's user/,
     ],
   ] as const) {
     it(`denies ${what}`, () => assert.match(denial(built), expected));

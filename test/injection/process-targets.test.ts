@@ -36,9 +36,10 @@ function signalPod(annotations: Record<string, string> = {}, spec: Obj = {}): Ob
   });
 }
 
-const env = (container: Obj): Obj[] => (container.env ?? []) as Obj[];
+/** The marker mount's path in the container, if it has one (src/shared/process-marker.ts). */
 const marker = (container: Obj): unknown =>
-  env(container).find((e) => e.name === 'CONFIG_RELOADER_CONTAINER')?.value;
+  ((container.volumeMounts ?? []) as Obj[]).find((m) => m.name === 'config-reloader-target')?.mountPath;
+const markerPath = (name: string): string => `/run/config-reloader/containers/${name}`;
 
 describe('config-reloader.io/reload-signal', () => {
   it('becomes --reload-signal and --signal-container, with the only app container as the default target', () => {
@@ -57,10 +58,18 @@ describe('config-reloader.io/reload-signal', () => {
     }
   });
 
-  it('shares the process namespace, marks the target and runs the sidecar as its user and group', () => {
+  it('shares the process namespace, mounts the marker in the target and runs the sidecar as its user and group', () => {
     const out = injected(signalPod()).pod;
     assert.equal((out.spec as Obj).shareProcessNamespace, true);
-    assert.equal(marker(containers(out)[0] as Obj), 'app');
+    assert.deepEqual(((containers(out)[0] as Obj).volumeMounts as Obj[]).at(-1), {
+      name: 'config-reloader-target',
+      mountPath: '/run/config-reloader/containers/app',
+      readOnly: true,
+    });
+    assert.deepEqual(
+      ((out.spec as Obj).volumes as Obj[]).filter((v) => v.name === 'config-reloader-target'),
+      [{ name: 'config-reloader-target', emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } }],
+    );
     const context = sidecar(out).securityContext as Obj;
     assert.equal(context.runAsUser, 1000);
     assert.equal(context.runAsGroup, 3000);
@@ -114,18 +123,16 @@ describe('config-reloader.io/reload-signal', () => {
     };
     const out = injected(signalPod({ 'config-reloader.io/signal-container': 'worker' }, spec)).pod;
     assert.equal(flag(sidecar(out), 'signal-container'), 'worker');
-    assert.equal(marker(containers(out)[1] as Obj), 'worker');
+    assert.equal(marker(containers(out)[1] as Obj), markerPath('worker'));
     assert.equal(marker(containers(out)[0] as Obj), undefined);
     const native = injected(signalPod({ 'config-reloader.io/signal-container': 'proxy' }, spec)).pod;
-    assert.equal(marker(initContainers(native)[1] as Obj), 'proxy');
+    assert.equal(marker(initContainers(native)[1] as Obj), markerPath('proxy'));
   });
 
-  it('keeps a marker the pod already set to the same name (a second injector pass, a copied template)', () => {
-    const pod = signalPod(
-      {},
-      { containers: [app('app', undefined, { env: [{ name: 'CONFIG_RELOADER_CONTAINER', value: 'app' }] })] },
-    );
-    assert.equal(env(containers(injected(pod).pod)[0] as Obj).length, 1);
+  it("runs as the targets' user with the sidecar's own group when the pod spec names none: kill(2) needs only the user", () => {
+    const out = injected(signalPod({}, { containers: [app('app', { runAsUser: 1000 })] })).pod;
+    const context = sidecar(out).securityContext as Obj;
+    assert.deepEqual([context.runAsUser, context.runAsGroup], [1000, 65532]);
   });
 
   it('ignores signal-container without reload-signal, with a warning', () => {
@@ -190,12 +197,7 @@ describe('reload-signal denials name the problem and the fix', () => {
     [
       'a target whose user is the image’s',
       signalPod({}, { containers: [app('app', { runAsUser: undefined, runAsGroup: 3000 })] }),
-      /^container "app" sets no runAsUser, so .*; set spec\.containers\[name=app\]\.securityContext\.runAsUser or spec\.securityContext\.runAsUser to the ids the image runs as/,
-    ],
-    [
-      'a target whose group is the image’s',
-      signalPod({}, { containers: [app('app', { runAsUser: 1000 })] }),
-      /^container "app" sets no runAsGroup, .*runAsGroup or spec\.securityContext\.runAsGroup/,
+      /^container "app" sets no runAsUser, so it runs as its image's user, .*; set spec\.containers\[name=app\]\.securityContext\.runAsUser or spec\.securityContext\.runAsUser to the user id the image runs as/,
     ],
     [
       'a root target',
@@ -203,16 +205,23 @@ describe('reload-signal denials name the problem and the fix', () => {
       /^container "app" runs as root \(runAsUser 0\), .*which would make the sidecar root; run the container as a non-root user/,
     ],
     [
-      'a target that sets the marker itself',
+      'a target that mounts something at its marker path',
       signalPod(
         {},
         {
           containers: [
-            app('app', undefined, { env: [{ name: 'CONFIG_RELOADER_CONTAINER', value: 'other' }] }),
+            app('app', undefined, {
+              volumeMounts: [{ name: 'config', mountPath: '/run/config-reloader/containers/app' }],
+            }),
           ],
         },
       ),
-      /^container "app" sets the env variable CONFIG_RELOADER_CONTAINER, .*; remove it/,
+      /^container "app" already mounts a volume at \/run\/config-reloader\/containers\/app, .*; mount it elsewhere/,
+    ],
+    [
+      'a pod that already has a volume named like the marker',
+      signalPod({}, { volumes: [{ name: 'config-reloader-target', emptyDir: {} }] }),
+      /config-reloader\.io\/status: the pod already has a volume named "config-reloader-target" but no config-reloader\.io\/status: injected annotation/,
     ],
   ];
   for (const [what, pod, expected] of cases) {
@@ -232,6 +241,28 @@ describe('reload-signal denials name the problem and the fix', () => {
     );
     assert.match(message, /\n2\. spec\.hostPID is true/);
     assert.match(message, /\n3\. container "app" runs as root/);
+  });
+
+  it('targets of one user and different groups: the sidecar keeps its own group', () => {
+    const pod = makePod({
+      annotations: {
+        'config-reloader.io/reload-signal': 'SIGHUP',
+        'config-reloader.io/signal-container': 'web',
+        'config-reloader.io/restart-on-env-change': 'worker',
+      },
+      spec: {
+        containers: [
+          app('web'),
+          app(
+            'worker',
+            { runAsUser: 1000, runAsGroup: 4000 },
+            { env: [{ name: 'A', valueFrom: { secretKeyRef: { name: 'creds', key: 'a' } } }] },
+          ),
+        ],
+      },
+    });
+    const context = sidecar(injected(pod).pod).securityContext as Obj;
+    assert.deepEqual([context.runAsUser, context.runAsGroup], [1000, 65532]);
   });
 
   it('targets of different users', () => {
@@ -256,7 +287,7 @@ describe('reload-signal denials name the problem and the fix', () => {
     });
     assert.match(
       denial(pod),
-      /^containers "web" \(1000:3000\) and "worker" \(1001:3000\) run as different users or groups, .*; run them with the same runAsUser and runAsGroup, or signal only one of them/,
+      /^containers "web" \(runAsUser 1000\) and "worker" \(runAsUser 1001\) run as different users, .*; run them with the same runAsUser, or signal only one of them/,
     );
   });
 });
