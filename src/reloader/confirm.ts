@@ -110,7 +110,7 @@ function timestampBar(baseline: AppReading, deliveredAtMs: number): number {
 
 /**
  * Polls the app's metrics after a delivery until it tells: applied (success 1, and the timestamp past the
- * baseline when there is a timestamp metric), rejected (success 0, at once when it was 1 before the delivery:
+ * baseline when there is a timestamp metric, or success back from a 0 baseline), rejected (success 0, at once when it was 1 before the delivery:
  * that is news; at the timeout when it stays 0), or unconfirmed at the timeout (success 1 with no newer
  * timestamp, or metrics that could not be read). Resolves undefined when `signal` aborts (shutdown).
  */
@@ -133,7 +133,10 @@ export async function awaitVerdict(
     if (signal.aborted) return undefined;
     if (last.problem === undefined) {
       const newer = config.timestampMetric === undefined || (last.timestamp ?? -Infinity) > bar;
-      if (last.success === 1 && newer) return { result: 'applied', reading: last };
+      // Success after a failed reload is news whatever the timestamp: VictoriaMetrics does not bump it when the
+      // config it goes back to is the one it kept running (docs/e2e.md).
+      const recovered = baseline.success === 0 && baseline.problem === undefined;
+      if (last.success === 1 && (newer || recovered)) return { result: 'applied', reading: last };
       if (last.success === 0 && baseline.success === 1) return { result: 'rejected', reading: last };
     }
     const left = deadline - now();

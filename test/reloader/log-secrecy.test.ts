@@ -1,7 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { b64, Harness, NS, RW, secret, secretValue, secretValuesMade, waitFor } from './harness.ts';
+import { join } from 'node:path';
+import {
+  b64,
+  Harness,
+  NS,
+  POD_ENV,
+  RW,
+  secret,
+  secretValue,
+  secretValuesMade,
+  waitFor,
+  waitReady,
+} from './harness.ts';
+import { StandInApp } from './stand-in-app.ts';
 
 /**
  * Drives one reloader at --log-level=trace through every path that logs (sync, updates, bad gzip, a missing
@@ -84,6 +97,80 @@ void describe('reloader logs never contain Secret data', () => {
     assert.match(out, /"level":"trace"/, 'trace lines were logged, so the check covers them');
     assert.match(out, /"msg":"watch event"/);
     assert.equal(secretValuesMade(), 9);
+    h.assertNoSecretInLogs();
+  });
+});
+
+/**
+ * The lines of issue 14 at trace level: signal delivery failing (the lookup's sentence), restarts failing, the
+ * app's verdicts (applied; rejected by a synchronous app whose 500 body quotes the Secret; unconfirmed), the events
+ * 403. The config the app reads is the Secret itself, so a line quoting the app's answer or the files would leak it.
+ */
+void describe('reloader logs never contain Secret data: delivery, confirmation, events, restarts', () => {
+  let h: Harness;
+  const app = new StandInApp();
+  before(async () => {
+    h = await Harness.start([{ verbs: RW, resource: 'secrets', namespace: NS }]);
+    await app.start();
+  });
+  after(async () => {
+    await app.close();
+    await h.close(); // asserts over every output
+  });
+
+  void it('at trace level, across verdicts, failed signals and restarts, and a forbidden event', async () => {
+    const dir = h.dir('c');
+    app.file = join(dir, 'config.yaml');
+    app.mode = 'sync';
+    h.api.create(secret('leak-c', { 'config.yaml': secretValue('good-0') }));
+    h.api.create(secret('leak-env', { PASSWORD: secretValue('env-0') }));
+    const r = await h.reloader(
+      [
+        '--source',
+        `secret/leak-c=${dir}`,
+        '--restart-on-change',
+        `nobody-${process.pid}=secret/leak-env`,
+        '--events',
+        '--backoff',
+        '20ms:40ms',
+        ...app.flags({ timeout: '300ms' }),
+      ],
+      { reloadUrl: false, env: POD_ENV },
+    );
+    await waitReady(r);
+    h.api.update(secret('leak-c', { 'config.yaml': secretValue('good-1') }));
+    await r.cli.waitForLog((l) => l.msg === 'the app applied the new config');
+    await r.cli.waitForLog((l) => /^cannot record events/.test(String(l.msg)));
+    h.api.update(secret('leak-c', { 'config.yaml': secretValue('broken-2') }));
+    await r.cli.waitForLog((l) => /^the app rejected the new config/.test(String(l.msg)));
+    app.mode = 'ignore';
+    app.success = 1; // and a timestamp that does not move: unconfirmed
+    h.api.update(secret('leak-c', { 'config.yaml': secretValue('good-3') }));
+    await r.cli.waitForLog((l) => /^could not confirm/.test(String(l.msg)));
+    h.api.update(secret('leak-env', { PASSWORD: secretValue('env-1') }));
+    await r.cli.waitForLog((l) => /^cannot restart container/.test(String(l.msg)));
+    await r.stop();
+
+    const signal = await h.reloader(
+      [
+        '--source',
+        `secret/leak-c=${h.dir('s')}`,
+        '--reload-signal',
+        'HUP',
+        '--signal-container',
+        `nobody-${process.pid}`,
+        '--backoff',
+        '20ms:40ms',
+      ],
+      { reloadUrl: false },
+    );
+    await waitReady(signal);
+    h.api.update(secret('leak-c', { 'config.yaml': secretValue('good-4') }));
+    await signal.cli.waitForLog(
+      (l) => l.msg === 'reload not delivered again, same reason: retrying with backoff',
+    );
+    await signal.stop();
+    assert.match(h.output(), /"msg":"reload signal not delivered: no process of container/);
     h.assertNoSecretInLogs();
   });
 });

@@ -20,6 +20,11 @@ export class StandInApp {
   timestampName = 'app_config_last_reload_success_timestamp_seconds';
   /** The timestamp a good reload reports: fractional seconds (Prometheus) unless a test makes it whole. */
   clock: () => number = () => Date.now() / 1000;
+  /**
+   * false: a good reload leaves the timestamp as it is (VictoriaMetrics going back to the config it kept running
+   * after a refused one, or finding nothing changed).
+   */
+  bump = true;
   /** The config file each reload reads. */
   file = '';
   /** Date.now() of each reload request. */
@@ -45,7 +50,7 @@ export class StandInApp {
     }
     if (good) {
       this.success = 1;
-      this.timestamp = this.clock();
+      if (this.bump) this.timestamp = this.clock();
     } else this.success = 0;
     return good;
   }
