@@ -723,12 +723,11 @@ describe('deploy/example', () => {
   const template = deployment.spec?.template;
   const ns = deployment.metadata?.namespace as string;
 
-  it('opts its pod in by annotation with a loopback reload URL', () => {
+  it("opts its pod in by annotation with the prometheus preset, whose reload needs Prometheus' lifecycle flag", () => {
     assert.equal(template?.metadata?.annotations?.['config-reloader.io/inject'], 'true');
-    assert.match(
-      template?.metadata?.annotations?.['config-reloader.io/reload-url'] ?? '',
-      /^http:\/\/127\.0\.0\.1:\d+\//,
-    );
+    assert.equal(template?.metadata?.annotations?.['config-reloader.io/preset'], 'prometheus');
+    const prometheus = template?.spec?.containers?.find((c) => c.name === 'prometheus');
+    assert.ok(prometheus?.args?.includes('--web.enable-lifecycle'));
   });
 
   it("gives the pod's service account get, list and watch on its Secret only, by resourceNames", () => {

@@ -96,7 +96,11 @@ void describe("e2e: the injected reloader keeps deploy/example's app current", (
     );
     sandbox = await preparePod(kube, pod, token);
     const sidecar = pod.spec?.initContainers?.find((c) => c.name === 'config-reloader');
-    const reloadUrl = new URL(pod.metadata?.annotations?.['config-reloader.io/reload-url'] as string);
+    // The preset's reload URL, as the webhook wrote it into the sidecar's arguments.
+    const reloadArg = sidecar?.args?.find((a) => a.startsWith('--reload-url='));
+    assert.ok(reloadArg, 'the prometheus preset gave the sidecar a reload URL');
+    const reloadUrl = new URL(reloadArg.slice('--reload-url='.length));
+    assert.equal(reloadUrl.href, 'http://127.0.0.1:9090/-/reload');
     const configFile = sandbox.hostPath('prometheus', '/etc/prometheus/prometheus.yml');
     app = await startStandInApp(configFile, reloadUrl.pathname);
     reloader = sandbox.start('config-reloader', { ports: { [Number(reloadUrl.port)]: app.port } });
@@ -124,7 +128,7 @@ void describe("e2e: the injected reloader keeps deploy/example's app current", (
 
     await waitFor('the new content on disk', async () => (await readOrEmpty(configFile)) === updated);
     const reload = await waitFor('a reload request', () => app?.reloads.find((r) => r.content === updated));
-    assert.equal(reload.method, pod.metadata?.annotations?.['config-reloader.io/reload-method'] ?? 'POST');
+    assert.equal(reload.method, 'POST');
     assert.equal(reload.path, '/-/reload');
   });
 });
