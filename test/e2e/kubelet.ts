@@ -38,6 +38,11 @@ export interface PodSandbox {
    * port on the pod's loopback to the host port that stands in for it (the reload URL's app port).
    */
   start(containerName: string, opts?: { ports?: Record<number, number> }): RunningContainer;
+  /**
+   * A container's environment as the kubelet resolves it from the pod (`value` and `fieldRef`), for an app this
+   * machine runs in that container's place.
+   */
+  env(containerName: string): Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -188,11 +193,12 @@ export async function preparePod(kube: Kube, pod: V1Pod, token: string): Promise
         }
         // Every pod has its own network namespace; on this machine the port must be a free one.
         if (flag === '--listen') return '--listen=127.0.0.1:0';
-        if (flag === '--reload-url') {
+        // The app's URLs on the pod's loopback: its reload endpoint and the metrics that confirm a reload.
+        if (flag === '--reload-url' || flag === '--confirm-metrics-url') {
           const url = new URL(value);
           const hostPort = ports[Number(url.port || (url.protocol === 'https:' ? 443 : 80))];
           if (hostPort !== undefined) url.port = String(hostPort);
-          return `--reload-url=${url.href}`;
+          return `${flag}=${url.href}`;
         }
         return arg;
       });
@@ -202,6 +208,7 @@ export async function preparePod(kube: Kube, pod: V1Pod, token: string): Promise
 
   return {
     hostPath,
+    env: (containerName) => containerEnv(containerOf(pod, containerName)),
     start: (containerName, opts = {}) => {
       const container = containerOf(pod, containerName);
       if (container.command)

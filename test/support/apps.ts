@@ -23,12 +23,20 @@ export type AppKind = 'vmagent' | 'vmalert' | 'prometheus';
 export interface AppOptions {
   /** The file the app reloads; it must exist before the app starts (each app refuses to start without it). */
   file: string;
-  /** The environment on top of PATH, e.g. CONFIG_RELOADER_CONTAINER=<container> for signal delivery. */
+  /** The environment on top of PATH (the container's, as the pod gives it). */
   env?: Record<string, string>;
+  /**
+   * A mount point the app's mount namespace has, as the webhook's marker volume is in a signal target's container
+   * (src/shared/process-marker.ts): the app then runs in a mount namespace of its own (`unshare -m`, root only)
+   * with a tmpfs at this path, over a tmpfs on /run so that nothing is created on this machine's /run.
+   */
+  mountPoint?: string;
   /** vmalert: the Prometheus-compatible datasource its rules query (required by vmalert). */
   datasourceUrl?: string;
   /** Prometheus: leave out --web.enable-lifecycle (its /-/reload then answers 403). */
   noLifecycle?: boolean;
+  /** The 127.0.0.1 port to listen on (one chosen before, e.g. for a reloader started first); default a free one. */
+  port?: number;
 }
 
 export interface HttpAnswer {
@@ -160,6 +168,18 @@ async function startRemoteWriteSink(): Promise<{ url: string; close: () => Promi
   };
 }
 
+/**
+ * `bin args` run in a new mount namespace with a tmpfs mounted at `mountPoint` (and one on /run under it, when
+ * the point is under /run). unshare and sh exec, so the PID spawned is the app's.
+ */
+function inMountNamespace(mountPoint: string, bin: string, args: string[]): [string, string[]] {
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(mountPoint))
+    throw new Error(`mount point ${mountPoint}: an absolute path of letters, digits, ., _, - and / only`);
+  const run = mountPoint.startsWith('/run/') ? 'mount -t tmpfs -o size=64k,mode=755 tmpfs /run && ' : '';
+  const script = `${run}mkdir -p ${mountPoint} && mount -t tmpfs -o size=4k,mode=755 tmpfs ${mountPoint} && exec "$0" "$@"`;
+  return ['unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, bin, ...args]];
+}
+
 /** VictoriaMetrics' count of /metrics requests: each newly made page shows another value. */
 export const VM_METRICS_PAGES = 'vm_http_requests_total{path="/metrics"}';
 
@@ -173,7 +193,7 @@ const READY_PATH: Record<AppKind, string> = {
 export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp> {
   const bin = join(appBinaries(), kind);
   const dir = await mkdtemp(join(tmpdir(), `app-${kind}-`));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const logFile = join(dir, `${kind}.log`);
   const sink = kind === 'vmagent' ? await startRemoteWriteSink() : undefined;
@@ -208,7 +228,8 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
 
   hookExit();
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(bin, args, {
+  const [file, argv] = opts.mountPoint ? inMountNamespace(opts.mountPoint, bin, args) : [bin, args];
+  const child = spawn(file, argv, {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '/usr/bin', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,213 @@
+/**
+ * One injected pod whose app is a real one (test/support/apps.ts): the pod is created through the real
+ * kube-apiserver and the webhook, then run as the kubelet would, from the stored pod: the reloader container
+ * (its args and env as injected, a bound ServiceAccount token) first, and once its first sync is done and its
+ * startup probe passes, the app, reading the file the reloader wrote, with the environment the webhook gave its
+ * container and, for a signal target, the webhook's marker volume as a mount point of its own mount namespace.
+ *
+ * What this machine does not reproduce: the pod's shared process namespace is this machine's (the reloader finds
+ * the app among all processes by the marker's mount point, as it does among the pod's), and every process runs as
+ * the test's user (the sidecar's runAsUser/runAsGroup, set by the webhook to the app's, are not applied).
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import type { AppKind, RealApp } from '../support/apps.ts';
+import { httpRequest, startApp } from '../support/apps.ts';
+import { freePort } from '../support/control-plane/index.ts';
+import { TARGET_MARKER_VOLUME } from '../../src/shared/process-marker.ts';
+import type { KubeObject } from '../support/kube-apiserver/index.ts';
+import type { Kube } from './kube.ts';
+import { createPod, waitFor } from './kube.ts';
+import type { PodSandbox, RunningContainer } from './kubelet.ts';
+import { preparePod } from './kubelet.ts';
+import type { TestCluster } from './test-cluster.ts';
+
+export const SIDECAR = 'config-reloader';
+
+export interface AppPodSpec {
+  /** Pod name; also the namespace's ServiceAccount and Role get their names from it. */
+  name: string;
+  namespace: string;
+  app: AppKind;
+  /** The app container's name (the signal target's CONFIG_RELOADER_CONTAINER value). */
+  container: string;
+  /** The app's port in the pod (the preset's default), mapped to a free port here. */
+  podPort: number;
+  /** The object the app's config comes from, mounted at `mountPath` as a volume. */
+  object: { kind: 'secret' | 'configmap'; name: string };
+  mountPath: string;
+  /** The file (key) in that volume the app reads. */
+  key: string;
+  annotations: Record<string, string>;
+  /** The app container's args in the pod (what a user writes; the harness starts the real app its own way). */
+  args?: string[];
+  /** vmalert's datasource. */
+  datasourceUrl?: string;
+}
+
+export interface RunningAppPod {
+  pod: V1Pod;
+  sandbox: PodSandbox;
+  reloader: RunningContainer;
+  app: RealApp;
+  /** The file the app reads, on this machine. */
+  file: string;
+  /** http://ADDRESS of the reloader's own server (metrics, probes). */
+  reloaderUrl: string;
+  /** A sample of the reloader's /metrics: `name{labels}` as it writes them, or the sum over every series of `name`. */
+  reloaderMetric(name: string, labels?: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** The Role the pod's ServiceAccount needs: its one object, by name, and Events for --events. */
+function rbac(spec: AppPodSpec): KubeObject[] {
+  const resource = spec.object.kind === 'secret' ? 'secrets' : 'configmaps';
+  return [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: spec.name, namespace: spec.namespace },
+      rules: [
+        {
+          apiGroups: [''],
+          resources: [resource],
+          resourceNames: [spec.object.name],
+          verbs: ['get', 'list', 'watch'],
+        },
+        { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: spec.name, namespace: spec.namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: spec.name },
+      subjects: [{ kind: 'ServiceAccount', name: spec.name, namespace: spec.namespace }],
+    },
+  ];
+}
+
+/** Writes the object's one key (create or replace); the content is never logged. */
+export async function setConfig(
+  kube: Kube,
+  spec: Pick<AppPodSpec, 'namespace' | 'object' | 'key'>,
+  content: string,
+): Promise<void> {
+  const { namespace } = spec;
+  const { name } = spec.object;
+  if (spec.object.kind === 'secret') {
+    const body = { metadata: { name }, stringData: { [spec.key]: content } };
+    try {
+      await kube.core.replaceNamespacedSecret({ namespace, name, body });
+    } catch {
+      await kube.core.createNamespacedSecret({ namespace, body });
+    }
+  } else {
+    const body = { metadata: { name }, data: { [spec.key]: content } };
+    try {
+      await kube.core.replaceNamespacedConfigMap({ namespace, name, body });
+    } catch {
+      await kube.core.createNamespacedConfigMap({ namespace, body });
+    }
+  }
+}
+
+/**
+ * Creates the pod (its object must exist, with the app's first config) and runs it: the reloader, then the app.
+ * The namespace must exist.
+ */
+export async function runAppPod(cluster: TestCluster, kube: Kube, spec: AppPodSpec): Promise<RunningAppPod> {
+  const { namespace } = spec;
+  await kube.core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: spec.name } } });
+  const volume =
+    spec.object.kind === 'secret'
+      ? { name: 'config', secret: { secretName: spec.object.name } }
+      : { name: 'config', configMap: { name: spec.object.name } };
+  const pod = await createPod(kube, namespace, {
+    metadata: {
+      name: spec.name,
+      annotations: { 'config-reloader.io/inject': 'true', ...spec.annotations },
+    },
+    spec: {
+      serviceAccountName: spec.name,
+      // The sidecar signals the app as the app's own user: the webhook needs to know it.
+      securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },
+      containers: [
+        {
+          name: spec.container,
+          image: `example.com/${spec.app}:e2e`,
+          args: spec.args ?? [],
+          volumeMounts: [{ name: 'config', mountPath: spec.mountPath, readOnly: true }],
+        },
+      ],
+      volumes: [volume],
+    },
+  });
+  if (pod.metadata?.annotations?.['config-reloader.io/status'] !== 'injected')
+    throw new Error(`pod ${spec.name} was not injected: ${JSON.stringify(pod.metadata?.annotations)}`);
+  const token = await cluster.serviceAccountToken(namespace, spec.name, rbac(spec), {
+    name: pod.metadata?.name as string,
+    uid: pod.metadata?.uid as string,
+  });
+  const sandbox = await preparePod(kube, pod, token);
+  let reloader: RunningContainer | undefined;
+  let app: RealApp | undefined;
+  try {
+    const port = await freePort();
+    reloader = sandbox.start(SIDECAR, { ports: { [spec.podPort]: port } });
+    const started = reloader;
+    const address = String((await started.waitForLog((l) => typeof l.address === 'string')).address);
+    const reloaderUrl = `http://${address}`;
+    const probe = pod.spec?.initContainers?.find((c) => c.name === SIDECAR)?.startupProbe?.httpGet?.path;
+    await waitFor(
+      `the reloader of ${spec.name} ready (startup probe ${probe})`,
+      async () => (await httpRequest('GET', `${reloaderUrl}${probe}`)).status === 200,
+    );
+    const file = sandbox.hostPath(spec.container, `${spec.mountPath}/${spec.key}`);
+    // A signal target carries the webhook's marker volume: the reloader finds the app by that mount point.
+    const marker = pod.spec?.containers
+      ?.find((c) => c.name === spec.container)
+      ?.volumeMounts?.find((m) => m.name === TARGET_MARKER_VOLUME)?.mountPath;
+    app = await startApp(spec.app, {
+      file,
+      port,
+      env: sandbox.env(spec.container),
+      ...(marker ? { mountPoint: marker } : {}),
+      ...(spec.datasourceUrl ? { datasourceUrl: spec.datasourceUrl } : {}),
+    });
+    const running = app;
+    return {
+      pod,
+      sandbox,
+      reloader: started,
+      app: running,
+      file,
+      reloaderUrl,
+      reloaderMetric: async (name, labels) => {
+        const { text } = await httpRequest('GET', `${reloaderUrl}/metrics`);
+        let sum = 0;
+        for (const line of text.split('\n')) {
+          if (line.startsWith('#')) continue;
+          const series = line.slice(0, line.lastIndexOf(' '));
+          const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+          if (
+            labels !== undefined
+              ? series === `${name}{${labels}}`
+              : series === name || series.startsWith(`${name}{`)
+          )
+            sum += value;
+        }
+        return sum;
+      },
+      stop: async () => {
+        await running.stop();
+        await started.stop();
+        await sandbox.close();
+      },
+    };
+  } catch (err) {
+    await app?.stop();
+    await reloader?.stop();
+    await sandbox.close();
+    throw err;
+  }
+}

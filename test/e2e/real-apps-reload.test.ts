@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { RealApp } from '../support/apps.ts';
+import { ruleNames, scrapeJobs, startApp } from '../support/apps.ts';
+import type { Kube } from './kube.ts';
+import { connect, createNamespace, waitFor } from './kube.ts';
+import type { AppPodSpec, RunningAppPod } from './real-apps-pod.ts';
+import { runAppPod, setConfig } from './real-apps-pod.ts';
+import type { TestCluster } from './test-cluster.ts';
+import { startTestCluster } from './test-cluster.ts';
+
+/**
+ * Issue 14, "Proven against the real apps": pods annotated with a preset, injected by the webhook through the real
+ * kube-apiserver, run from the stored pod with the real vmagent, vmalert and Prometheus (test/apps) as their app.
+ * A Secret update reaches vmagent's scrape config and a ConfigMap update vmalert's rules (the two cases the
+ * VictoriaMetrics operator documents), a ConfigMap update Prometheus' rules; each by HTTP and by SIGHUP. The
+ * reloader confirms from the app's own metrics that it applied the change, reports a broken config rejected
+ * while the app keeps running the old one, and does not retry it until the next change.
+ */
+
+const NS = 'real-apps';
+/** Signal targets are found among all of this machine's processes by their marker: a container name no other test uses. */
+const unique = process.pid.toString(36);
+
+interface Scenario {
+  /** The config with one marker (a scrape job or a rule) the app's API then shows. */
+  config(marker: string): string;
+  /** A config the app refuses. */
+  broken: string;
+  /** The markers the app runs, from its API. */
+  running(app: RealApp): Promise<string[]>;
+  /** Markers are the app's names for them: a job name, an alert name or a recorded series. */
+  marker(n: string): string;
+}
+
+const vmagent: Scenario = {
+  config: (job) =>
+    `global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: ${job}\n    static_configs:\n      - targets: ["127.0.0.1:9"]\n`,
+  broken: 'scrape_configs:\n  - job_name: broken\n    no_such_field: 1\n',
+  running: scrapeJobs,
+  marker: (n) => `job-${n}`,
+};
+const vmalert: Scenario = {
+  config: (alert) =>
+    `groups:\n  - name: e2e\n    interval: 1m\n    rules:\n      - alert: ${alert}\n        expr: up == 0\n`,
+  broken: 'groups:\n  - name: e2e\n    rules:\n      - alert: Broken\n        expr: up ==\n',
+  running: ruleNames,
+  marker: (n) => `Alert${n}`,
+};
+const prometheus: Scenario = {
+  config: (series) =>
+    `groups:\n  - name: e2e\n    rules:\n      - record: ${series}\n        expr: sum(up)\n`,
+  broken: 'groups:\n  - name: e2e\n    rules:\n      - record: e2e:broken\n        expr: sum(up\n',
+  running: ruleNames,
+  marker: (n) => `e2e:${n}`,
+};
+
+let cluster: TestCluster;
+let kube: Kube;
+/** vmalert's datasource. */
+let datasource: RealApp;
+const dir = mkdtempSync(join(tmpdir(), 'real-apps-reload-'));
+
+before(async () => {
+  cluster = await startTestCluster();
+  kube = connect(cluster.kubeconfig);
+  await cluster.install('deploy/overlays/self-managed');
+  await createNamespace(kube, NS);
+  const rules = join(dir, 'datasource-rules.yml');
+  writeFileSync(rules, 'groups: []\n');
+  datasource = await startApp('prometheus', { file: rules });
+});
+after(async () => {
+  await datasource?.stop();
+  await cluster?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * The life of one pod: started on config one; config two applied; a broken config rejected and not retried while
+ * the app keeps two; config three applied.
+ */
+function reloadsOf(
+  title: string,
+  spec: () => AppPodSpec,
+  scenario: Scenario,
+  opts: { events?: boolean; rejectedStatus?: number } = {},
+) {
+  void describe(title, () => {
+    let run: RunningAppPod;
+    let s: AppPodSpec;
+    const source = (): string => `${s.object.kind}/${NS}/${s.object.name}`;
+    const confirmations = (result: string): Promise<number> =>
+      run.reloaderMetric('config_reloader_confirmations_total', `result="${result}"`);
+    const runs = async (n: string): Promise<void> => {
+      await until(
+        `${s.app} running ${scenario.marker(n)}`,
+        async () => (await scenario.running(run.app)).join() === scenario.marker(n),
+      );
+    };
+    const logged = (msg: RegExp) => run.reloader.logs().filter((l) => msg.test(String(l.msg)));
+    /** What a failed wait shows: the reloader's last log lines and the app's. */
+    const state = (): string =>
+      `\nreloader:\n${run.reloader
+        .logs()
+        .slice(-8)
+        .map((l) => JSON.stringify(l))
+        .join('\n')}\n${run.reloader.stderr().slice(-1000)}\n${s.app}:\n${run.app.logTail(8)}`;
+    const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+      try {
+        await waitFor(what, check, 30_000);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}${state()}`, { cause: err });
+      }
+    };
+
+    before(async () => {
+      s = spec();
+      await setConfig(kube, s, scenario.config(scenario.marker('one')));
+      run = await runAppPod(cluster, kube, s);
+    });
+    after(async () => run?.stop());
+
+    void test('the app starts on the config the reloader synced first; the source counts as applied', async () => {
+      const signal = s.annotations['config-reloader.io/reload-signal'];
+      const starting = run.reloader.logs().find((l) => l.msg === 'starting');
+      assert.equal(starting?.delivery, signal ? 'signal' : 'http', 'the delivery the annotations asked for');
+      assert.deepEqual(await scenario.running(run.app), [scenario.marker('one')]);
+      assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
+    });
+
+    void test('an update through the API reaches the app, and the reloader confirms it applied', async () => {
+      await setConfig(kube, s, scenario.config(scenario.marker('two')));
+      await runs('two');
+      await until('confirmation applied', async () => (await confirmations('applied')) === 1);
+      assert.equal(await confirmations('rejected'), 0);
+      assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
+      assert.equal(logged(/^the app applied the new config/).length, 1);
+    });
+
+    void test('a broken config: reported rejected, the app keeps running the old one, and it is not retried', async () => {
+      await setConfig(kube, s, scenario.broken);
+      await until('confirmation rejected', async () => (await confirmations('rejected')) === 1);
+      assert.deepEqual(await scenario.running(run.app), [scenario.marker('two')]);
+      assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 0);
+      const line = logged(/^the app rejected the new config/);
+      assert.equal(line.length, 1, JSON.stringify(run.reloader.logs().slice(-5)));
+      assert.equal(line[0]?.status, opts.rejectedStatus, "the app's HTTP answer, when it gave one");
+      const reloads = await run.reloaderMetric('config_reloader_reloads_total');
+      // Long enough for several retries of the reloader's backoff (250 ms, doubling), were there any.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      assert.equal(await run.reloaderMetric('config_reloader_reloads_total'), reloads, 'no reload since');
+      assert.equal(await confirmations('rejected'), 1);
+      assert.deepEqual(await scenario.running(run.app), [scenario.marker('two')]);
+    });
+
+    void test('the next change is delivered and applied', async () => {
+      await setConfig(kube, s, scenario.config(scenario.marker('three')));
+      await runs('three');
+      await waitFor(
+        'second confirmation applied',
+        async () => (await confirmations('applied')) === 2,
+        30_000,
+      );
+      assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
+    });
+
+    if (opts.events)
+      void test("the verdicts are Events on the reloader's pod: ConfigApplied and ConfigRejected", async () => {
+        const events = await waitFor(
+          'the Events',
+          async () => {
+            const list = await kube.core.listNamespacedEvent({
+              namespace: NS,
+              fieldSelector: `involvedObject.name=${s.name}`,
+            });
+            const reasons = list.items.map((e) => e.reason);
+            return reasons.includes('ConfigApplied') && reasons.includes('ConfigRejected')
+              ? list.items
+              : undefined;
+          },
+          10_000,
+        );
+        const rejected = events.find((e) => e.reason === 'ConfigRejected');
+        assert.equal(rejected?.type, 'Warning');
+        assert.equal(rejected?.involvedObject.uid, run.pod.metadata?.uid);
+        assert.equal(events.find((e) => e.reason === 'ConfigApplied')?.type, 'Normal');
+      });
+  });
+}
+
+const vmagentPod = (
+  name: string,
+  annotations: Record<string, string>,
+  container = 'vmagent',
+): AppPodSpec => ({
+  name,
+  namespace: NS,
+  app: 'vmagent',
+  container,
+  podPort: 8429,
+  object: { kind: 'secret', name: `${name}-config` },
+  mountPath: '/etc/vmagent',
+  key: 'scrape.yml',
+  args: ['-promscrape.config=/etc/vmagent/scrape.yml'],
+  annotations: { 'config-reloader.io/preset': 'vmagent', ...annotations },
+});
+const vmalertPod = (
+  name: string,
+  annotations: Record<string, string>,
+  container = 'vmalert',
+): AppPodSpec => ({
+  name,
+  namespace: NS,
+  app: 'vmalert',
+  container,
+  podPort: 8880,
+  object: { kind: 'configmap', name: `${name}-rules` },
+  mountPath: '/etc/vmalert',
+  key: 'rules.yml',
+  args: ['-rule=/etc/vmalert/rules.yml', '-datasource.url=http://prometheus:9090', '-notifier.blackhole'],
+  annotations: { 'config-reloader.io/preset': 'vmalert', ...annotations },
+  datasourceUrl: datasource.url,
+});
+const prometheusPod = (
+  name: string,
+  annotations: Record<string, string>,
+  container = 'prometheus',
+): AppPodSpec => ({
+  name,
+  namespace: NS,
+  app: 'prometheus',
+  container,
+  podPort: 9090,
+  object: { kind: 'configmap', name: `${name}-rules` },
+  mountPath: '/etc/prometheus/rules',
+  key: 'rules.yml',
+  // The harness runs Prometheus with its own prometheus.yml naming the synced rule file (test/support/apps.ts).
+  args: ['--config.file=/etc/prometheus/prometheus.yml', '--web.enable-lifecycle'],
+  annotations: { 'config-reloader.io/preset': 'prometheus', ...annotations },
+});
+const SIGHUP = { 'config-reloader.io/reload-signal': 'SIGHUP' };
+
+reloadsOf(
+  'real vmagent, preset vmagent, HTTP /-/reload: a Secret update reaches its scrape config (with Events)',
+  () => vmagentPod('vmagent-http', { 'config-reloader.io/events': 'true' }),
+  vmagent,
+  { events: true },
+);
+reloadsOf(
+  'real vmagent, preset vmagent, SIGHUP: a Secret update reaches its scrape config',
+  () => vmagentPod('vmagent-sighup', SIGHUP, `vmagent-${unique}`),
+  vmagent,
+);
+reloadsOf(
+  'real vmalert, preset vmalert, HTTP /-/reload: a ConfigMap update reaches its rules',
+  () => vmalertPod('vmalert-http', {}),
+  vmalert,
+);
+reloadsOf(
+  'real vmalert, preset vmalert, SIGHUP: a ConfigMap update reaches its rules',
+  () => vmalertPod('vmalert-sighup', SIGHUP, `vmalert-${unique}`),
+  vmalert,
+);
+reloadsOf(
+  'real Prometheus, preset prometheus, HTTP /-/reload (synchronous, 500 on a bad rule): a ConfigMap update reaches its rules',
+  () => prometheusPod('prometheus-http', {}),
+  prometheus,
+  { rejectedStatus: 500 },
+);
+reloadsOf(
+  'real Prometheus, preset prometheus, SIGHUP: a ConfigMap update reaches its rules',
+  () => prometheusPod('prometheus-sighup', SIGHUP, `prometheus-${unique}`),
+  prometheus,
+);
