@@ -27,8 +27,8 @@ const MAX_POLL_MS = 1000;
  * VictoriaMetrics reports its reload time in whole seconds from a clock that lags the wall clock by up to just
  * under 2 s (lib/fasttime: a 1 s ticker storing floor(now)). A reload delivered 2 s or more after the previous
  * reload's reported second always gets a greater one (the newest tick is at most 1 s old, so it is past that
- * second); one delivered sooner might get the same, and could not be told from the previous. /work/notes and
- * docs/reloader.md give the derivation.
+ * second); one delivered sooner might get the same, and could not be told from the previous (docs/reloader.md,
+ * Confirmation).
  */
 export const TIMESTAMP_RESOLUTION_WAIT_S = 2;
 
@@ -104,8 +104,8 @@ export interface VerdictOptions {
 /** The timestamp a reading must exceed to be a reload after the delivery. */
 function timestampBar(baseline: AppReading, deliveredAtMs: number): number {
   if (baseline.timestamp !== undefined && Number.isFinite(baseline.timestamp)) return baseline.timestamp;
-  // No baseline: anything from the second before the delivery on (a whole-second clock may lag, see above).
-  return Math.floor(deliveredAtMs / 1000) - TIMESTAMP_RESOLUTION_WAIT_S;
+  // No baseline: anything from floor(delivery) - 2 s on (a whole-second clock lags by up to just under 2 s).
+  return Math.floor(deliveredAtMs / 1000) - TIMESTAMP_RESOLUTION_WAIT_S - 1;
 }
 
 /**

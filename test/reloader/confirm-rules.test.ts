@@ -1,0 +1,125 @@
+/** The verdict rules of confirm.ts on scripted readings (no app, no process): which read decides, and how. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConfirmConfig } from '../../src/reloader/config.ts';
+import { awaitVerdict, sameSecondWaitMs, type AppReading } from '../../src/reloader/confirm.ts';
+
+const config = (over: Partial<ConfirmConfig> = {}): ConfirmConfig => ({
+  metricsUrl: new URL('http://127.0.0.1:8429/metrics'),
+  successMetric: 'ok',
+  timestampMetric: 'ts',
+  timeoutMs: 150,
+  ...over,
+});
+
+/** Reads that return `script` in order, repeating the last; counts them. */
+function scripted(script: AppReading[]): { read: () => Promise<AppReading>; reads: () => number } {
+  let n = 0;
+  return {
+    read: () => Promise.resolve(script[Math.min(n++, script.length - 1)] as AppReading),
+    reads: () => n,
+  };
+}
+
+const run = (script: AppReading[], baseline: AppReading, over: Partial<ConfirmConfig> = {}) => {
+  const s = scripted(script);
+  return {
+    s,
+    verdict: awaitVerdict(s.read, {
+      config: config(over),
+      baseline,
+      deliveredAtMs: 1_000_000_500,
+      signal: new AbortController().signal,
+    }),
+  };
+};
+
+void describe('the same-second wait', () => {
+  void it('waits until a whole-second baseline is 2 s old; never for a fractional, old or absent one', () => {
+    assert.equal(sameSecondWaitMs(1000, 1_000_000), 2000);
+    assert.equal(sameSecondWaitMs(1000, 1_001_500), 500);
+    assert.equal(sameSecondWaitMs(1000, 1_002_000), 0);
+    assert.equal(sameSecondWaitMs(1000, 1_060_000), 0);
+    assert.equal(sameSecondWaitMs(1000.25, 1_000_000), 0);
+    assert.equal(sameSecondWaitMs(undefined, 1_000_000), 0);
+    assert.equal(sameSecondWaitMs(5000, 1_000_000), 3000, 'a timestamp from the future: capped');
+  });
+});
+
+void describe('the verdict', () => {
+  void it('applied on the first read with success 1 and a newer timestamp', async () => {
+    const { s, verdict } = run(
+      [
+        { success: 1, timestamp: 100 },
+        { success: 1, timestamp: 101 },
+      ],
+      {
+        success: 1,
+        timestamp: 100,
+      },
+    );
+    assert.equal((await verdict)?.result, 'applied');
+    assert.equal(s.reads(), 2);
+  });
+
+  void it('without a timestamp metric, success 1 is applied at once', async () => {
+    const { s, verdict } = run([{ success: 1 }], { success: 1 }, { timestampMetric: undefined });
+    assert.equal((await verdict)?.result, 'applied');
+    assert.equal(s.reads(), 1);
+  });
+
+  void it('without a baseline timestamp, anything from floor(delivery) - 2 s counts', async () => {
+    const ok = run([{ success: 1, timestamp: 999_998 }], { problem: 'cannot read' });
+    assert.equal((await ok.verdict)?.result, 'applied');
+    const old = run([{ success: 1, timestamp: 999_997 }], { problem: 'cannot read' });
+    assert.equal((await old.verdict)?.result, 'unconfirmed');
+  });
+
+  void it('rejected at once when success turns 0 from a baseline of 1', async () => {
+    const { s, verdict } = run([{ success: 0, timestamp: 100 }], { success: 1, timestamp: 100 });
+    assert.equal((await verdict)?.result, 'rejected');
+    assert.equal(s.reads(), 1);
+  });
+
+  void it('rejected only at the timeout when success stays 0 from a baseline of 0', async () => {
+    const { s, verdict } = run([{ success: 0, timestamp: 100 }], { success: 0, timestamp: 100 });
+    assert.equal((await verdict)?.result, 'rejected');
+    assert.ok(s.reads() >= 2, 'polled until the timeout');
+  });
+
+  void it('applied when success comes back to 1 from 0, even with the old timestamp', async () => {
+    const { verdict } = run([{ success: 1, timestamp: 100 }], { success: 0, timestamp: 100 });
+    assert.equal((await verdict)?.result, 'applied');
+  });
+
+  void it('unconfirmed at the timeout: the timestamp did not move, or the metrics could not be read', async () => {
+    const still = await run([{ success: 1, timestamp: 100 }], { success: 1, timestamp: 100 }).verdict;
+    assert.equal(still?.result, 'unconfirmed');
+    assert.match(still?.result === 'unconfirmed' ? still.reason : '', /^ok is 1 but ts stayed at 100/);
+    const missing = await run([{ problem: 'http://x/metrics: no metric ok' }], { success: 1 }).verdict;
+    assert.match(missing?.result === 'unconfirmed' ? missing.fix : '', /^check the metric name/);
+    const down = await run([{ problem: 'cannot read http://x/metrics: ECONNREFUSED' }], { success: 1 })
+      .verdict;
+    assert.match(down?.result === 'unconfirmed' ? down.fix : '', /^check config-reloader.io\/metrics-url/);
+  });
+
+  void it('a reading that later succeeds wins over earlier problems', async () => {
+    const { verdict } = run([{ problem: 'cannot read x: ECONNRESET' }, { success: 1, timestamp: 101 }], {
+      success: 1,
+      timestamp: 100,
+    });
+    assert.equal((await verdict)?.result, 'applied');
+  });
+
+  void it('ends with no verdict when shut down', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const v = await awaitVerdict(() => Promise.reject(new Error('aborted')), {
+      config: config(),
+      baseline: { success: 1 },
+      deliveredAtMs: 0,
+      signal: ac.signal,
+    });
+    assert.equal(v, undefined);
+  });
+});
