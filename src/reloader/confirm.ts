@@ -60,12 +60,18 @@ export class AppMetricsReader {
   /** One read; never throws except when `signal` aborted. */
   async read(signal: AbortSignal): Promise<AppReading> {
     const { successMetric, timestampMetric, metricsUrl } = this.config;
-    let reader;
-    try {
-      reader = await scrapeMetrics(metricsUrl, this.names, {
+    const scrape = () =>
+      scrapeMetrics(metricsUrl, this.names, {
         timeoutMs: Math.min(READ_TIMEOUT_MS, this.config.timeoutMs),
         signal,
         agent: this.agent,
+      });
+    let reader;
+    try {
+      reader = await scrape().catch((err: NodeJS.ErrnoException) => {
+        // The app closed the kept-alive connection as we reused it: once more, on a new one.
+        if (!signal.aborted && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) return scrape();
+        throw err;
       });
     } catch (err) {
       if (signal.aborted) throw err;

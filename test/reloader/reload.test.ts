@@ -3,10 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
-import { createReloaderMetrics } from '../../src/reloader/metrics.ts';
+import { AppMetricsReader } from '../../src/reloader/confirm.ts';
+import { createConfirmMetrics, createReloaderMetrics } from '../../src/reloader/metrics.ts';
 import { httpDelivery } from '../../src/reloader/delivery.ts';
 import { ReloadTrigger } from '../../src/reloader/reload.ts';
 import { createLogger } from '../../src/shared/log.ts';
+import { waitFor } from '../support/wait.ts';
+import { StandInApp } from './stand-in-app.ts';
 
 /** A real HTTP reload endpoint whose answers each test scripts. */
 class Receiver {
@@ -275,4 +278,58 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
       assert.equal(metrics.reloads.get({ result: 'success' }), 1);
     });
   }
+});
+
+void describe('ReloadTrigger with confirmation: close() ends the wait for a verdict at once', () => {
+  const bounded = { timeout: 10_000 };
+  const app = new StandInApp();
+  before(async () => {
+    await app.start();
+  });
+  after(async () => {
+    await app.close();
+  });
+
+  const make = (timeoutMs: number) => {
+    const metrics = createReloaderMetrics();
+    const out = new PassThrough();
+    out.resume();
+    const confirmConfig = {
+      metricsUrl: new URL(app.metricsUrl),
+      successMetric: app.successName,
+      timestampMetric: app.timestampName,
+      timeoutMs,
+    };
+    return new ReloadTrigger({
+      delivery: httpDelivery({ url: new URL(app.reloadUrl), method: 'POST', timeoutMs: 5000 }),
+      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      metrics,
+      contentHash: () => 'b'.repeat(64),
+      confirm: {
+        reader: new AppMetricsReader(confirmConfig),
+        metrics: createConfirmMetrics(metrics.registry),
+      },
+    });
+  };
+
+  void it('while polling for a verdict that would take 10 minutes', bounded, async () => {
+    app.mode = 'ignore'; // success stays 1, the timestamp never moves: polled until the timeout
+    const trigger = make(600_000);
+    trigger.request();
+    await waitFor(() => app.reloads.length === 1, 'the delivery');
+    trigger.close();
+    await trigger.idle(); // would poll for 10 minutes if close() did not end it
+  });
+
+  void it('during the same-second wait', bounded, async () => {
+    app.timestamp = Math.floor(Date.now() / 1000) + 1; // whole seconds: a wait of about 3 s before delivering
+    const before = app.reloads.length;
+    const reads = app.metricsReads;
+    const trigger = make(600_000);
+    trigger.request();
+    await waitFor(() => app.metricsReads > reads, 'the baseline read'); // then the wait begins
+    trigger.close();
+    await trigger.idle();
+    assert.equal(app.reloads.length, before, 'nothing delivered after close()');
+  });
 });

@@ -27,6 +27,8 @@ export class StandInApp {
   bump = true;
   /** The config file each reload reads. */
   file = '';
+  /** How many times /metrics was read. */
+  metricsReads = 0;
   /** Date.now() of each reload request. */
   readonly reloads: number[] = [];
   private server: Server | undefined;
@@ -70,6 +72,7 @@ export class StandInApp {
   async start(): Promise<void> {
     this.server = createServer((req, res) => {
       if (req.url === '/metrics') {
+        this.metricsReads++;
         res.setHeader('content-type', 'text/plain; version=0.0.4');
         res.end(this.page());
         return;
