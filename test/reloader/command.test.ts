@@ -213,6 +213,25 @@ void describe('config-reloader-injector reloader (the process) against the test 
       res.stderr,
       /^error: invalid --source "secret\/x=relative": directory "relative" is not absolute/,
     );
+    const kube = ['--source', 'secret/x=/x', '--kubeconfig', h.kubeconfig];
+    for (const [args, message] of [
+      [['--events'], /^error: --events needs env POD_NAME \(from the downward API/],
+      [
+        ['--reload-signal', 'TERM', '--signal-container', 'app'],
+        /^error: --reload-signal "TERM" is not a reload signal/,
+      ],
+      [
+        ['--confirm-metrics-url', 'http://127.0.0.1:1/metrics', '--confirm-success-metric', 'up'],
+        /needs a delivery/,
+      ],
+      [['--restart-on-change', 'app'], /^error: --restart-on-change "app" is not CONTAINER=KIND\/NAME/],
+    ] as const) {
+      const bad = await runCli(['reloader', ...kube, ...args], {
+        env: { POD_NAME: '', POD_UID: '', POD_NAMESPACE: '' },
+      });
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, message);
+    }
   });
 });
 

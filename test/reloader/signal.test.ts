@@ -182,4 +182,16 @@ void describe('reload by signal and restart on change, to real processes', { ski
     assert.equal(logLines(r, /^cannot restart container/).length, 1);
     await r.stop();
   });
+
+  void it('--restart-on-change: an object absent at the first sync and created later restarts (an optional env reference)', async () => {
+    const name = unique('late-env');
+    const env = `${name}-env`;
+    const app = await start(name, '/nonexistent');
+    const r = await h.reloader(['--restart-on-change', `${name}=secret/${env}`]);
+    await r.cli.waitForLog((l) => l.msg === 'watch open');
+    assert.equal(app.child.exitCode, null);
+    h.api.create(secret(env, { K: secretValue(`${name}-0`) }));
+    assert.equal(await app.exited, 'SIGTERM');
+    await r.stop();
+  });
 });
