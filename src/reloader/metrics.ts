@@ -21,6 +21,15 @@ class SourceInfoGauge extends Gauge {
   }
 }
 
+/** A gauge without labels that has no sample until set: "not read yet" must not read as 0 (a failure). */
+class UnsetGauge extends Gauge {
+  override render(): string {
+    return this.values.size === 0
+      ? `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge`
+      : super.render();
+  }
+}
+
 export const CONTENT_HASH_PREFIX_CHARS = 16;
 
 /** From a change to the app's confirmed apply: milliseconds to a minute (an async app is polled up to --confirm-timeout). */
@@ -51,13 +60,17 @@ export function createConfirmMetrics(registry: Registry) {
       "The app's verdicts after a delivered reload: applied, rejected (not retried until the next change) or unconfirmed (no answer within --confirm-timeout, or its metrics could not be read).",
       ['result'],
     ),
-    appSuccess: registry.gauge(
-      'config_reloader_app_last_reload_successful',
-      "The app's own success metric as last read (1 success, 0 failure; absent until read).",
+    appSuccess: registry.register(
+      new UnsetGauge(
+        'config_reloader_app_last_reload_successful',
+        "The app's own success metric as last read (1 success, 0 failure; no sample until read).",
+      ),
     ),
-    appTimestamp: registry.gauge(
-      'config_reloader_app_last_reload_success_timestamp_seconds',
-      "The app's own timestamp metric as last read: Unix time of its last successful reload.",
+    appTimestamp: registry.register(
+      new UnsetGauge(
+        'config_reloader_app_last_reload_success_timestamp_seconds',
+        "The app's own timestamp metric as last read: Unix time of its last successful reload (no sample until read).",
+      ),
     ),
   };
 }

@@ -90,6 +90,8 @@ void describe('confirmation that the app applied the config', () => {
     const source = SOURCE(name);
     // The content the app started with counts as applied.
     assert.equal(await r.metric(`config_reloader_source_applied{source="${source}"}`), 1);
+    // Not read yet: no sample, rather than a 0 that reads as a failed reload.
+    assert.equal(await r.metric('config_reloader_app_last_reload_successful'), undefined);
     const before = app.timestamp as number;
     update(`good-${name}-1`);
     const line = await r.cli.waitForLog((l) => l.msg === 'the app applied the new config');
