@@ -33,6 +33,11 @@ export class CoalescingLoop {
     return this.closing.signal.aborted;
   }
 
+  /** A request came since the current attempt began (or absorbed them): another attempt follows this one. */
+  get pending(): boolean {
+    return this.dirty;
+  }
+
   /** Make sure an attempt starts after now. */
   request(): void {
     if (this.closed) return;

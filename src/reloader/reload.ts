@@ -58,6 +58,8 @@ export class ReloadTrigger {
   private pendingSince: bigint | undefined;
   /** The change time of a delivery that failed, carried to its retry. */
   private carriedSince: bigint | undefined;
+  /** Ends the wait for the app's verdict: a newer change is to be delivered (and gets its own verdict). */
+  private supersede: AbortController | undefined;
 
   constructor(opts: ReloadTriggerOptions) {
     this.opts = opts;
@@ -70,6 +72,7 @@ export class ReloadTrigger {
     if (this.loop.closed) return;
     if (this.pendingSince === undefined || changedAt < this.pendingSince) this.pendingSince = changedAt;
     this.loop.request();
+    this.supersede?.abort();
   }
 
   /** Resolves when no delivery is in flight or pending (tests, --once, shutdown). */
@@ -155,14 +158,28 @@ export class ReloadTrigger {
       this.lastFailure = undefined;
       this.carriedSince = undefined;
       if (!confirm || !baseline) return 'done';
-      const verdict = await awaitVerdict((s) => confirm.reader.read(s), {
-        config: confirm.reader.config,
-        baseline,
-        deliveredAtMs,
-        signal: this.loop.signal,
-        now,
-      });
+      // A newer change ends the wait: polling up to --confirm-timeout must not hold its delivery back.
+      const supersede = new AbortController();
+      this.supersede = supersede;
+      const verdict = this.loop.pending
+        ? undefined
+        : await awaitVerdict((s) => confirm.reader.read(s), {
+            config: confirm.reader.config,
+            baseline,
+            deliveredAtMs,
+            signal: AbortSignal.any([this.loop.signal, supersede.signal]),
+            now,
+          });
+      this.supersede = undefined;
       if (verdict) this.report(verdict, { hash, since, snapshot, started });
+      else if (!this.closed) {
+        // The next delivery includes this change: its time counts from here.
+        this.carriedSince = since;
+        log.info(
+          { contentHash, delivery: delivery.kind },
+          "a newer change came before the app's verdict on this one: delivering it, the verdict will be on the newer content",
+        );
+      }
       return 'done';
     }
     if (result.outcome === 'refused') {

@@ -234,6 +234,24 @@ void describe('confirmation that the app applied the config', () => {
     await r.stop();
   });
 
+  void it('a newer change ends the wait for a verdict: it is delivered at once and gets the verdict', async () => {
+    app.mode = 'ignore'; // no verdict for 10 minutes, unless a newer change ends the wait
+    const { r, name, update } = await setup([], { timeout: '10m' });
+    update(`good-${name}-1`);
+    await waitFor(() => app.reloads.length === 1, 'the first delivery');
+    app.mode = 'async';
+    update(`good-${name}-2`);
+    const applied = await r.cli.waitForLog((l) => l.msg === 'the app applied the new config');
+    assert.equal(app.reloads.length, 2);
+    const superseded = logLines(r, /^a newer change came before the app's verdict/);
+    assert.equal(superseded.length, 1);
+    assert.notEqual(superseded[0]?.contentHash, applied.contentHash);
+    assert.equal(await r.metric('config_reloader_confirmations_total{result="unconfirmed"}'), undefined);
+    // The time from the first change, still unapplied when the second came, to the apply of both.
+    assert.equal(await r.metric('config_reloader_change_to_applied_seconds_count'), 1);
+    await r.stop();
+  });
+
   void it('a whole-second app timestamp equal to now makes the delivery wait until it is 2 s old, then applies', async () => {
     // VictoriaMetrics: whole seconds. A reload in the same second as the last would report the same one.
     app.clock = () => Math.floor(Date.now() / 1000);
