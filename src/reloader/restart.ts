@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../shared/log.ts';
-import type { SourceKind } from '../shared/source-spec.ts';
 import type { BackoffPolicy } from './backoff.ts';
 import { CoalescingLoop, failureKey, type AttemptOutcome } from './coalesce.ts';
 import type { RestartConfig } from './config.ts';
@@ -151,8 +150,7 @@ class ContainerRestarter {
  * container's main process (the kubelet restarts that container alone, resolving its env again).
  */
 export class RestartManager {
-  private readonly objects: Array<{ watched: WatchedObject; target: { kind: SourceKind; name: string } }> =
-    [];
+  private readonly objects: WatchedObject[] = [];
   private readonly restarters: ContainerRestarter[] = [];
   private readonly abort = new AbortController();
   private running: Array<Promise<void>> = [];
@@ -181,10 +179,9 @@ export class RestartManager {
             watchIdleMs: opts.watchIdleMs,
           });
           const targets = list;
-          this.objects.push({
-            watched: new WatchedObject(lw, id, log, (changed) => targets.forEach((t) => t.request(changed))),
-            target: o,
-          });
+          this.objects.push(
+            new WatchedObject(lw, id, log, (changed) => targets.forEach((t) => t.request(changed))),
+          );
         }
         list.push(restarter);
       }
@@ -192,7 +189,7 @@ export class RestartManager {
   }
 
   start(): void {
-    this.running = this.objects.map(({ watched }) =>
+    this.running = this.objects.map((watched) =>
       watched.lw.run(this.abort.signal, {
         listed: (object) => watched.observe(object),
         changed: (object) => watched.observe(object),
@@ -205,11 +202,6 @@ export class RestartManager {
     this.abort.abort();
     for (const r of this.restarters) r.loop.close();
     await Promise.all(this.running);
-    await Promise.all(this.restarters.map((r) => r.loop.idle()));
-  }
-
-  /** Resolves when no restart is in flight or pending (tests). */
-  async idle(): Promise<void> {
     await Promise.all(this.restarters.map((r) => r.loop.idle()));
   }
 }
