@@ -5,7 +5,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { AppMetricsReader } from '../../src/reloader/confirm.ts';
 import { createConfirmMetrics, createReloaderMetrics } from '../../src/reloader/metrics.ts';
-import { httpDelivery } from '../../src/reloader/delivery.ts';
+import { httpDelivery, signalDelivery } from '../../src/reloader/delivery.ts';
 import { ReloadTrigger } from '../../src/reloader/reload.ts';
 import { createLogger } from '../../src/shared/log.ts';
 import { waitFor } from '../support/wait.ts';
@@ -331,5 +331,60 @@ void describe('ReloadTrigger with confirmation: close() ends the wait for a verd
     trigger.close();
     await trigger.idle();
     assert.equal(app.reloads.length, before, 'nothing delivered after close()');
+  });
+});
+
+void describe('ReloadTrigger delivering a signal (a stand-in for the process lookup)', () => {
+  void it('a lookup that fails is retried with backoff: one warning with its sentence, then a line when it recovers', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const out = new PassThrough();
+    out.on('data', (c: Buffer) =>
+      c
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .forEach((l) => lines.push(JSON.parse(l) as Record<string, unknown>)),
+    );
+    const metrics = createReloaderMetrics();
+    const sent: string[] = [];
+    let calls = 0;
+    const trigger = new ReloadTrigger({
+      delivery: signalDelivery({ signal: 'SIGHUP', container: 'app' }, (container, signal) => {
+        calls++;
+        // The process count changes from one lookup to the next: still the same failure.
+        if (calls <= 3)
+          return Promise.reject(
+            new Error(`no process of container "${container}" among ${40 + calls} processes: ...`),
+          );
+        sent.push(`${signal} ${container}`);
+        return Promise.resolve({ pid: 42, command: '/bin/app' });
+      }),
+      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      metrics,
+      contentHash: () => 'c'.repeat(64),
+      backoff: { baseMs: 5, maxMs: 10 },
+    });
+    trigger.request();
+    await waitFor(() => sent.length === 1, 'the signal sent');
+    await trigger.idle();
+    trigger.close();
+    assert.deepEqual(sent, ['SIGHUP app']);
+    assert.equal(metrics.reloads.get({ result: 'failure' }), 3);
+    assert.equal(metrics.delivery.get({ delivery: 'signal' }), 1);
+    const logged = lines.filter((l) => typeof l.attempt === 'number');
+    assert.deepEqual(
+      logged.map((l) => [l.attempt, l.level, l.msg]),
+      [
+        [
+          1,
+          'warn',
+          'reload signal not delivered: no process of container "app" among 41 processes: ...; retrying with backoff (repeats of this failure are logged at debug level)',
+        ],
+        [4, 'info', 'reload signal sent'],
+      ],
+    );
+    assert.equal(logged[1]?.afterFailedAttempts, 3);
+    assert.equal(logged[1]?.pid, 42);
+    assert.equal(logged[1]?.delivery, 'signal');
   });
 });
