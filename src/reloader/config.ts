@@ -87,7 +87,8 @@ export const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/servi
 export const RELOADER_HELP = `Usage: config-reloader-injector reloader --source KIND/NAME=DIR [--source ...] [flags]
 
 Watches Secrets and ConfigMaps through the Kubernetes API, writes their keys atomically into
-directories (the kubelet's ..data symlink layout) and calls the application's reload URL.
+directories (the kubelet's ..data symlink layout) and tells the application to reload (its reload URL,
+or a signal), optionally confirming from its metrics that it applied the change.
 
 Flags:
   --source KIND/NAME=DIR[?PARAMS]  object to sync, repeatable; KIND secret or configmap; PARAMS joined by &:
@@ -101,8 +102,9 @@ Flags:
   --reload-timeout DURATION        timeout of one reload request (default 5s)
   --reload-signal SIGNAL           send SIGHUP, SIGUSR1 or SIGUSR2 after each change instead of an HTTP
                                    request (not with --reload-url); needs --signal-container
-  --signal-container NAME          the container whose main process gets the signal (its processes carry
-                                   env CONFIG_RELOADER_CONTAINER=NAME; the pod shares its process namespace)
+  --signal-container NAME          the container whose main process gets the signal (the pod shares its
+                                   process namespace; the container has the webhook's marker mount at
+                                   /run/config-reloader/containers/NAME)
   --confirm-metrics-url URL        the app's Prometheus-text metrics, read after each reload to learn whether
                                    it applied the config (needs --confirm-success-metric and a delivery)
   --confirm-success-metric NAME    metric that is 1 when the app's last reload succeeded, 0 when it failed
