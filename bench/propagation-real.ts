@@ -35,7 +35,7 @@ const NAME = 'app-config';
 const SA = 'app';
 
 /** A request as the admin; throws unless it succeeded (200 or 201). */
-async function admin(cp: ControlPlane, method: string, path: string, body: unknown): Promise<unknown> {
+export async function admin(cp: ControlPlane, method: string, path: string, body: unknown): Promise<unknown> {
   const res = await cp.request(method, path, body);
   if (res.status !== 200 && res.status !== 201)
     throw new Error(`${method} ${path}: ${res.status} ${res.text.slice(0, 500)}`);
@@ -43,10 +43,10 @@ async function admin(cp: ControlPlane, method: string, path: string, body: unkno
 }
 
 /**
- * The reloader's access as in a pod: a ServiceAccount, a Role that may get/list/watch only this Secret, and a
- * token from the TokenRequest API (an hour: the section takes well under a minute).
+ * The reloader's access as in a pod: a ServiceAccount, a Role that may get/list/watch only these Secrets, and a
+ * token from the TokenRequest API (an hour: longer than a section takes).
  */
-async function serviceAccountToken(cp: ControlPlane): Promise<string> {
+export async function serviceAccountToken(cp: ControlPlane, names: string[] = [NAME]): Promise<string> {
   const rbac = 'rbac.authorization.k8s.io/v1';
   await admin(cp, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
     apiVersion: 'v1',
@@ -58,7 +58,7 @@ async function serviceAccountToken(cp: ControlPlane): Promise<string> {
     kind: 'Role',
     metadata: { name: 'config-reloader', namespace: NS },
     rules: [
-      { apiGroups: [''], resources: ['secrets'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: names, verbs: ['get', 'list', 'watch'] },
     ],
   });
   await admin(cp, 'POST', `/apis/${rbac}/namespaces/${NS}/rolebindings`, {
@@ -81,7 +81,7 @@ async function serviceAccountToken(cp: ControlPlane): Promise<string> {
  * stamped with process.hrtime: `sentAt` just before the request is written to an open connection, `answeredAt`
  * when the answer's status line and headers arrived.
  */
-function secretWriter(cp: ControlPlane) {
+export function secretWriter(cp: ControlPlane, name = NAME) {
   const kubeconfig = parseYaml(readFileSync(cp.kubeconfig, 'utf8')) as {
     users: Array<{ user: { 'client-certificate-data': string; 'client-key-data': string } }>;
   };
@@ -94,7 +94,7 @@ function secretWriter(cp: ControlPlane) {
     cert: Buffer.from(user['client-certificate-data'], 'base64'),
     key: Buffer.from(user['client-key-data'], 'base64'),
   });
-  const url = `${cp.server}/api/v1/namespaces/${NS}/secrets/${NAME}`;
+  const url = `${cp.server}/api/v1/namespaces/${NS}/secrets/${name}`;
   let newConnections = 0;
   const send = (method: 'GET' | 'PUT', body?: string) =>
     new Promise<{ status: number; sentAt: bigint; answeredAt: bigint; text: string }>((resolve, reject) => {

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every section of issue 5, one table, results as JSON and Markdown.
  *
- *   node bench/run.ts [--quick] [--only admission,scaling,propagation,propagation-real,footprint,missed-injections] [--runtime compiled|source] [--note TEXT]
+ *   node bench/run.ts [--quick] [--only admission,scaling,propagation,propagation-real,applied-latency,footprint,missed-injections] [--runtime compiled|source] [--note TEXT]
  *
  * A full run of every section writes bench/results/latest.json and latest.md; a quick or partial run writes
  * the same files under $TMPDIR/config-reloader-injector-bench/ so that it never replaces the committed results.
@@ -12,6 +12,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAdmission } from './admission.ts';
+import { runAppliedLatency } from './applied-latency.ts';
 import { runFootprint } from './footprint.ts';
 import { prepareCli, type Runtime } from './lib/build.ts';
 import { runMissedInjections } from './missed-injections.ts';
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, (ctx: BenchContext) => Promise<SectionResult>> = 
   scaling: runScaling,
   propagation: runPropagation,
   'propagation-real': runPropagationReal,
+  'applied-latency': runAppliedLatency,
   footprint: runFootprint,
   'missed-injections': runMissedInjections,
 };
@@ -36,6 +38,8 @@ const HELP = `Usage: npm run bench -- [--quick] [--only SECTION[,SECTION]] [--ru
 Sections: ${Object.keys(SECTIONS).join(', ')} (default: all, in that order).
   propagation-real starts a real control plane (etcd, kube-apiserver, kube-controller-manager, built by
   \`npm run cluster:build\`, which needs Go, on first use) on 127.0.0.1 for the length of the section.
+  applied-latency does too, with the real vmagent and Prometheus (\`npm run apps:build\`); about 7 minutes,
+  as its 100 updates to vmagent are spaced by VictoriaMetrics' whole-second reload timestamps.
   --quick     shorter runs (about a minute in all); results go to the temp directory
   --only      run only these sections; results go to the temp directory
   --runtime   compiled (default): the tsc build, as in the image; source: src/*.ts through Node's type
