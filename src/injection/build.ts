@@ -9,6 +9,7 @@ import {
 } from './annotations.ts';
 import type { InjectionPlan } from './decide.ts';
 import { KNOB_LIST } from './knob-table.ts';
+import { PRESETS } from './presets.ts';
 import { cloneJson, CopyOnWrite, isObject, stringOf, type JsonObject } from './json.ts';
 import { ownTokenVolume, SERVICE_ACCOUNT_PATH } from './service-account.ts';
 import { SHARED_DIR, VOLUMES_DIR } from './sources.ts';
@@ -140,6 +141,11 @@ function reloaderArgs({ plan }: Sidecar): string[] {
     if (value !== undefined && (requires === undefined || settings[requires] !== undefined))
       args.push(`--${name}=${String(value)}`);
   }
+  // Only while the timestamp is the preset's own: how another metric behaves on an unchanged reload is unknown
+  // (vmagent's relabel config, for one, advances it every time).
+  const preset = settings.preset !== undefined ? PRESETS[settings.preset] : undefined;
+  if (preset?.unchangedKeepsTimestamp && settings.timestampMetric === preset.timestampMetric)
+    args.push('--confirm-unchanged-keeps-timestamp');
   for (const { container, objects } of plan.processes?.restarts ?? [])
     args.push(`--restart-on-change=${container}=${objects.join(',')}`);
   if (settings.events) args.push('--events');

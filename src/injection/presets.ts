@@ -17,6 +17,12 @@ export interface Preset {
   timestampMetric: string;
   /** What the app does with the reload request: `sync` answers after the reload (an error status on failure). */
   answer: 'sync' | 'async';
+  /**
+   * A successful reload that finds nothing to change in the effective config (a comment-only edit, a key the app
+   * does not read) sets the success metric to 1 and leaves the timestamp as it was: the sidecar gets
+   * --confirm-unchanged-keeps-timestamp, while the timestamp metric is the preset's own (build.ts).
+   */
+  unchangedKeepsTimestamp: boolean;
   /** The app also reloads on this signal. */
   signal: ReloadSignal;
   /** Image names (the repository's last part) of the app, to find its container in a pod with several. */
@@ -60,11 +66,12 @@ export const PRESETS = {
     successMetric: 'vm_promscrape_config_last_reload_successful',
     timestampMetric: 'vm_promscrape_config_last_reload_success_timestamp_seconds',
     answer: 'async',
+    unchangedKeepsTimestamp: true,
     signal: 'SIGHUP',
     images: ['vmagent'],
     flags: { ...vmFlags(['httpListenAddr']), metricsNeed: 'promscrape.config' },
     citations: [
-      `${VM}: app/vmagent/main.go:148 (port 8429), app/vmagent/main.go:545-551 (/-/reload: SIGHUP to itself, then 200), lib/promscrape/scraper.go:105-110,222-227 (the metrics, only with -promscrape.config), lib/procutil/signal.go:19-48 (SIGHUP)`,
+      `${VM}: app/vmagent/main.go:148 (port 8429), app/vmagent/main.go:545-551 (/-/reload: SIGHUP to itself, then 200), lib/promscrape/scraper.go:105-110,222-227 (the metrics, only with -promscrape.config), lib/promscrape/scraper.go:187-191 (no job changed: success 1, timestamp kept), lib/procutil/signal.go:19-48 (SIGHUP)`,
     ],
   },
   vmalert: {
@@ -76,11 +83,12 @@ export const PRESETS = {
     successMetric: 'vmalert_config_last_reload_successful',
     timestampMetric: 'vmalert_config_last_reload_success_timestamp_seconds',
     answer: 'async',
+    unchangedKeepsTimestamp: true,
     signal: 'SIGHUP',
     images: ['vmalert'],
     flags: vmFlags(['httpListenAddr']),
     citations: [
-      `${VM}: app/vmalert/main.go:179-181 (port 8880), app/vmalert/web.go:226-232 (/-/reload), app/vmalert/main.go:171,300-376 (SIGHUP, the reload), app/vmalert/main.go:200-205 (the metrics)`,
+      `${VM}: app/vmalert/main.go:179-181 (port 8880), app/vmalert/web.go:226-232 (/-/reload), app/vmalert/main.go:171,300-376 (SIGHUP, the reload), app/vmalert/main.go:200-205 (the metrics), app/vmalert/main.go:357-365 (rule groups unchanged: success 1, timestamp kept)`,
     ],
   },
   vmauth: {
@@ -92,12 +100,13 @@ export const PRESETS = {
     successMetric: 'vmauth_config_last_reload_successful',
     timestampMetric: 'vmauth_config_last_reload_success_timestamp_seconds',
     answer: 'async',
+    unchangedKeepsTimestamp: true,
     signal: 'SIGHUP',
     images: ['vmauth'],
     // With -httpInternalListenAddr, /-/reload and /metrics are served only there.
     flags: vmFlags(['httpInternalListenAddr', 'httpListenAddr']),
     citations: [
-      `${VM}: app/vmauth/main.go:117 (port 8427), app/vmauth/main.go:43,123-136 (-httpInternalListenAddr), app/vmauth/main.go:155-166 (/-/reload), app/vmauth/auth_config.go:794-799,830-865 (the metrics)`,
+      `${VM}: app/vmauth/main.go:117 (port 8427), app/vmauth/main.go:43,123-136 (-httpInternalListenAddr), app/vmauth/main.go:155-166 (/-/reload), app/vmauth/auth_config.go:794-799,830-865 (the metrics), app/vmauth/auth_config.go:847-851,914-918 (the same bytes: success 1, timestamp kept)`,
     ],
   },
   'victoria-metrics': {
@@ -109,11 +118,12 @@ export const PRESETS = {
     successMetric: 'vm_promscrape_config_last_reload_successful',
     timestampMetric: 'vm_promscrape_config_last_reload_success_timestamp_seconds',
     answer: 'async',
+    unchangedKeepsTimestamp: true,
     signal: 'SIGHUP',
     images: ['victoria-metrics'],
     flags: { ...vmFlags(['httpListenAddr']), metricsNeed: 'promscrape.config' },
     citations: [
-      `${VM}: app/victoria-metrics/main.go:92 (port 8428), app/vminsert/main.go:370-377 (/-/reload), lib/promscrape/scraper.go:222-227 (the metrics, only with -promscrape.config)`,
+      `${VM}: app/victoria-metrics/main.go:92 (port 8428), app/vminsert/main.go:370-377 (/-/reload), lib/promscrape/scraper.go:222-227 (the metrics, only with -promscrape.config), lib/promscrape/scraper.go:187-191 (no job changed: success 1, timestamp kept)`,
     ],
   },
   prometheus: {
@@ -125,6 +135,7 @@ export const PRESETS = {
     successMetric: 'prometheus_config_last_reload_successful',
     timestampMetric: 'prometheus_config_last_reload_success_timestamp_seconds',
     answer: 'sync',
+    unchangedKeepsTimestamp: false,
     signal: 'SIGHUP',
     images: ['prometheus'],
     flags: {
@@ -148,6 +159,7 @@ export const PRESETS = {
     successMetric: 'alertmanager_config_last_reload_successful',
     timestampMetric: 'alertmanager_config_last_reload_success_timestamp_seconds',
     answer: 'sync',
+    unchangedKeepsTimestamp: false,
     signal: 'SIGHUP',
     images: ['alertmanager'],
     flags: { listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },
@@ -164,6 +176,7 @@ export const PRESETS = {
     successMetric: 'blackbox_exporter_config_last_reload_successful',
     timestampMetric: 'blackbox_exporter_config_last_reload_success_timestamp_seconds',
     answer: 'sync',
+    unchangedKeepsTimestamp: false,
     signal: 'SIGHUP',
     images: ['blackbox-exporter', 'blackbox_exporter'],
     flags: { listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },

@@ -37,6 +37,11 @@ export interface ConfirmConfig {
   successMetric: string;
   timestampMetric?: string;
   timeoutMs: number;
+  /**
+   * --confirm-unchanged-keeps-timestamp: the app leaves its timestamp alone when a reload finds nothing to change
+   * (VictoriaMetrics), so success 1 with no newer timestamp at the timeout is `unchanged`, not `unconfirmed`.
+   */
+  unchangedKeepsTimestamp?: boolean;
 }
 
 /** --events: Events go on the reloader's own pod (the downward API's env). */
@@ -110,6 +115,11 @@ Flags:
   --confirm-success-metric NAME    metric that is 1 when the app's last reload succeeded, 0 when it failed
   --confirm-timestamp-metric NAME  metric with the Unix time of the app's last successful reload (optional:
                                    applied then also means newer than before the reload)
+  --confirm-unchanged-keeps-timestamp
+                                   the app does not advance its timestamp when a reload finds nothing to change
+                                   (VictoriaMetrics): success 1 and the same timestamp at the timeout then means
+                                   it runs the delivered content (verdict unchanged); needs
+                                   --confirm-timestamp-metric
   --confirm-timeout DURATION       how long to wait for the app's verdict after a reload (default 30s)
   --events                         record Kubernetes Events (ConfigApplied, ConfigRejected,
                                    ContainerRestarted) on this pod; needs env POD_NAME, POD_UID and
@@ -147,6 +157,7 @@ const FLAGS = {
   'confirm-metrics-url': { type: 'string' },
   'confirm-success-metric': { type: 'string' },
   'confirm-timestamp-metric': { type: 'string' },
+  'confirm-unchanged-keeps-timestamp': { type: 'boolean', default: false },
   'confirm-timeout': { type: 'string', default: '30s' },
   events: { type: 'boolean', default: false },
   'restart-on-change': { type: 'string', multiple: true },
@@ -305,6 +316,11 @@ function parseConfirm(values: Record<string, unknown>, delivery: boolean): Confi
   const url = values['confirm-metrics-url'] as string | undefined;
   const success = values['confirm-success-metric'] as string | undefined;
   const timestamp = values['confirm-timestamp-metric'] as string | undefined;
+  const unchangedKeepsTimestamp = values['confirm-unchanged-keeps-timestamp'] as boolean;
+  if (unchangedKeepsTimestamp && timestamp === undefined)
+    throw new UsageError(
+      "--confirm-unchanged-keeps-timestamp needs --confirm-timestamp-metric: it says what a timestamp that did not move means; add the app's timestamp metric, or drop the flag",
+    );
   if (url === undefined && success === undefined) {
     if (timestamp !== undefined)
       throw new UsageError(
@@ -329,6 +345,7 @@ function parseConfirm(values: Record<string, unknown>, delivery: boolean): Confi
     successMetric: metricName('confirm-success-metric', success),
     timestampMetric: timestamp === undefined ? undefined : metricName('confirm-timestamp-metric', timestamp),
     timeoutMs,
+    ...(unchangedKeepsTimestamp ? { unchangedKeepsTimestamp } : {}),
   };
 }
 

@@ -15,6 +15,11 @@ export interface AppReading {
 export type Verdict =
   | { result: 'applied'; reading: AppReading }
   | { result: 'rejected'; reading: AppReading }
+  /**
+   * --confirm-unchanged-keeps-timestamp: success 1 and the timestamp still at or before `bar` at the timeout. The
+   * app reloaded and found nothing to change in its effective config (VictoriaMetrics keeps its timestamp then).
+   */
+  | { result: 'unchanged'; reading: AppReading; bar: number }
   /** `reason` and `fix` are whole sentences for the log line. */
   | { result: 'unconfirmed'; reason: string; fix: string; reading?: AppReading };
 
@@ -116,9 +121,11 @@ function timestampBar(baseline: AppReading, deliveredAtMs: number): number {
 
 /**
  * Polls the app's metrics after a delivery until it tells: applied (success 1, and the timestamp past the
- * baseline when there is a timestamp metric, or success back from a 0 baseline), rejected (success 0, at once when it was 1 before the delivery:
- * that is news; at the timeout when it stays 0), or unconfirmed at the timeout (success 1 with no newer
- * timestamp, or metrics that could not be read). Resolves undefined when `signal` aborts (shutdown).
+ * baseline when there is a timestamp metric, or success back from a 0 baseline), rejected (success 0, at once when
+ * it was 1 before the delivery: that is news; at the timeout when it stays 0), or at the timeout with success 1
+ * and no newer timestamp: unchanged when the app keeps its timestamp on a reload that changes nothing
+ * (config.unchangedKeepsTimestamp), else unconfirmed; unconfirmed too when the metrics could not be read.
+ * Resolves undefined when `signal` aborts (shutdown).
  */
 export async function awaitVerdict(
   read: (signal: AbortSignal) => Promise<AppReading>,
@@ -154,14 +161,19 @@ export async function awaitVerdict(
   const seconds = config.timeoutMs / 1000;
   if (last.problem !== undefined) return { ...unreadable(last.problem, config), reading: last };
   if (last.success === 0) return { result: 'rejected', reading: last };
+  // Not earlier than the timeout: nothing marks the end of a reload that changed nothing. VictoriaMetrics' reload
+  // counters (vmalert_config_last_reload_total, vmauth_config_last_reload_total) move before the files are read,
+  // so a read between the two would take a reload in progress for one that kept everything (docs/reloader.md).
+  if (config.unchangedKeepsTimestamp) return { result: 'unchanged', reading: last, bar };
   return {
     result: 'unconfirmed',
     reading: last,
     reason: `${config.successMetric} is 1 but ${config.timestampMetric} stayed at ${last.timestamp} (not after ${bar}) for ${seconds}s`,
     fix:
       'the app may not have reloaded (is the signal or URL the one it reloads on?), or reloaded slower than ' +
-      'config-reloader.io/confirm-timeout; VictoriaMetrics components do not advance the timestamp when the ' +
-      'effective config did not change (a comment-only edit, a file the app does not read)',
+      'config-reloader.io/confirm-timeout; an app that keeps its timestamp when a reload changes nothing ' +
+      '(VictoriaMetrics components, for a comment-only edit or a file they do not read) needs ' +
+      '--confirm-unchanged-keeps-timestamp, which the VictoriaMetrics presets pass',
   };
 }
 

@@ -40,7 +40,7 @@ export function createConfirmMetrics(registry: Registry) {
   return {
     sourceApplied: registry.gauge(
       'config_reloader_source_applied',
-      "1 when the source's content on disk is what the app last confirmed applying (or started with); 0 while a change is pending, rejected or unconfirmed.",
+      "1 when the source's content on disk is what the app last confirmed applying (or started with, or reloaded and found unchanged); 0 while a change is pending, rejected or unconfirmed.",
       ['source'],
     ),
     appliedContent: registry.register(
@@ -57,7 +57,7 @@ export function createConfirmMetrics(registry: Registry) {
     ),
     confirmations: registry.counter(
       'config_reloader_confirmations_total',
-      "The app's verdicts after a delivered reload: applied, rejected (not retried until the next change) or unconfirmed (no answer within --confirm-timeout, or its metrics could not be read).",
+      "The app's verdicts after a delivered reload: applied, rejected (not retried until the next change), unchanged (--confirm-unchanged-keeps-timestamp: success 1 and the same timestamp at --confirm-timeout, nothing to change in the app's effective config; counts as applied) or unconfirmed (no answer within --confirm-timeout, or its metrics could not be read).",
       ['result'],
     ),
     appSuccess: registry.register(

@@ -45,8 +45,9 @@ const ms = (from: number): number => Math.round((performance.now() - from) * 10)
  * one error line, and the next change tries again.
  *
  * With confirmation, the app's own metrics are read before the delivery (the baseline) and polled after it
- * (confirm.ts) for its verdict: applied, rejected (not retried until the next change) or unconfirmed (not
- * retried either: the delivery worked). A 5xx with the success metric at 0 is a synchronous app's rejection.
+ * (confirm.ts) for its verdict: applied, rejected (not retried until the next change), unchanged (the app
+ * reloaded and kept its timestamp: nothing in its effective config changed; counts as applied) or unconfirmed
+ * (not retried either: the delivery worked). A 5xx with the success metric at 0 is a synchronous app's rejection.
  */
 export class ReloadTrigger {
   private readonly opts: ReloadTriggerOptions;
@@ -284,6 +285,27 @@ export class ReloadTrigger {
         'ConfigRejected',
         'Warning',
         `The app rejected config ${contentHash} (${successMetric} = ${reading.success}${at.status !== undefined ? `, HTTP ${at.status}` : ''}); it keeps running its previous config.`,
+      );
+      return;
+    }
+    if (verdict.result === 'unchanged') {
+      // What the app runs, as far as it can tell: the delivered content is applied. Not a change to the app, so no
+      // Event and no change-to-applied time (that would be the timeout).
+      if (at.snapshot) confirm.applied?.confirmed(at.snapshot);
+      const seconds = confirm.reader.config.timeoutMs / 1000;
+      const ts = verdict.reading.timestamp;
+      const stamp =
+        ts === verdict.bar ? `is still ${String(ts)}` : `is ${String(ts)}, not after ${verdict.bar}`;
+      log.info(
+        {
+          contentHash,
+          delivery: delivery.kind,
+          successMetric,
+          timestampMetric,
+          appTimestamp: ts,
+          metricsUrl,
+        },
+        `the app found nothing to change in config ${contentHash}: ${successMetric} is 1 and ${String(timestampMetric)} ${stamp} ${seconds}s after the reload, so it reloaded and its effective config is the one it was running (VictoriaMetrics keeps its timestamp for edits it does not use: comments, keys or files it does not read). Counted as applied`,
       );
       return;
     }

@@ -100,6 +100,7 @@ describe('issue 14 admission through the webhook app (/mutate)', () => {
       '--confirm-metrics-url=http://127.0.0.1:8429/metrics',
       '--confirm-success-metric=vm_promscrape_config_last_reload_successful',
       '--confirm-timestamp-metric=vm_promscrape_config_last_reload_success_timestamp_seconds',
+      '--confirm-unchanged-keeps-timestamp',
       '--events',
     ]);
     assert.equal(sidecar.securityContext.runAsUser, 65534);

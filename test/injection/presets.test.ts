@@ -83,6 +83,55 @@ describe('config-reloader.io/preset', () => {
     }
   });
 
+  it('VictoriaMetrics presets tell the sidecar that an unchanged reload keeps the timestamp; the others do not', () => {
+    const keeps = (annotations: Record<string, string>): boolean =>
+      args(sidecar(injected(presetPod(annotations)).pod)).includes('--confirm-unchanged-keeps-timestamp');
+    const expected: Record<string, boolean> = {
+      vmagent: true,
+      vmalert: true,
+      vmauth: true,
+      'victoria-metrics': true,
+      prometheus: false,
+      alertmanager: false,
+      'blackbox-exporter': false,
+    };
+    assert.deepEqual(PRESET_NAMES, Object.keys(expected));
+    for (const [name, value] of Object.entries(expected))
+      assert.equal(keeps({ 'config-reloader.io/preset': name }), value, name);
+    // Another timestamp metric: its behaviour on an unchanged reload is unknown (vmagent's relabel config
+    // advances its timestamp every time), so the flag goes.
+    assert.equal(
+      keeps({
+        'config-reloader.io/preset': 'vmagent',
+        'config-reloader.io/success-metric': 'vmagent_relabel_config_last_reload_successful',
+        'config-reloader.io/timestamp-metric': 'vmagent_relabel_config_last_reload_success_timestamp_seconds',
+      }),
+      false,
+    );
+    // The preset's own metric named explicitly: the same metric, the same behaviour.
+    assert.equal(
+      keeps({
+        'config-reloader.io/preset': 'vmalert',
+        'config-reloader.io/timestamp-metric': 'vmalert_config_last_reload_success_timestamp_seconds',
+      }),
+      true,
+    );
+    // By signal the preset's confirmation, and so the flag, stay.
+    assert.equal(
+      args(
+        sidecar(
+          injected(
+            presetPod(
+              { 'config-reloader.io/preset': 'vmauth', 'config-reloader.io/reload-signal': 'SIGHUP' },
+              { securityContext: { runAsUser: 65534, runAsGroup: 65534 } },
+            ),
+          ).pod,
+        ),
+      ).includes('--confirm-unchanged-keeps-timestamp'),
+      true,
+    );
+  });
+
   it('accepts any case, and each explicit annotation overrides its part', () => {
     const c = sidecar(
       injected(

@@ -131,6 +131,10 @@ describe('sidecar arguments and the reloader command line', () => {
         assert.equal(parsed.confirm?.successMetric, given('confirm-success-metric'));
         assert.equal(parsed.confirm?.timestampMetric, given('confirm-timestamp-metric'));
         if (given('confirm-timeout') !== undefined) assert.equal(parsed.confirm?.timeoutMs, 45_000);
+        assert.equal(
+          parsed.confirm?.unchangedKeepsTimestamp,
+          rest.includes('--confirm-unchanged-keeps-timestamp') ? true : undefined,
+        );
         assert.deepEqual(
           parsed.events,
           rest.includes('--events')

@@ -258,6 +258,16 @@ void describe('reloader config: signal delivery, confirmation, events, restarts'
     assert.equal(c.confirm?.successMetric, 'vm_promscrape_config_last_reload_successful');
     assert.equal(c.confirm?.timestampMetric, 'vm_promscrape_config_last_reload_success_timestamp_seconds');
     assert.equal(c.confirm?.timeoutMs, 30_000);
+    assert.equal(c.confirm?.unchangedKeepsTimestamp, undefined, 'off unless given');
+    const vm = parse([
+      ...base,
+      '--reload-url=http://127.0.0.1:8880/-/reload',
+      '--confirm-metrics-url=http://127.0.0.1:8880/metrics',
+      '--confirm-success-metric=vmalert_config_last_reload_successful',
+      '--confirm-timestamp-metric=vmalert_config_last_reload_success_timestamp_seconds',
+      '--confirm-unchanged-keeps-timestamp',
+    ]);
+    assert.equal(vm.confirm?.unchangedKeepsTimestamp, true);
     const s = parse([
       ...base,
       '--reload-signal=HUP',
@@ -301,19 +311,23 @@ void describe('reloader config: signal delivery, confirmation, events, restarts'
       [...base, ...url, '--confirm-metrics-url', 'http://x/m', '--confirm-success-metric', 'up{job="a"}'],
       /--confirm-success-metric "up\{job="a"\}" is not a metric name/,
     );
+    const confirming = [
+      ...base,
+      ...url,
+      '--confirm-metrics-url',
+      'http://x/m',
+      '--confirm-success-metric',
+      'up',
+    ];
     rejects(
-      [
-        ...base,
-        ...url,
-        '--confirm-metrics-url',
-        'http://x/m',
-        '--confirm-success-metric',
-        'up',
-        '--confirm-timestamp-metric',
-        '1ts',
-      ],
+      [...confirming, '--confirm-timestamp-metric', '1ts'],
       /--confirm-timestamp-metric "1ts" is not a metric name/,
     );
+    // It says what a timestamp that did not move means: without one it means nothing.
+    const unchanged =
+      /^--confirm-unchanged-keeps-timestamp needs --confirm-timestamp-metric: .*; add the app's timestamp metric, or drop the flag$/;
+    rejects([...confirming, '--confirm-unchanged-keeps-timestamp'], unchanged);
+    rejects([...base, '--confirm-unchanged-keeps-timestamp'], unchanged);
     rejects([...base, '--confirm-timeout', 'soon'], /--confirm-timeout "soon" is not a duration/);
     rejects([...base, '--confirm-timeout', '0'], /--confirm-timeout must be longer than 0/);
   });
@@ -392,5 +406,6 @@ void describe('reloader config: signal delivery, confirmation, events, restarts'
       '--restart-on-change',
     ])
       assert.match(RELOADER_HELP, new RegExp(`\\n  ${flag} `), flag);
+    assert.match(RELOADER_HELP, /\n {2}--confirm-unchanged-keeps-timestamp\n {35}the app does not advance/);
   });
 });

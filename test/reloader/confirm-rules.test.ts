@@ -103,6 +103,31 @@ void describe('the verdict', () => {
     assert.match(down?.result === 'unconfirmed' ? down.fix : '', /^check config-reloader.io\/metrics-url/);
   });
 
+  void it('--confirm-unchanged-keeps-timestamp: success 1 and the same timestamp at the timeout is unchanged', async () => {
+    const keeps = { unchangedKeepsTimestamp: true };
+    const { s, verdict } = run([{ success: 1, timestamp: 100 }], { success: 1, timestamp: 100 }, keeps);
+    assert.deepEqual(await verdict, {
+      result: 'unchanged',
+      reading: { success: 1, timestamp: 100 },
+      bar: 100,
+    });
+    assert.ok(s.reads() >= 2, 'only at the timeout: a slower reload may still advance it');
+    // The other verdicts are as without the flag.
+    const applied = run([{ success: 1, timestamp: 101 }], { success: 1, timestamp: 100 }, keeps);
+    assert.equal((await applied.verdict)?.result, 'applied');
+    const rejected = run([{ success: 0, timestamp: 100 }], { success: 1, timestamp: 100 }, keeps);
+    assert.equal((await rejected.verdict)?.result, 'rejected');
+    const down = run([{ problem: 'cannot read x: ECONNREFUSED' }], { success: 1, timestamp: 100 }, keeps);
+    assert.equal((await down.verdict)?.result, 'unconfirmed');
+    // No baseline: the bar is from the delivery's time.
+    const old = run([{ success: 1, timestamp: 999_990 }], { problem: 'cannot read' }, keeps);
+    assert.deepEqual(await old.verdict, {
+      result: 'unchanged',
+      reading: { success: 1, timestamp: 999_990 },
+      bar: 999_997,
+    });
+  });
+
   void it('a reading that later succeeds wins over earlier problems', async () => {
     const { verdict } = run([{ problem: 'cannot read x: ECONNRESET' }, { success: 1, timestamp: 101 }], {
       success: 1,

@@ -234,6 +234,63 @@ void describe('confirmation that the app applied the config', () => {
     await r.stop();
   });
 
+  void it('unchanged (--confirm-unchanged-keeps-timestamp): the app reloads and keeps its timestamp; one info line, counted as applied, not retried, no Event', async () => {
+    // VictoriaMetrics after a comment-only edit: success 1, the timestamp as it was.
+    app.bump = false;
+    const { r, name, update } = await setup(['--confirm-unchanged-keeps-timestamp', '--events'], {
+      timeout: '500ms',
+    });
+    const source = SOURCE(name);
+    const contentInfo = async (): Promise<string[]> =>
+      (await r.get('/metrics')).body
+        .split('\n')
+        .filter((l) => l.startsWith(`config_reloader_source_applied_content_info{source="${source}"`));
+    const started = await contentInfo();
+    const eventPosts = (): number =>
+      h.api.requests.filter((q) => q.method === 'POST' && q.path.endsWith('/events')).length;
+    const postsBefore = eventPosts();
+    update(`good-${name}-1`);
+    const line = await r.cli.waitForLog((l) => /^the app found nothing to change/.test(String(l.msg)));
+    assert.equal(line.level, 'info');
+    assert.equal(line.appTimestamp, 1_700_000_000.25);
+    assert.match(
+      String(line.msg),
+      /^the app found nothing to change in config [0-9a-f]{16}: app_config_last_reload_successful is 1 and app_config_last_reload_success_timestamp_seconds is still 1700000000\.25 0\.5s after the reload, so it reloaded and its effective config is the one it was running \(VictoriaMetrics keeps its timestamp for edits it does not use: .*\)\. Counted as applied$/,
+    );
+    assert.equal(app.reloads.length, 1);
+    assert.equal(await r.metric('config_reloader_confirmations_total{result="unchanged"}'), 1);
+    assert.equal(await r.metric('config_reloader_confirmations_total{result="unconfirmed"}'), undefined);
+    assert.equal(await r.metric(`config_reloader_source_applied{source="${source}"}`), 1);
+    const now = await contentInfo();
+    assert.equal(now.length, 1, 'one series per source');
+    assert.notDeepEqual(now, started, 'the delivered content is the applied content');
+    // The time to the timeout is not a time to apply.
+    assert.equal(await r.metric('config_reloader_change_to_applied_seconds_count'), undefined);
+    await resyncRounds(r, 3);
+    assert.equal(app.reloads.length, 1, 'not retried');
+    assert.equal(logLines(r, /^could not confirm/).length, 0, 'no warning');
+    assert.equal(eventPosts(), postsBefore, 'no Event');
+    await r.stop();
+  });
+
+  void it('without --confirm-unchanged-keeps-timestamp the same app is unconfirmed: a warning, applied stays 0', async () => {
+    app.bump = false;
+    const { r, name, update } = await setup([], { timeout: '500ms' });
+    update(`good-${name}-1`);
+    const line = await r.cli.waitForLog((l) => /^could not confirm/.test(String(l.msg)));
+    assert.equal(line.level, 'warn');
+    assert.match(
+      String(line.msg),
+      /needs --confirm-unchanged-keeps-timestamp, which the VictoriaMetrics presets pass/,
+    );
+    assert.equal(app.reloads.length, 1, 'the app did reload');
+    assert.equal(await r.metric('config_reloader_confirmations_total{result="unconfirmed"}'), 1);
+    assert.equal(await r.metric('config_reloader_confirmations_total{result="unchanged"}'), undefined);
+    assert.equal(await r.metric(`config_reloader_source_applied{source="${SOURCE(name)}"}`), 0);
+    assert.equal(logLines(r, /^the app found nothing to change/).length, 0);
+    await r.stop();
+  });
+
   void it('a newer change ends the wait for a verdict: it is delivered at once and gets the verdict', async () => {
     app.mode = 'ignore'; // no verdict for 10 minutes, unless a newer change ends the wait
     const { r, name, update } = await setup([], { timeout: '10m' });
