@@ -103,7 +103,7 @@ void describe('reloader logs never contain Secret data', () => {
 
 /**
  * The lines of issue 14 at trace level: signal delivery failing (the lookup's sentence), restarts failing, the
- * app's verdicts (applied; rejected by a synchronous app whose 500 body quotes the Secret; unconfirmed), the events
+ * app's verdicts (applied; rejected by a synchronous app whose 500 body quotes the Secret; unconfirmed; unchanged), the events
  * 403. The config the app reads is the Secret itself, so a line quoting the app's answer or the files would leak it.
  */
 void describe('reloader logs never contain Secret data: delivery, confirmation, events, restarts', () => {
@@ -170,7 +170,27 @@ void describe('reloader logs never contain Secret data: delivery, confirmation, 
       (l) => l.msg === 'reload not delivered again, same reason: retrying with backoff',
     );
     await signal.stop();
+
+    // The app reloads and keeps its timestamp: the unchanged verdict's line.
+    app.mode = 'async';
+    app.bump = false;
+    const keeps = await h.reloader(
+      [
+        '--source',
+        `secret/leak-c=${h.dir('u')}`,
+        '--backoff',
+        '20ms:40ms',
+        ...app.flags({ timeout: '300ms' }),
+        '--confirm-unchanged-keeps-timestamp',
+      ],
+      { reloadUrl: false },
+    );
+    await waitReady(keeps);
+    h.api.update(secret('leak-c', { 'config.yaml': secretValue('good-5') }));
+    await keeps.cli.waitForLog((l) => /^the app found nothing to change/.test(String(l.msg)));
+    await keeps.stop();
     assert.match(h.output(), /"msg":"reload signal not delivered: no process of container/);
+    assert.match(h.output(), /"msg":"the app found nothing to change in config /);
     h.assertNoSecretInLogs();
   });
 });
