@@ -43,6 +43,12 @@ export interface PodSandbox {
    * machine runs in that container's place.
    */
   env(containerName: string): Record<string, string>;
+  /**
+   * The same, also resolving what the kubelet reads from the API when it starts the container: `envFrom`
+   * (secretRef, configMapRef) and `valueFrom` secretKeyRef and configMapKeyRef, as they are now (a restarted
+   * container gets the objects' current data).
+   */
+  envFromApi(containerName: string): Promise<Record<string, string>>;
   close(): Promise<void>;
 }
 
@@ -206,9 +212,42 @@ export async function preparePod(kube: Kube, pod: V1Pod, token: string): Promise
     return [...args, `--serviceaccount-dir=${hostPath(container.name, SERVICE_ACCOUNT_DIR)}`];
   };
 
+  const namespace = pod.metadata?.namespace as string;
+  const objectData = async (kind: 'secret' | 'configmap', name: string): Promise<Record<string, string>> => {
+    if (kind === 'configmap')
+      return (await kube.core.readNamespacedConfigMap({ namespace, name })).data ?? {};
+    const data = (await kube.core.readNamespacedSecret({ namespace, name })).data ?? {};
+    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+  };
+  const envFromApi = async (container: V1Container): Promise<Record<string, string>> => {
+    const env: Record<string, string> = {};
+    for (const from of container.envFrom ?? []) {
+      const ref = from.secretRef ?? from.configMapRef;
+      if (!ref?.name) throw new Error(`the e2e kubelet cannot resolve envFrom ${JSON.stringify(from)}`);
+      const data = await objectData(from.secretRef ? 'secret' : 'configmap', ref.name);
+      for (const [k, v] of Object.entries(data)) env[`${from.prefix ?? ''}${k}`] = v;
+    }
+    const plain = {
+      ...container,
+      env: (container.env ?? []).filter((e) => !e.valueFrom?.secretKeyRef && !e.valueFrom?.configMapKeyRef),
+    };
+    Object.assign(env, containerEnv(plain));
+    for (const e of container.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
+      if (!ref) continue;
+      const value = (
+        await objectData(e.valueFrom?.secretKeyRef ? 'secret' : 'configmap', ref.name as string)
+      )[ref.key];
+      if (value === undefined) throw new Error(`env ${e.name}: ${ref.name} has no key ${ref.key}`);
+      env[e.name] = value;
+    }
+    return env;
+  };
+
   return {
     hostPath,
     env: (containerName) => containerEnv(containerOf(pod, containerName)),
+    envFromApi: (containerName) => envFromApi(containerOf(pod, containerName)),
     start: (containerName, opts = {}) => {
       const container = containerOf(pod, containerName);
       if (container.command)

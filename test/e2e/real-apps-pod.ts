@@ -58,32 +58,67 @@ export interface RunningAppPod {
   stop(): Promise<void>;
 }
 
-/** The Role the pod's ServiceAccount needs: its one object, by name, and Events for --events. */
-function rbac(spec: AppPodSpec): KubeObject[] {
-  const resource = spec.object.kind === 'secret' ? 'secrets' : 'configmaps';
+/**
+ * The Role a pod's ServiceAccount (named like the pod) needs: its objects, by name, and Events for --events.
+ */
+export function podRbac(
+  namespace: string,
+  name: string,
+  objects: Array<{ kind: 'secret' | 'configmap'; name: string }>,
+): KubeObject[] {
   return [
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'Role',
-      metadata: { name: spec.name, namespace: spec.namespace },
+      metadata: { name, namespace },
       rules: [
-        {
+        ...objects.map((o) => ({
           apiGroups: [''],
-          resources: [resource],
-          resourceNames: [spec.object.name],
+          resources: [o.kind === 'secret' ? 'secrets' : 'configmaps'],
+          resourceNames: [o.name],
           verbs: ['get', 'list', 'watch'],
-        },
+        })),
         { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       ],
     },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
-      metadata: { name: spec.name, namespace: spec.namespace },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: spec.name },
-      subjects: [{ kind: 'ServiceAccount', name: spec.name, namespace: spec.namespace }],
+      metadata: { name, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ kind: 'ServiceAccount', name, namespace }],
     },
   ];
+}
+
+/** Waits for the reloader container's startup probe to pass; returns http://ADDRESS of its server. */
+export async function reloaderReady(pod: V1Pod, reloader: RunningContainer): Promise<string> {
+  const address = String((await reloader.waitForLog((l) => typeof l.address === 'string')).address);
+  const reloaderUrl = `http://${address}`;
+  const probe = pod.spec?.initContainers?.find((c) => c.name === SIDECAR)?.startupProbe?.httpGet?.path;
+  await waitFor(
+    `the reloader of ${pod.metadata?.name} ready (startup probe ${probe})`,
+    async () => (await httpRequest('GET', `${reloaderUrl}${probe}`)).status === 200,
+  );
+  return reloaderUrl;
+}
+
+/** The sum of the reloader's samples of `name` (all series), or the one series `name{labels}`. */
+export async function reloaderMetric(reloaderUrl: string, name: string, labels?: string): Promise<number> {
+  const { text } = await httpRequest('GET', `${reloaderUrl}/metrics`);
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const series = line.slice(0, line.lastIndexOf(' '));
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (
+      labels !== undefined
+        ? series === `${name}{${labels}}`
+        : series === name || series.startsWith(`${name}{`)
+    )
+      sum += value;
+  }
+  return sum;
 }
 
 /** Writes the object's one key (create or replace); the content is never logged. */
@@ -144,10 +179,15 @@ export async function runAppPod(cluster: TestCluster, kube: Kube, spec: AppPodSp
   });
   if (pod.metadata?.annotations?.['config-reloader.io/status'] !== 'injected')
     throw new Error(`pod ${spec.name} was not injected: ${JSON.stringify(pod.metadata?.annotations)}`);
-  const token = await cluster.serviceAccountToken(namespace, spec.name, rbac(spec), {
-    name: pod.metadata?.name as string,
-    uid: pod.metadata?.uid as string,
-  });
+  const token = await cluster.serviceAccountToken(
+    namespace,
+    spec.name,
+    podRbac(namespace, spec.name, [spec.object]),
+    {
+      name: pod.metadata?.name as string,
+      uid: pod.metadata?.uid as string,
+    },
+  );
   const sandbox = await preparePod(kube, pod, token);
   let reloader: RunningContainer | undefined;
   let app: RealApp | undefined;
@@ -155,13 +195,7 @@ export async function runAppPod(cluster: TestCluster, kube: Kube, spec: AppPodSp
     const port = await freePort();
     reloader = sandbox.start(SIDECAR, { ports: { [spec.podPort]: port } });
     const started = reloader;
-    const address = String((await started.waitForLog((l) => typeof l.address === 'string')).address);
-    const reloaderUrl = `http://${address}`;
-    const probe = pod.spec?.initContainers?.find((c) => c.name === SIDECAR)?.startupProbe?.httpGet?.path;
-    await waitFor(
-      `the reloader of ${spec.name} ready (startup probe ${probe})`,
-      async () => (await httpRequest('GET', `${reloaderUrl}${probe}`)).status === 200,
-    );
+    const reloaderUrl = await reloaderReady(pod, started);
     const file = sandbox.hostPath(spec.container, `${spec.mountPath}/${spec.key}`);
     // A signal target carries the webhook's marker volume: the reloader finds the app by that mount point.
     const marker = pod.spec?.containers
@@ -182,22 +216,7 @@ export async function runAppPod(cluster: TestCluster, kube: Kube, spec: AppPodSp
       app: running,
       file,
       reloaderUrl,
-      reloaderMetric: async (name, labels) => {
-        const { text } = await httpRequest('GET', `${reloaderUrl}/metrics`);
-        let sum = 0;
-        for (const line of text.split('\n')) {
-          if (line.startsWith('#')) continue;
-          const series = line.slice(0, line.lastIndexOf(' '));
-          const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-          if (
-            labels !== undefined
-              ? series === `${name}{${labels}}`
-              : series === name || series.startsWith(`${name}{`)
-          )
-            sum += value;
-        }
-        return sum;
-      },
+      reloaderMetric: (name, labels) => reloaderMetric(reloaderUrl, name, labels),
       stop: async () => {
         await running.stop();
         await started.stop();

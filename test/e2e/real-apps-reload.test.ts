@@ -5,10 +5,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RealApp } from '../support/apps.ts';
 import { ruleNames, scrapeJobs, startApp } from '../support/apps.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import { TARGET_MARKER_VOLUME } from '../../src/shared/process-marker.ts';
+import { freePort } from '../support/control-plane/index.ts';
 import type { Kube } from './kube.ts';
-import { connect, createNamespace, waitFor } from './kube.ts';
+import { connect, createNamespace, createPod, waitFor } from './kube.ts';
+import type { PodSandbox, RunningContainer } from './kubelet.ts';
+import { preparePod } from './kubelet.ts';
 import type { AppPodSpec, RunningAppPod } from './real-apps-pod.ts';
-import { runAppPod, setConfig } from './real-apps-pod.ts';
+import { podRbac, reloaderMetric, reloaderReady, runAppPod, setConfig, SIDECAR } from './real-apps-pod.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -128,7 +133,8 @@ function reloadsOf(
       const signal = s.annotations['config-reloader.io/reload-signal'];
       const starting = run.reloader.logs().find((l) => l.msg === 'starting');
       assert.equal(starting?.delivery, signal ? 'signal' : 'http', 'the delivery the annotations asked for');
-      assert.deepEqual(await scenario.running(run.app), [scenario.marker('one')]);
+      // vmagent serves /health a few ms before its scrape jobs are in place.
+      await runs('one');
       assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
     });
 
@@ -276,3 +282,137 @@ reloadsOf(
   () => prometheusPod('prometheus-sighup', SIGHUP, `prometheus-${unique}`),
   prometheus,
 );
+
+/**
+ * config-reloader.io/restart-on-env-change: vmagent reads a flag from its environment (-envflag.enable), the env
+ * var from a Secret. A change of the Secret makes the reloader SIGTERM vmagent's main process (found by the
+ * marker mount); the kubelet, played here, starts the container again with its environment resolved anew.
+ */
+void describe('real vmagent, restart-on-env-change: a Secret it reads through env is a restart with the new value', () => {
+  const container = `vmagent-env-${unique}`;
+  const secret = 'vmagent-env';
+  const FLAG = 'remoteWrite.flushInterval';
+  let pod: V1Pod;
+  let sandbox: PodSandbox;
+  let reloader: RunningContainer;
+  let reloaderUrl: string;
+  let port: number;
+  let marker: string;
+  let app: RealApp | undefined;
+
+  /** What vmagent says it runs with: its flags are on /metrics as flag{name=..., value=...}. */
+  const flagValue = async (): Promise<string | undefined> => {
+    const page = await (app as RealApp).metricsPage();
+    return new RegExp(
+      `^flag\\{name="${FLAG.replace('.', '\\.')}", value="([^"]*)", is_set="true"\\}`,
+      'm',
+    ).exec(page)?.[1];
+  };
+  /** The kubelet's part: the container starts again, its env read from the API as it is now. */
+  const startContainer = async (): Promise<void> => {
+    app = await startApp('vmagent', {
+      port,
+      env: await sandbox.envFromApi(container),
+      mountPoint: marker,
+      args: ['-envflag.enable'],
+    });
+  };
+  const setFlag = (value: string) =>
+    kube.core.replaceNamespacedSecret({
+      namespace: NS,
+      name: secret,
+      body: { metadata: { name: secret }, stringData: { flushInterval: value } },
+    });
+
+  before(async () => {
+    await kube.core.createNamespacedSecret({
+      namespace: NS,
+      body: { metadata: { name: secret }, stringData: { flushInterval: '2s' } },
+    });
+    await kube.core.createNamespacedServiceAccount({
+      namespace: NS,
+      body: { metadata: { name: 'vmagent-env' } },
+    });
+    pod = await createPod(kube, NS, {
+      metadata: {
+        name: 'vmagent-env',
+        annotations: {
+          'config-reloader.io/inject': 'true',
+          'config-reloader.io/restart-on-env-change': container,
+          'config-reloader.io/events': 'true',
+        },
+      },
+      spec: {
+        serviceAccountName: 'vmagent-env',
+        securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },
+        containers: [
+          {
+            name: container,
+            image: 'example.com/vmagent:e2e',
+            args: ['-envflag.enable'],
+            env: [
+              {
+                name: 'remoteWrite_flushInterval',
+                valueFrom: { secretKeyRef: { name: secret, key: 'flushInterval' } },
+              },
+            ],
+          },
+        ],
+      },
+    });
+    assert.equal(pod.metadata?.annotations?.['config-reloader.io/status'], 'injected');
+    const token = await cluster.serviceAccountToken(
+      NS,
+      'vmagent-env',
+      podRbac(NS, 'vmagent-env', [{ kind: 'secret', name: secret }]),
+      { name: pod.metadata?.name as string, uid: pod.metadata?.uid as string },
+    );
+    sandbox = await preparePod(kube, pod, token);
+    reloader = sandbox.start(SIDECAR);
+    reloaderUrl = await reloaderReady(pod, reloader);
+    port = await freePort();
+    marker = pod.spec?.containers?.[0]?.volumeMounts?.find((m) => m.name === TARGET_MARKER_VOLUME)
+      ?.mountPath as string;
+    assert.ok(marker, 'the webhook mounted the marker volume into the target');
+    await startContainer();
+  });
+  after(async () => {
+    await app?.stop();
+    await reloader?.stop();
+    await sandbox?.close();
+  });
+
+  void test('the app runs with the value from the Secret', async () => {
+    assert.equal(await flagValue(), '2s');
+  });
+
+  for (const [n, value] of [
+    [1, '3s'],
+    [2, '4s'],
+  ] as const)
+    void test(`change ${n}: SIGTERM to the container's current main process, and it comes back with ${value}`, async () => {
+      const running = app as RealApp;
+      await setFlag(value);
+      const ended = await running.exited();
+      assert.deepEqual(ended, { code: 0, signal: null }, 'vmagent shut down on SIGTERM');
+      const line = await reloader.waitForLog(
+        (l) => String(l.msg).startsWith('SIGTERM sent to the main process') && l.pid === running.pid,
+      );
+      assert.ok(line);
+      await running.stop();
+      await startContainer();
+      assert.equal(await flagValue(), value);
+      assert.equal(await reloaderMetric(reloaderUrl, 'config_reloader_container_restarts_total'), n);
+    });
+
+  void test("a ContainerRestarted Event on the reloader's pod", async () => {
+    const list = await waitFor('the Event', async () => {
+      const l = await kube.core.listNamespacedEvent({
+        namespace: NS,
+        fieldSelector: `involvedObject.name=${pod.metadata?.name}`,
+      });
+      return l.items.some((e) => e.reason === 'ContainerRestarted') ? l.items : undefined;
+    });
+    assert.equal(list.find((e) => e.reason === 'ContainerRestarted')?.type, 'Normal');
+  });
+});

@@ -21,8 +21,11 @@ import { freePort } from './control-plane/index.ts';
 export type AppKind = 'vmagent' | 'vmalert' | 'prometheus';
 
 export interface AppOptions {
-  /** The file the app reloads; it must exist before the app starts (each app refuses to start without it). */
-  file: string;
+  /**
+   * The file the app reloads; it must exist before the app starts (each app refuses to start without it).
+   * vmagent runs without one (no -promscrape.config), e.g. when only its environment matters.
+   */
+  file?: string;
   /** The environment on top of PATH (the container's, as the pod gives it). */
   env?: Record<string, string>;
   /**
@@ -37,6 +40,8 @@ export interface AppOptions {
   noLifecycle?: boolean;
   /** The 127.0.0.1 port to listen on (one chosen before, e.g. for a reloader started first); default a free one. */
   port?: number;
+  /** More flags, after the harness's own (e.g. vmagent's -envflag.enable: its flags from the environment). */
+  args?: string[];
 }
 
 export interface HttpAnswer {
@@ -51,7 +56,9 @@ export interface RealApp {
   readonly url: string;
   /** The app's own temp dir (its data, its log, Prometheus' prometheus.yml). */
   readonly dir: string;
-  readonly file: string;
+  readonly file: string | undefined;
+  /** Resolves when the process has exited (e.g. after a signal someone else sent), with how it ended. */
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   request(method: string, path: string): Promise<HttpAnswer>;
   /**
    * The value of a sample on the app's /metrics (`name` or `name{labels}` as the app writes it), undefined when
@@ -201,11 +208,13 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
   let args: string[];
   if (kind === 'vmagent') {
     args = [
-      `-promscrape.config=${opts.file}`,
+      ...(opts.file ? [`-promscrape.config=${opts.file}`] : []),
       `-httpListenAddr=127.0.0.1:${port}`,
       `-remoteWrite.url=${sink?.url}`,
       `-remoteWrite.tmpDataPath=${join(dir, 'remote-write')}`,
     ];
+  } else if (!opts.file) {
+    throw new Error(`${kind} needs file (its ${kind === 'vmalert' ? '-rule' : 'rule'} file)`);
   } else if (kind === 'vmalert') {
     if (!opts.datasourceUrl) throw new Error('vmalert needs datasourceUrl (it refuses to start without one)');
     args = [
@@ -228,6 +237,7 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
 
   hookExit();
   const log = createWriteStream(logFile, { flags: 'a' });
+  args.push(...(opts.args ?? []));
   const [file, argv] = opts.mountPoint ? inMountNamespace(opts.mountPoint, bin, args) : [bin, args];
   const child = spawn(file, argv, {
     cwd: dir,
@@ -237,10 +247,10 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
   live.add(child);
-  const exited = new Promise<void>((resolve) =>
-    child.on('exit', () => {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
       live.delete(child);
-      resolve();
+      resolve({ code, signal });
     }),
   );
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
@@ -285,6 +295,7 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
     url,
     dir,
     file: opts.file,
+    exited: () => exited,
     request: (method, path) => httpRequest(method, `${url}${path}`),
     metricsPage,
     metric: async (name) => sampleValue(await metricsPage(), name),
