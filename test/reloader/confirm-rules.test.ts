@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmConfig } from '../../src/reloader/config.ts';
-import { awaitVerdict, sameSecondWaitMs, type AppReading } from '../../src/reloader/confirm.ts';
+import { awaitVerdict, nextPollMs, sameSecondWaitMs, type AppReading } from '../../src/reloader/confirm.ts';
 
 const config = (over: Partial<ConfirmConfig> = {}): ConfirmConfig => ({
   metricsUrl: new URL('http://127.0.0.1:8429/metrics'),
@@ -146,5 +146,21 @@ void describe('the verdict', () => {
       signal: ac.signal,
     });
     assert.equal(v, undefined);
+  });
+});
+
+describe('the polling schedule after a delivery', () => {
+  it("reads every 100 ms for the first 2 s (VictoriaMetrics' /metrics copy is up to 1 s old), then doubles to 1 s", () => {
+    const waits: number[] = [];
+    let elapsed = 0;
+    let last = 0;
+    while (elapsed < 6000) {
+      last = nextPollMs(elapsed, last);
+      waits.push(last);
+      elapsed += last;
+    }
+    assert.deepEqual(waits.slice(0, 20), Array<number>(20).fill(100));
+    assert.deepEqual(waits.slice(20, 24), [200, 400, 800, 1000]);
+    assert.ok(waits.slice(24).every((w) => w === 1000));
   });
 });
