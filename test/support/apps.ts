@@ -180,6 +180,10 @@ async function startRemoteWriteSink(): Promise<{ url: string; close: () => Promi
  * the point is under /run). unshare and sh exec, so the PID spawned is the app's.
  */
 function inMountNamespace(mountPoint: string, bin: string, args: string[]): [string, string[]] {
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      `a mount point for the app (${mountPoint}, a signal target's marker) needs a mount namespace of its own, which only root can make here (unshare -m): run the end-to-end tests as root, as CI does`,
+    );
   if (!/^\/[A-Za-z0-9._/-]+$/.test(mountPoint))
     throw new Error(`mount point ${mountPoint}: an absolute path of letters, digits, ., _, - and / only`);
   const run = mountPoint.startsWith('/run/') ? 'mount -t tmpfs -o size=64k,mode=755 tmpfs /run && ' : '';
