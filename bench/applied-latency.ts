@@ -129,6 +129,7 @@ async function measure(ctx: BenchContext, cp: ControlPlane, kubeconfig: string, 
         `--confirm-metrics-url=${origin}${preset.metricsPath}`,
         `--confirm-success-metric=${preset.successMetric}`,
         `--confirm-timestamp-metric=${preset.timestampMetric}`,
+        ...(preset.unchangedKeepsTimestamp ? ['--confirm-unchanged-keeps-timestamp'] : []),
       ],
     });
     // As in a pod: the reloader's first sync is done before the app starts and reads the file.
