@@ -110,6 +110,16 @@ export class AppMetricsReader {
     return reading;
   }
 
+  /** sameSecondWaitMs for this app's baseline timestamp. */
+  holdBeforeDeliveryMs(baselineTimestamp: number | undefined, nowMs: number): number {
+    return sameSecondWaitMs(baselineTimestamp, nowMs);
+  }
+
+  /** awaitVerdict on this app's metrics. */
+  verdict(opts: Omit<VerdictOptions, 'config'>): Promise<Verdict | undefined> {
+    return awaitVerdict((s) => this.read(s), { ...opts, config: this.config });
+  }
+
   close(): void {
     this.agent.destroy();
   }

@@ -1,6 +1,6 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { ReloadConfig, SignalConfig } from './config.ts';
-import { signalContainer, type ContainerProcess, type ContainerSignal } from './processes.ts';
+import type { ContainerProcess, ContainerSignal } from './processes.ts';
 
 // getBuiltinModule, not an import: an ES import of node:http evaluates its lazy web-API getters, which load undici,
 // http2, zlib and web streams the reloader never uses (about 3 MiB per pod, docs/benchmarks.md).
@@ -113,12 +113,16 @@ export function httpDelivery(config: ReloadConfig): Delivery {
 
 export type SignalSender = (container: string, signal: ContainerSignal) => Promise<ContainerProcess>;
 
+/** processes.ts's signalContainer, loaded on first use: a reloader that sends no signal does not carry it. */
+export const sendSignal: SignalSender = async (container, signal) =>
+  (await import('./processes.ts')).signalContainer(container, signal);
+
 /**
  * --reload-signal: the signal to --signal-container's main process, looked up at each delivery (the container
  * may have restarted since). No process, several, or a refused signal: a failed delivery with the lookup's
  * sentence, retried with backoff.
  */
-export function signalDelivery(config: SignalConfig, send: SignalSender = signalContainer): Delivery {
+export function signalDelivery(config: SignalConfig, send: SignalSender = sendSignal): Delivery {
   const { signal: sig, container } = config;
   return {
     kind: 'signal',

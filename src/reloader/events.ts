@@ -11,8 +11,6 @@ export interface EventSink {
   record(reason: EventReason, type: 'Normal' | 'Warning', message: string): void;
 }
 
-export const NO_EVENTS: EventSink = { record: () => {} };
-
 /** How long one Event POST may take: events are a courtesy, never a reason to hold anything. */
 const EVENT_DEADLINE_MS = 5000;
 /** The API server's limit on an Event's message (NoteLengthLimit is 1 KiB); ours are far shorter. */

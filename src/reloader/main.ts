@@ -6,14 +6,11 @@ import { isValidNamespace, type ReloaderConfig } from './config.ts';
 import { ApiHealth } from './health.ts';
 import { loadClusterAccess } from './kube/cluster-access.ts';
 import { KubeClient } from './kube/client.ts';
-import { AppliedTracker } from './applied.ts';
-import { AppMetricsReader } from './confirm.ts';
 import { httpDelivery, signalDelivery, type Delivery, type SignalSender } from './delivery.ts';
-import { EventRecorder } from './events.ts';
 import { createConfirmMetrics, createReloaderMetrics } from './metrics.ts';
 import { gunzipCap } from './projection.ts';
 import { ReloadTrigger } from './reload.ts';
-import { RestartManager } from './restart.ts';
+import type { RestartManager } from './restart.ts';
 import { startStatusServer } from './server.ts';
 import { DEFAULT_WATCH_IDLE_MS, sourceId, SourceWatcher } from './source.ts';
 import { AtomicWriter } from './writer.ts';
@@ -61,7 +58,13 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
   );
   const events =
     config.events && !config.once
-      ? new EventRecorder(config.events, client, log.child({ component: 'events' }))
+      ? // Loaded only when asked for, as are confirmation and restarts below: a reloader without them does not carry
+        // their code (its idle footprint is measured in docs/benchmarks.md).
+        new (await import('./events.ts')).EventRecorder(
+          config.events,
+          client,
+          log.child({ component: 'events' }),
+        )
       : undefined;
   const delivery: Delivery | undefined = config.reload
     ? httpDelivery(config.reload)
@@ -70,7 +73,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
       : undefined;
   const confirmMetrics = config.confirm ? createConfirmMetrics(metrics.registry) : undefined;
   const applied = confirmMetrics
-    ? new AppliedTracker(
+    ? new (await import('./applied.ts')).AppliedTracker(
         config.sources.map((spec, i) => ({
           id: sourceId(spec, namespace),
           digest: () => (writers[i] as AtomicWriter).digest(),
@@ -89,7 +92,11 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
           events,
           confirm:
             config.confirm && confirmMetrics
-              ? { reader: new AppMetricsReader(config.confirm), metrics: confirmMetrics, applied }
+              ? {
+                  reader: new (await import('./confirm.ts')).AppMetricsReader(config.confirm),
+                  metrics: confirmMetrics,
+                  applied,
+                }
               : undefined,
         })
       : undefined;
@@ -97,7 +104,7 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
   const watchIdleMs = Math.max(2 * config.healthTimeoutMs, DEFAULT_WATCH_IDLE_MS);
   const restarts =
     config.restarts.length > 0 && !config.once
-      ? new RestartManager({
+      ? new (await import('./restart.ts')).RestartManager({
           restarts: config.restarts,
           namespace,
           client,

@@ -2,15 +2,11 @@ import type { Logger } from '../shared/log.ts';
 import { sleep, type BackoffPolicy } from './backoff.ts';
 import { CoalescingLoop, failureKey, type AttemptOutcome } from './coalesce.ts';
 import type { AppliedTracker } from './applied.ts';
-import {
-  awaitVerdict,
-  sameSecondWaitMs,
-  type AppMetricsReader,
-  type AppReading,
-  type Verdict,
-} from './confirm.ts';
+// Types only: confirm.ts, events.ts and applied.ts are loaded by main.ts when their flags are given, so a reloader
+// without them does not carry their code (docs/benchmarks.md, footprint).
+import type { AppMetricsReader, AppReading, Verdict } from './confirm.ts';
 import type { Delivery } from './delivery.ts';
-import { NO_EVENTS, type EventSink } from './events.ts';
+import type { EventSink } from './events.ts';
 import { CONTENT_HASH_PREFIX_CHARS, type ConfirmMetrics, type ReloaderMetrics } from './metrics.ts';
 
 export { isPermanentRejection } from './delivery.ts';
@@ -116,7 +112,7 @@ export class ReloadTrigger {
     if (confirm) {
       baseline = await this.readApp();
       if (!baseline) return 'failed'; // shutting down
-      const wait = sameSecondWaitMs(baseline.timestamp, now());
+      const wait = confirm.reader.holdBeforeDeliveryMs(baseline.timestamp, now());
       if (wait > 0) {
         // Changes during the wait are delivered by this attempt (the hash is taken after it).
         log.debug(
@@ -164,8 +160,7 @@ export class ReloadTrigger {
       this.supersede = supersede;
       const verdict = this.loop.pending
         ? undefined
-        : await awaitVerdict((s) => confirm.reader.read(s), {
-            config: confirm.reader.config,
+        : await confirm.reader.verdict({
             baseline,
             deliveredAtMs,
             signal: AbortSignal.any([this.loop.signal, supersede.signal]),
@@ -238,7 +233,7 @@ export class ReloadTrigger {
       status?: number;
     },
   ): void {
-    const { log, delivery, events = NO_EVENTS } = this.opts;
+    const { log, delivery, events } = this.opts;
     const confirm = this.opts.confirm as ConfirmParts;
     const { successMetric, timestampMetric } = confirm.reader.config;
     const metricsUrl = confirm.reader.where;
@@ -264,7 +259,11 @@ export class ReloadTrigger {
         },
         'the app applied the new config',
       );
-      events.record('ConfigApplied', 'Normal', `The app applied config ${contentHash} (${delivery.target}).`);
+      events?.record(
+        'ConfigApplied',
+        'Normal',
+        `The app applied config ${contentHash} (${delivery.target}).`,
+      );
       return;
     }
     if (verdict.result === 'rejected') {
@@ -281,7 +280,7 @@ export class ReloadTrigger {
         },
         `the app rejected the new config ${contentHash}: ${answer}. It keeps running its previous config; fix the Secret/ConfigMap (the app's own log says what is wrong). Not retried until the content changes`,
       );
-      events.record(
+      events?.record(
         'ConfigRejected',
         'Warning',
         `The app rejected config ${contentHash} (${successMetric} = ${reading.success}${at.status !== undefined ? `, HTTP ${at.status}` : ''}); it keeps running its previous config.`,

@@ -4,7 +4,7 @@ import type { BackoffPolicy } from './backoff.ts';
 import { CoalescingLoop, failureKey, type AttemptOutcome } from './coalesce.ts';
 import type { RestartConfig } from './config.ts';
 import type { SignalSender } from './delivery.ts';
-import { NO_EVENTS, type EventSink } from './events.ts';
+import type { EventSink } from './events.ts';
 import type { ApiHealth } from './health.ts';
 import type { KubeClient } from './kube/client.ts';
 import { ListWatch } from './list-watch.ts';
@@ -108,7 +108,7 @@ class ContainerRestarter {
   }
 
   private async attempt(failures: number): Promise<AttemptOutcome> {
-    const { metrics, events = NO_EVENTS } = this.opts;
+    const { metrics, events } = this.opts;
     const send = this.opts.send ?? signalContainer;
     const objects = [...this.changed];
     const container = this.container;
@@ -121,7 +121,7 @@ class ContainerRestarter {
         { pid, command, objects, ...(failures > 0 ? { afterFailedAttempts: failures } : {}) },
         'SIGTERM sent to the main process: the kubelet restarts the container, which reads its env again',
       );
-      events.record(
+      events?.record(
         'ContainerRestarted',
         'Normal',
         `Sent SIGTERM to container ${container} (pid ${pid}): ${objects.join(', ')} changed; the kubelet restarts it with the new env.`,

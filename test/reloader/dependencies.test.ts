@@ -9,7 +9,7 @@ const ENTRY = resolve(ROOT, 'src/reloader/command.ts');
 const STATIC_IMPORT = /^\s*(?:import|export)\s+(?!type\b)(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]/gm;
 const DYNAMIC_IMPORT = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
 
-/** Every module the reloader loads at start (static imports, followed), and those it may load later (dynamic). */
+/** Every module the reloader loads at start or on demand (imports followed), and the packages it imports. */
 function importGraph(): { files: string[]; staticPackages: Set<string>; dynamicPackages: Set<string> } {
   const files: string[] = [];
   const staticPackages = new Set<string>();
@@ -22,7 +22,12 @@ function importGraph(): { files: string[]; staticPackages: Set<string>; dynamicP
       if (spec?.startsWith('.')) visit(resolve(dirname(file), spec));
       else if (spec) staticPackages.add(spec);
     }
-    for (const [, spec] of text.matchAll(DYNAMIC_IMPORT)) if (spec) dynamicPackages.add(spec);
+    // A relative dynamic import is reloader code loaded when its flag is given (events, confirmation, restarts,
+    // signals): followed like the rest, so that it too stays in src/reloader and src/shared.
+    for (const [, spec] of text.matchAll(DYNAMIC_IMPORT)) {
+      if (spec?.startsWith('.')) visit(resolve(dirname(file), spec));
+      else if (spec) dynamicPackages.add(spec);
+    }
   };
   visit(ENTRY);
   return { files, staticPackages, dynamicPackages };
