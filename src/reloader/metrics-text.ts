@@ -1,6 +1,6 @@
 import type { Agent as HttpAgent } from 'node:http';
 
-// getBuiltinModule, not an import: see src/reloader/reload.ts.
+// getBuiltinModule, not an import: see src/reloader/delivery.ts.
 const http = process.getBuiltinModule('node:http');
 const https = process.getBuiltinModule('node:https');
 

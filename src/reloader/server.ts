@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { METRICS_CONTENT_TYPE, type Registry } from '../shared/metrics.ts';
 
-// getBuiltinModule, not an import: see src/reloader/reload.ts.
+// getBuiltinModule, not an import: see src/reloader/delivery.ts.
 const http = process.getBuiltinModule('node:http');
 
 export interface StatusProvider {

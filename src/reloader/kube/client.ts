@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { ApiError, parseStatus } from './api-error.ts';
 import type { ClusterAccess } from './cluster-access.ts';
 
-// getBuiltinModule, not an import: see src/reloader/reload.ts.
+// getBuiltinModule, not an import: see src/reloader/delivery.ts.
 const http = process.getBuiltinModule('node:http');
 const https = process.getBuiltinModule('node:https');
 
