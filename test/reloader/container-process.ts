@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { targetMarkerPath } from '../../src/shared/process-marker.ts';
+import { childLines } from '../support/child-lines.ts';
 
 const APP = fileURLToPath(new URL('./signal-app.ts', import.meta.url));
 
@@ -49,44 +50,17 @@ export async function startContainerProcess(
     ['-m', '--propagation', 'private', process.execPath, APP, configFile, marker],
     { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const lines: string[] = [];
-  const waiters = new Set<() => void>();
-  let rest = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    const parts = (rest + chunk.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    lines.push(...parts);
-    for (const w of waiters) w();
-  });
+  const { lines, waitLine } = childLines(child);
   const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-    child.on('exit', (_code, signal) => {
-      resolve(signal);
-      for (const w of waiters) w();
-    }),
+    child.on('exit', (_code, signal) => resolve(signal)),
   );
-  const wait = (match: (l: string) => boolean, what: string): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = lines.find(match);
-        if (found !== undefined) {
-          waiters.delete(check);
-          resolve(found);
-        } else if (child.exitCode !== null || child.signalCode !== null) {
-          waiters.delete(check);
-          reject(new Error(`container process ${name} exited before "${what}"`));
-        }
-      };
-      waiters.add(check);
-      check();
-    });
-  const portLine =
-    opts.waitReady === false ? '{"port":0}' : await wait((l) => l.startsWith('{"port":'), 'its port');
+  const portLine = opts.waitReady === false ? '{"port":0}' : await waitLine(/^\{"port":/);
   return {
     name,
     child,
     port: (JSON.parse(portLine) as { port: number }).port,
     lines,
-    waitLine: async (line) => void (await wait((l) => l === line, line)),
+    waitLine: async (line) => void (await waitLine(line)),
     exited,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -21,6 +21,7 @@ import {
   type ContainerSignal,
 } from '../../src/reloader/processes.ts';
 import { TARGET_MARKER_DIR, targetMarkerPath } from '../../src/shared/process-marker.ts';
+import { childLines } from '../support/child-lines.ts';
 
 const PROCESSES = fileURLToPath(new URL('../../src/reloader/processes.ts', import.meta.url));
 
@@ -433,37 +434,6 @@ setInterval(() => {}, 1 << 30);
 console.log(role + ' ready');
 `;
 
-/** Collects a child's stdout lines; waitLine resolves with the first that matches, fails if the child exits first. */
-function lineReader(child: ChildProcess): {
-  lines: string[];
-  waitLine: (line: string | RegExp) => Promise<string>;
-} {
-  const lines: string[] = [];
-  const waiters = new Set<() => void>();
-  let rest = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    const parts = (rest + chunk.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    lines.push(...parts);
-    for (const w of waiters) w();
-  });
-  const waitLine = (line: string | RegExp): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = lines.find((l) => (typeof line === 'string' ? l === line : line.test(l)));
-        if (found !== undefined) resolve(found);
-        else if (child.exitCode !== null || child.signalCode !== null)
-          reject(new Error(`exited before "${line}"`));
-        else return;
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      child.on('exit', check);
-      check();
-    });
-  return { lines, waitLine };
-}
-
 interface Container {
   main: ChildProcess;
   grandchild: number;
@@ -506,7 +476,7 @@ async function startContainer(name: string): Promise<Container> {
   const exited = new Promise<NodeJS.Signals | null>((resolve) =>
     main.on('exit', (_code, signal) => resolve(signal)),
   );
-  const { lines, waitLine } = lineReader(main);
+  const { lines, waitLine } = childLines(main);
   await waitLine('main ready');
   await waitLine('grandchild ready');
   const grandchild = Number((await waitLine(/^grandchild \d+$/)).split(' ')[1]);
@@ -619,7 +589,7 @@ void describe('the real /proc: containers in their own mount namespaces', { skip
       { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     started.set(session.pid as number, session);
-    const s = lineReader(session);
+    const s = childLines(session);
     await s.waitLine('session ready');
     const mountinfo = await readFile(`/proc/${session.pid}/mountinfo`, 'utf8');
     assert.ok(mountinfo.includes(` ${targetMarkerPath(container)} `), 'the session is not in the container');
@@ -671,7 +641,7 @@ void describe('the real /proc: containers in their own mount namespaces', { skip
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     started.set(parent.pid as number, parent);
-    const zombie = Number(await lineReader(parent).waitLine(/^\d+$/));
+    const zombie = Number(await childLines(parent).waitLine(/^\d+$/));
     // Polls until `true` has exited: a wait for a state, not a time limit.
     for (;;) {
       const state = (await readFile(`/proc/${zombie}/stat`, 'latin1')).split(') ')[1]?.[0];
