@@ -92,7 +92,7 @@ function reloadsOf(
   title: string,
   spec: () => AppPodSpec,
   scenario: Scenario,
-  opts: { events?: boolean; rejectedStatus?: number } = {},
+  opts: { events?: boolean; rejectedStatus?: number; unchanged?: boolean } = {},
 ) {
   void describe(title, () => {
     let run: RunningAppPod;
@@ -174,6 +174,21 @@ function reloadsOf(
       assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
     });
 
+    if (opts.unchanged)
+      void test('an edit the app does not use (a comment): reloaded, the app keeps its timestamp, reported unchanged and counted applied', async () => {
+        await setConfig(
+          kube,
+          s,
+          `${scenario.config(scenario.marker('three'))}# a comment the app does not use\n`,
+        );
+        // At the pod's confirm-timeout (5 s) after the reload, success 1 and the same timestamp mean: nothing to change.
+        await until('confirmation unchanged', async () => (await confirmations('unchanged')) === 1);
+        assert.equal(logged(/^the app found nothing to change in config/).length, 1);
+        assert.equal(await confirmations('unconfirmed'), 0);
+        assert.equal(await run.reloaderMetric('config_reloader_source_applied', `source="${source()}"`), 1);
+        assert.deepEqual(await scenario.running(run.app), [scenario.marker('three')]);
+      });
+
     if (opts.events)
       void test("the verdicts are Events on the reloader's pod: ConfigApplied and ConfigRejected", async () => {
         const events = await waitFor(
@@ -249,12 +264,14 @@ const prometheusPod = (
   annotations: { 'config-reloader.io/preset': 'prometheus', ...annotations },
 });
 const SIGHUP = { 'config-reloader.io/reload-signal': 'SIGHUP' };
+/** The 'unchanged' verdict comes at the confirm timeout: 5 s instead of the default 30 s. */
+const SHORT_TIMEOUT = { 'config-reloader.io/confirm-timeout': '5s' };
 
 reloadsOf(
   'real vmagent, preset vmagent, HTTP /-/reload: a Secret update reaches its scrape config (with Events)',
-  () => vmagentPod('vmagent-http', { 'config-reloader.io/events': 'true' }),
+  () => vmagentPod('vmagent-http', { 'config-reloader.io/events': 'true', ...SHORT_TIMEOUT }),
   vmagent,
-  { events: true },
+  { events: true, unchanged: true },
 );
 reloadsOf(
   'real vmagent, preset vmagent, SIGHUP: a Secret update reaches its scrape config',
@@ -263,8 +280,9 @@ reloadsOf(
 );
 reloadsOf(
   'real vmalert, preset vmalert, HTTP /-/reload: a ConfigMap update reaches its rules',
-  () => vmalertPod('vmalert-http', {}),
+  () => vmalertPod('vmalert-http', SHORT_TIMEOUT),
   vmalert,
+  { unchanged: true },
 );
 reloadsOf(
   'real vmalert, preset vmalert, SIGHUP: a ConfigMap update reaches its rules',
