@@ -7,9 +7,7 @@
  * `file` is the one file the reloader keeps current for the app: vmagent's -promscrape.config, vmalert's
  * -rule, Prometheus' rule file (its prometheus.yml, written here, names it in rule_files).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import type { Server } from 'node:http';
@@ -17,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli.ts';
 import { freePort } from './control-plane/index.ts';
+import { builtOnce, spawnLogged, terminate } from './spawned.ts';
 
 export type AppKind = 'vmagent' | 'vmalert' | 'prometheus';
 
@@ -77,44 +76,9 @@ export interface RealApp {
   stop(): Promise<void>;
 }
 
-let builtDir: string | undefined;
-
 /** The folder with the three binaries, building them on first use (`npm run apps:build`; npm test runs it first). */
 export function appBinaries(): string {
-  if (builtDir) return builtDir;
-  const script = join(REPO_ROOT, 'test/apps/build.sh');
-  const result = spawnSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (result.status !== 0)
-    throw new Error(
-      `building vmagent, vmalert and Prometheus failed (bash ${script} exited ${result.status}); run npm run apps:build to see why`,
-    );
-  builtDir = result.stdout.trim().split('\n').pop() as string;
-  return builtDir;
-}
-
-/** Every app process this test process started, killed on exit whatever ends it. */
-const live = new Set<ChildProcess>();
-let exitHooked = false;
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  const killAll = (): void => {
-    for (const child of live) if (child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
-  };
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-    process.once(signal, () => {
-      killAll();
-      process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGINT' ? 2 : 15));
-    });
-}
-
-function safeKill(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
+  return builtOnce(join(REPO_ROOT, 'test/apps/build.sh'), 'vmagent, vmalert and Prometheus');
 }
 
 function tail(file: string, lines: number): string {
@@ -239,35 +203,19 @@ export async function startApp(kind: AppKind, opts: AppOptions): Promise<RealApp
     ];
   }
 
-  hookExit();
-  const log = createWriteStream(logFile, { flags: 'a' });
   args.push(...(opts.args ?? []));
   const [file, argv] = opts.mountPoint ? inMountNamespace(opts.mountPoint, bin, args) : [bin, args];
-  const child = spawn(file, argv, {
+  const spawned = spawnLogged(file, argv, {
+    logFile,
     cwd: dir,
     env: { PATH: process.env.PATH ?? '/usr/bin', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout.pipe(log, { end: false });
-  child.stderr.pipe(log, { end: false });
-  live.add(child);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      live.delete(child);
-      resolve({ code, signal });
-    }),
-  );
+  const { child, exited } = spawned;
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
 
   const stop = async (): Promise<void> => {
-    if (running() && child.pid !== undefined) {
-      safeKill(child.pid, 'SIGTERM');
-      const timer = setTimeout(() => child.pid !== undefined && safeKill(child.pid, 'SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await terminate(spawned, 5_000);
     await sink?.close();
-    log.end();
     await rm(dir, { recursive: true, force: true });
   };
 

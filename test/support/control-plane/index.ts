@@ -7,15 +7,14 @@
  * Every process is stopped by its PID: by stop(), and on the test process's exit or termination however it
  * ends, so a failing test leaves nothing running.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../cli.ts';
+import { builtOnce, spawnLogged, terminate, type Spawned } from '../spawned.ts';
 import type { ControlPlanePki, Pem } from './pki.ts';
 import { makePki } from './pki.ts';
 
@@ -59,45 +58,12 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-let builtDir: string | undefined;
-
 /**
  * The folder with the three binaries, building them on first use (`npm run cluster:build`; npm test runs it
  * before any test, so this is a cache hit there).
  */
 export function controlPlaneBinaries(): string {
-  if (builtDir) return builtDir;
-  const script = join(REPO_ROOT, 'test/control-plane/build.sh');
-  const result = spawnSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (result.status !== 0)
-    throw new Error(`building the control plane failed (bash ${script} exited ${result.status})`);
-  builtDir = result.stdout.trim().split('\n').pop() as string;
-  return builtDir;
-}
-
-/** Every control-plane process this test process started, killed on exit whatever ends it. */
-const live = new Set<ChildProcess>();
-let exitHooked = false;
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  const killAll = (): void => {
-    for (const child of live) if (child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
-  };
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-    process.once(signal, () => {
-      killAll();
-      process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGINT' ? 2 : 15));
-    });
-}
-
-function safeKill(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
+  return builtOnce(join(REPO_ROOT, 'test/control-plane/build.sh'), 'the control plane');
 }
 
 export async function freePort(): Promise<number> {
@@ -112,37 +78,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
-interface Component {
-  child: ChildProcess;
-  exited: Promise<void>;
+interface Component extends Spawned {
   logFile: string;
 }
 
 function launch(bin: string, args: string[], logFile: string): Component {
-  hookExit();
-  const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.pipe(log, { end: false });
-  child.stderr?.pipe(log, { end: false });
-  live.add(child);
-  const exited = new Promise<void>((resolve) =>
-    child.on('exit', () => {
-      live.delete(child);
-      resolve();
-    }),
-  );
-  return { child, exited, logFile };
+  const spawned = spawnLogged(bin, args, { logFile });
+  return { ...spawned, logFile };
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
-async function terminate(component: Component | undefined, graceMs = 10_000): Promise<void> {
-  if (!component) return;
-  const { child, exited } = component;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  if (child.pid !== undefined) safeKill(child.pid, 'SIGTERM');
-  const timer = setTimeout(() => child.pid !== undefined && safeKill(child.pid, 'SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
+async function stopComponent(component: Component | undefined, graceMs = 10_000): Promise<void> {
+  if (component) await terminate(component, graceMs);
 }
 
 function tail(file: string, lines = 30): string {
@@ -277,9 +224,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     return `${name} exited (${c.child.exitCode ?? c.child.signalCode}); its log ends:\n${tail(c.logFile)}`;
   };
   const stopAll = async (): Promise<void> => {
-    await terminate(components['kube-controller-manager']);
-    await terminate(components['kube-apiserver']);
-    await terminate(components.etcd);
+    await stopComponent(components['kube-controller-manager']);
+    await stopComponent(components['kube-apiserver']);
+    await stopComponent(components.etcd);
   };
 
   try {
@@ -404,7 +351,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       restartApiServer: async () => {
         // It stops listening at once on SIGTERM, then lingers on its long-running connections (watches) for
         // longer than a test should wait: what is left after 2 s is killed.
-        await terminate(components['kube-apiserver'], 2_000);
+        await stopComponent(components['kube-apiserver'], 2_000);
         await startApiServer();
       },
       compactEtcd: async () => {
