@@ -8,9 +8,9 @@ const http = process.getBuiltinModule('node:http');
 const https = process.getBuiltinModule('node:https');
 
 /** What one delivery of "reload now" came to. */
-export type DeliveryResult =
+type DeliveryResult =
   /** The app was told: a 2xx, or the signal sent. `fields` go on the log line. */
-  | { outcome: 'delivered'; status?: number; fields: Record<string, unknown> }
+  | { outcome: 'delivered'; fields: Record<string, unknown> }
   /** The app answered an error the same request will get again (a 4xx other than 408, 425, 429). */
   | { outcome: 'refused'; status: number }
   /** A 5xx: retried, unless the app's metrics say it rejected the config (a synchronous reload). */
@@ -102,7 +102,7 @@ export function httpDelivery(config: ReloadConfig): Delivery {
         const e = err as NodeJS.ErrnoException;
         return { outcome: 'failed', reason: e.code ?? e.message };
       }
-      if (status >= 200 && status < 300) return { outcome: 'delivered', status, fields: { status } };
+      if (status >= 200 && status < 300) return { outcome: 'delivered', fields: { status } };
       if (isPermanentRejection(status)) return { outcome: 'refused', status };
       if (status >= 500) return { outcome: 'server-error', status };
       return { outcome: 'failed', reason: `HTTP ${status}` };
@@ -111,11 +111,19 @@ export function httpDelivery(config: ReloadConfig): Delivery {
   };
 }
 
-export type SignalSender = (container: string, signal: ContainerSignal) => Promise<ContainerProcess>;
+/**
+ * Sends `signal` to `container`'s main process (processes.ts's signalContainer): nothing is sent once
+ * `opts.signal` aborted (shutdown), which then rejects.
+ */
+export type SignalSender = (
+  container: string,
+  signal: ContainerSignal,
+  opts?: { signal?: AbortSignal },
+) => Promise<ContainerProcess>;
 
 /** processes.ts's signalContainer, loaded on first use: a reloader that sends no signal does not carry it. */
-export const sendSignal: SignalSender = async (container, signal) =>
-  (await import('./processes.ts')).signalContainer(container, signal);
+const sendSignal: SignalSender = async (container, signal, opts) =>
+  (await import('./processes.ts')).signalContainer(container, signal, opts);
 
 /**
  * --reload-signal: the signal to --signal-container's main process, looked up at each delivery (the container
@@ -130,7 +138,8 @@ export function signalDelivery(config: SignalConfig, send: SignalSender = sendSi
     fields: { signal: sig, container },
     async deliver(abort) {
       try {
-        const { pid, command } = await send(container, sig);
+        // The lookup takes a moment: close() meanwhile must still stop the signal (checked before kill()).
+        const { pid, command } = await send(container, sig, { signal: abort });
         return { outcome: 'delivered', fields: { signal: sig, container, pid, command } };
       } catch (err) {
         if (abort.aborted) throw err;

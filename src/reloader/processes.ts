@@ -14,9 +14,11 @@ export interface ProcessLookupOptions {
   procDir?: string;
 }
 
-export interface SignalOptions extends ProcessLookupOptions {
+interface SignalOptions extends ProcessLookupOptions {
   /** Sends the signal: process.kill unless a test stands in for the kernel's answer. */
   kill?: (pid: number, signal: ContainerSignal) => void;
+  /** Aborted (the reloader is closing): nothing is sent, and signalContainer rejects with its reason. */
+  signal?: AbortSignal;
 }
 
 /** The container's main process cannot be found, or /proc cannot be read. */
@@ -25,16 +27,10 @@ export class ProcessLookupError extends Error {
   readonly scanned: number;
   /** Those whose mountinfo could not be read; the lookup cannot tell whether they belong to the container. */
   readonly unreadable: number;
-  /**
-   * PIDs that looked like the container's main process when the lookup could not choose. Always empty since the
-   * oldest top-level process is chosen (see findContainerProcess); kept so callers need not change.
-   */
-  readonly pids: number[];
-  constructor(message: string, scanned = 0, unreadable = 0, pids: number[] = []) {
+  constructor(message: string, scanned = 0, unreadable = 0) {
     super(message);
     this.scanned = scanned;
     this.unreadable = unreadable;
-    this.pids = pids;
   }
 }
 
@@ -169,8 +165,9 @@ function unreadableNote(unreadable: number, codes: Set<string>): string {
  * runtime, is outside the pod's PID namespace).
  *
  * Several can remain: a `kubectl exec` session also shows PPid 0 and sits in the container's mount namespace, and
- * a process that daemonized inside the container is re-parented to the pod's PID 1 (pause), not a candidate. The
- * container's main process started before all of them, so the one with the smallest starttime is taken (the
+ * a process that daemonized inside the container is re-parented to the pod's PID 1 (pause), which is not a
+ * candidate, so the daemon counts as top-level too. The container's main process started before all of them,
+ * so the one with the smallest starttime is taken (the
  * lowest PID on a tie, within one clock tick). A container that restarted has a new mount namespace only after the
  * old processes have exited (zombies have no mountinfo), so an old process is not taken for the new one.
  *
@@ -264,7 +261,8 @@ async function uidOf(procDir: string, pid: number): Promise<string> {
 /**
  * Finds the container's main process and sends it `signal`. A process that exits between the lookup and the
  * signal (ESRCH: the container restarted just then) is looked up once more. Throws ProcessLookupError (see
- * findContainerProcess) or SignalError when the kernel refuses the signal.
+ * findContainerProcess) or SignalError when the kernel refuses the signal, and `opts.signal`'s reason when it
+ * aborted before the signal went out (a lookup takes a moment; the reloader may be closing meanwhile).
  */
 export async function signalContainer(
   container: string,
@@ -274,6 +272,7 @@ export async function signalContainer(
   const kill = opts.kill ?? ((pid: number, sig: ContainerSignal) => void process.kill(pid, sig));
   for (let attempt = 1; ; attempt++) {
     const found = await findContainerProcess(container, opts);
+    opts.signal?.throwIfAborted();
     try {
       kill(found.pid, signal);
       return found;

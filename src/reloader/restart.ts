@@ -13,7 +13,7 @@ import { signalContainer } from './processes.ts';
 import type { KubeObject } from './projection.ts';
 import { sourceId } from './source.ts';
 
-export interface RestartOptions {
+interface RestartOptions {
   restarts: RestartConfig[];
   namespace: string;
   client: KubeClient;
@@ -31,7 +31,7 @@ export interface RestartOptions {
  * The digest of what a container reads of the object through env: its data and binaryData (keys and values),
  * nothing of its metadata. Values are hashed as the API sent them; never kept, never logged.
  */
-export function dataDigest(object: KubeObject): string {
+function dataDigest(object: KubeObject): string {
   const h = createHash('sha256');
   for (const [tag, values] of [
     ['d', object.data],
@@ -113,7 +113,8 @@ class ContainerRestarter {
     const objects = [...this.changed];
     const container = this.container;
     try {
-      const { pid, command } = await send(container, 'SIGTERM');
+      // Checked again right before kill(): nothing is sent once stop() closed the loop.
+      const { pid, command } = await send(container, 'SIGTERM', { signal: this.loop.signal });
       this.changed.clear();
       this.lastFailure = undefined;
       metrics.restarts.inc({ container, result: 'success' });

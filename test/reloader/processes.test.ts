@@ -202,7 +202,6 @@ void describe('findContainerProcess on a fake proc dir', () => {
     assert.match(err.message, /injected by an older version/);
     assert.equal(err.scanned, 3);
     assert.equal(err.unreadable, 0);
-    assert.deepEqual(err.pids, []);
   });
 
   void it('the mount point must be exactly the marker path: not a longer or shorter name, deeper, elsewhere, nor the root field', async () => {
@@ -391,6 +390,20 @@ void describe('signalContainer on a fake proc dir, with the kernel answer stood 
     assert.match(err.message, /same uid/);
     assert.match(err.message, /The sidecar must run with the container's runAsUser \(the webhook sets it\)/);
     assert.doesNotMatch(err.message, /hunter2/);
+  });
+
+  void it('aborted (the reloader closing during the lookup): nothing is signalled, it rejects with the reason', async () => {
+    const procDir = await fresh([{ pid: 65, ppid: 0, mounts: markedMounts('app') }]);
+    const sent: number[] = [];
+    const closing = new AbortController();
+    const pending = signalContainer('app', 'SIGHUP', {
+      procDir,
+      kill: (pid) => void sent.push(pid),
+      signal: closing.signal,
+    });
+    closing.abort(new Error('closed'));
+    await assert.rejects(pending, /^Error: closed$/);
+    assert.deepEqual(sent, [], 'no signal after the abort');
   });
 
   void it('no process: ProcessLookupError, and nothing is signalled', async () => {

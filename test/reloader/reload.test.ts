@@ -387,4 +387,32 @@ void describe('ReloadTrigger delivering a signal (a stand-in for the process loo
     assert.equal(logged[1]?.pid, 42);
     assert.equal(logged[1]?.delivery, 'signal');
   });
+
+  void it('close() during the process lookup: the sender gets the abort, so no signal goes out after it', async () => {
+    const metrics = createReloaderMetrics();
+    const out = new PassThrough();
+    out.resume();
+    const sent: string[] = [];
+    let looking = (): void => {};
+    const lookupStarted = new Promise<void>((r) => (looking = r));
+    const trigger = new ReloadTrigger({
+      // As signalContainer does: a lookup that takes a moment, then the abort checked right before kill().
+      delivery: signalDelivery({ signal: 'SIGHUP', container: 'app' }, async (container, signal, opts) => {
+        looking();
+        await new Promise((r) => setTimeout(r, 20));
+        opts?.signal?.throwIfAborted();
+        sent.push(`${signal} ${container}`);
+        return { pid: 42, command: '/bin/app' };
+      }),
+      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      metrics,
+      contentHash: () => 'c'.repeat(64),
+    });
+    trigger.request();
+    await lookupStarted;
+    trigger.close();
+    await trigger.idle();
+    assert.deepEqual(sent, [], 'a signal went out after close()');
+    assert.equal(metrics.reloads.get({ result: 'success' }), 0);
+  });
 });
