@@ -1,7 +1,7 @@
 import { CONTENT_HASH_PREFIX_CHARS, type ConfirmMetrics } from './metrics.ts';
 
 /** A source as the tracker sees it: its metrics label and the digest of its files on disk now. */
-export interface TrackedSource {
+interface TrackedSource {
   id: string;
   digest(): string | undefined;
 }

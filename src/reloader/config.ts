@@ -383,7 +383,9 @@ function parseRestarts(args: string[]): RestartConfig[] {
       if (kind === undefined || name === undefined || rest.length > 0)
         throw new UsageError(`${usage}: "${part}" is not KIND/NAME with KIND secret or configmap`);
       if (!isValidObjectName(name))
-        throw new UsageError(`--restart-on-change "${arg}": "${name}" is not a valid object name`);
+        throw new UsageError(
+          `--restart-on-change "${arg}": "${name}" is not a Secret or ConfigMap name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)`,
+        );
       if (!entry.objects.some((o) => o.kind === kind && o.name === name)) entry.objects.push({ kind, name });
     }
     byContainer.set(container, entry);

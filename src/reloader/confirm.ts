@@ -48,7 +48,14 @@ export function nextPollMs(elapsed: number, last: number): number {
  * second); one delivered sooner might get the same, and could not be told from the previous (docs/reloader.md,
  * Confirmation).
  */
-export const TIMESTAMP_RESOLUTION_WAIT_S = 2;
+const TIMESTAMP_RESOLUTION_WAIT_S = 2;
+/**
+ * How old a VictoriaMetrics /metrics page can be (a copy made at most once a second, lib/appmetrics), with 100 ms
+ * to spare: a read this long after a delivery shows the app's state after it, as far as a quick reload goes.
+ * reload.ts holds the next baseline read this long after a delivery whose verdict a newer change cut short; and
+ * a signal's success of 1 without a timestamp metric counts only from a read this long after the delivery.
+ */
+const METRICS_COPY_AGE_MS = 1100;
 
 /**
  * How long to wait before delivering so that the app's next reload timestamp is greater than `baseline`: only
@@ -57,7 +64,7 @@ export const TIMESTAMP_RESOLUTION_WAIT_S = 2;
 export function sameSecondWaitMs(baseline: number | undefined, nowMs: number): number {
   if (baseline === undefined || !Number.isInteger(baseline)) return 0;
   const until = (baseline + TIMESTAMP_RESOLUTION_WAIT_S) * 1000;
-  // A timestamp from the future (another clock) never makes us wait longer than the rule itself.
+  // A timestamp from the future (another clock): at most the rule's 2 s and one more second.
   return Math.min(Math.max(0, until - nowMs), TIMESTAMP_RESOLUTION_WAIT_S * 1000 + 1000);
 }
 
@@ -110,6 +117,15 @@ export class AppMetricsReader {
     return reading;
   }
 
+  /**
+   * How long to wait before reading the baseline after a delivery made at `deliveredAt` (performance.now()) whose
+   * verdict a newer change cut short: until the page the app serves is certain to be newer than that delivery,
+   * so that the older reload's effect is in the baseline and not taken for the newer one's.
+   */
+  holdAfterSupersededMs(deliveredAt: number, now: number): number {
+    return Math.max(0, deliveredAt + METRICS_COPY_AGE_MS - now);
+  }
+
   /** sameSecondWaitMs for this app's baseline timestamp. */
   holdBeforeDeliveryMs(baselineTimestamp: number | undefined, nowMs: number): number {
     return sameSecondWaitMs(baselineTimestamp, nowMs);
@@ -131,8 +147,12 @@ export interface VerdictOptions {
   baseline: AppReading;
   /** Date.now() when the delivery was made: the timestamp bar when the baseline had none. */
   deliveredAtMs: number;
+  /**
+   * How the app was told. A signal is handled after it is sent, so without a timestamp metric a success of 1 is
+   * taken only from a read made METRICS_COPY_AGE_MS after the delivery (it may be the state before the reload).
+   */
+  delivery: 'http' | 'signal';
   signal: AbortSignal;
-  now?: () => number;
 }
 
 /** The timestamp a reading must exceed to be a reload after the delivery. */
@@ -144,24 +164,29 @@ function timestampBar(baseline: AppReading, deliveredAtMs: number): number {
 
 /**
  * Polls the app's metrics after a delivery until it tells: applied (success 1, and the timestamp past the
- * baseline when there is a timestamp metric, or success back from a 0 baseline), rejected (success 0, at once when
- * it was 1 before the delivery: that is news; at the timeout when it stays 0), or at the timeout with success 1
- * and no newer timestamp: unchanged when the app keeps its timestamp on a reload that changes nothing
- * (config.unchangedKeepsTimestamp), else unconfirmed; unconfirmed too when the metrics could not be read.
- * Resolves undefined when `signal` aborts (shutdown).
+ * baseline when there is a timestamp metric, or success back from a 0 baseline; without a timestamp metric after
+ * a signal, a success of 1 that was 1 before only from a read METRICS_COPY_AGE_MS after the delivery), rejected
+ * (success 0, at once when it was 1 before the delivery: that is news; at the timeout when it stays 0), or at the
+ * timeout with success 1 and no newer timestamp: unchanged when the app keeps its timestamp on a reload that
+ * changes nothing (config.unchangedKeepsTimestamp), else unconfirmed; unconfirmed too when the metrics could not
+ * be read. Resolves undefined when `signal` aborts (shutdown).
  */
 export async function awaitVerdict(
   read: (signal: AbortSignal) => Promise<AppReading>,
   opts: VerdictOptions,
 ): Promise<Verdict | undefined> {
-  const now = opts.now ?? Date.now;
   const { config, baseline, signal } = opts;
   const bar = timestampBar(baseline, opts.deliveredAtMs);
-  const started = now();
-  const deadline = started + config.timeoutMs;
+  // Without a timestamp, success 1 after a signal says nothing until the app has had time to take it.
+  const settleMs =
+    config.timestampMetric === undefined && opts.delivery === 'signal' ? METRICS_COPY_AGE_MS : 0;
+  // Durations on the monotonic clock: a wall clock stepped meanwhile neither ends the wait early nor stretches it.
+  const started = performance.now();
+  const deadline = started + Math.max(config.timeoutMs, settleMs);
   let delay = 0;
   let last: AppReading | undefined;
   for (;;) {
+    const settled = performance.now() - started >= settleMs;
     try {
       last = await read(signal);
     } catch {
@@ -169,17 +194,18 @@ export async function awaitVerdict(
     }
     if (signal.aborted) return undefined;
     if (last.problem === undefined) {
-      const newer = config.timestampMetric === undefined || (last.timestamp ?? -Infinity) > bar;
+      const newer = config.timestampMetric === undefined ? settled : (last.timestamp ?? -Infinity) > bar;
       // Success after a failed reload is news whatever the timestamp: VictoriaMetrics does not bump it when the
       // config it goes back to is the one it kept running (docs/e2e.md).
       const recovered = baseline.success === 0 && baseline.problem === undefined;
       if (last.success === 1 && (newer || recovered)) return { result: 'applied', reading: last };
       if (last.success === 0 && baseline.success === 1) return { result: 'rejected', reading: last };
     }
-    const left = deadline - now();
-    if (left <= 0) break;
-    delay = nextPollMs(now() - started, delay);
-    await sleep(Math.min(delay, left), signal).done;
+    const left = deadline - performance.now();
+    // A read that started before the settle time does not end the wait: one more comes after it.
+    if (left <= 0 && settled) break;
+    delay = nextPollMs(performance.now() - started, delay);
+    await sleep(Math.max(0, Math.min(delay, left)), signal).done;
     if (signal.aborted) return undefined;
   }
   const seconds = config.timeoutMs / 1000;

@@ -4,7 +4,7 @@ import { ApiError, describeError, forbiddenSubject } from './kube/api-error.ts';
 import type { KubeClient } from './kube/client.ts';
 
 /** The reasons the reloader records (docs/reloader.md#events). */
-export type EventReason = 'ConfigApplied' | 'ConfigRejected' | 'ContainerRestarted';
+type EventReason = 'ConfigApplied' | 'ConfigRejected' | 'ContainerRestarted';
 
 /** Where events go: recorded, or nowhere (no --events). */
 export interface EventSink {
@@ -99,7 +99,7 @@ export class EventRecorder implements EventSink {
         this.warned = true;
         this.log.warn(
           fields,
-          `recording an event failed (${fields.error}); later failures are logged at debug level`,
+          `recording an event failed (${fields.error}): check that the API server is reachable from the pod and accepts Events in namespace ${podNamespace} (reloads go on without them); later failures are logged at debug level`,
         );
       }
     }

@@ -71,14 +71,17 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
     : config.signal
       ? signalDelivery(config.signal, opts.signalSender)
       : undefined;
-  const confirmMetrics = config.confirm ? createConfirmMetrics(metrics.registry) : undefined;
-  const applied = confirmMetrics
+  const confirm = config.confirm && {
+    config: config.confirm,
+    metrics: createConfirmMetrics(metrics.registry),
+  };
+  const applied = confirm
     ? new (await import('./applied.ts')).AppliedTracker(
         config.sources.map((spec, i) => ({
           id: sourceId(spec, namespace),
           digest: () => (writers[i] as AtomicWriter).digest(),
         })),
-        confirmMetrics,
+        confirm.metrics,
       )
     : undefined;
   const trigger =
@@ -90,14 +93,11 @@ export async function runReloader(config: ReloaderConfig, opts: RunOptions): Pro
           contentHash: () => combinedDigest(writers),
           backoff,
           events,
-          confirm:
-            config.confirm && confirmMetrics
-              ? {
-                  reader: new (await import('./confirm.ts')).AppMetricsReader(config.confirm),
-                  metrics: confirmMetrics,
-                  applied,
-                }
-              : undefined,
+          confirm: confirm && {
+            reader: new (await import('./confirm.ts')).AppMetricsReader(confirm.config),
+            metrics: confirm.metrics,
+            applied,
+          },
         })
       : undefined;
   // Reopen a watch silent for longer than a liveness window; one that gets bookmarks is never cut.

@@ -5,7 +5,7 @@ const http = process.getBuiltinModule('node:http');
 const https = process.getBuiltinModule('node:https');
 
 /** Largest metrics answer read (an app with many series sends a few MiB; anything larger is not a /metrics page). */
-export const MAX_METRICS_BYTES = 16 * 1024 * 1024;
+const MAX_METRICS_BYTES = 16 * 1024 * 1024;
 /** A line longer than this is skipped unread: no metric of ours is that long, and it is not held in memory. */
 const MAX_LINE_CHARS = 64 * 1024;
 
@@ -16,7 +16,7 @@ interface Seen {
 }
 
 /** One metric's value, or why there is none. */
-export type MetricValue = { value: number } | { problem: string };
+type MetricValue = { value: number } | { problem: string };
 
 /** The sample value as the text format writes it: floats, `1e+00`, `NaN`, `+Inf`, `-Inf`. */
 function parseSampleValue(text: string): number | undefined {
@@ -127,7 +127,7 @@ function labelsEnd(line: string, from: number): number {
   return -1;
 }
 
-export interface ScrapeOptions {
+interface ScrapeOptions {
   timeoutMs: number;
   signal: AbortSignal;
   agent?: HttpAgent;

@@ -9,10 +9,8 @@ import type { Delivery } from './delivery.ts';
 import type { EventSink } from './events.ts';
 import { CONTENT_HASH_PREFIX_CHARS, type ConfirmMetrics, type ReloaderMetrics } from './metrics.ts';
 
-export { isPermanentRejection } from './delivery.ts';
-
 /** Confirmation's parts: the app's metrics, the metrics of the verdicts, the per-source applied state. */
-export interface ConfirmParts {
+interface ConfirmParts {
   reader: AppMetricsReader;
   metrics: ConfirmMetrics;
   applied?: AppliedTracker;
@@ -34,11 +32,19 @@ export interface ReloadTriggerOptions {
 const ms = (from: number): number => Math.round((performance.now() - from) * 10) / 10;
 
 /**
+ * A 5xx answered this many times in a row to the same content is the app's answer to that content, not a passing
+ * failure: Prometheus answers 500 to a bad config, and without confirmation (or with metrics that cannot be read)
+ * nothing else says so. Taken as a rejection: not retried until the content changes.
+ */
+const SERVER_ERRORS_TO_REJECT = 3;
+
+/**
  * Tells the application to reload after content changed on disk, by HTTP or by signal (the Delivery), with the
  * CoalescingLoop's discipline: one delivery in flight, changes during it coalesce into exactly one more, a failed
  * delivery (no connection, a timeout, 408, 425, 429, 5xx; no process to signal) is retried with backoff, a newer
- * change cuts the wait short, `close()` ends everything at once. A permanent refusal (another 4xx) is not retried:
- * one error line, and the next change tries again.
+ * change cuts the wait short, `close()` ends everything at once. A permanent refusal (another 4xx), or a 5xx
+ * answered three times in a row to the same content, is not retried: one error line, and the next change tries
+ * again.
  *
  * With confirmation, the app's own metrics are read before the delivery (the baseline) and polled after it
  * (confirm.ts) for its verdict: applied, rejected (not retried until the next change), unchanged (the app
@@ -57,6 +63,13 @@ export class ReloadTrigger {
   private carriedSince: bigint | undefined;
   /** Ends the wait for the app's verdict: a newer change is to be delivered (and gets its own verdict). */
   private supersede: AbortController | undefined;
+  /**
+   * performance.now() after the last delivery whose verdict was cut short: the next baseline is read only once
+   * the app's metrics page is newer than it (AppMetricsReader.holdAfterSupersededMs).
+   */
+  private supersededAt: number | undefined;
+  /** The content hash of the consecutive 5xx answers, and how many (SERVER_ERRORS_TO_REJECT). */
+  private serverErrors: { hash: string; count: number } | undefined;
 
   constructor(opts: ReloadTriggerOptions) {
     this.opts = opts;
@@ -110,6 +123,21 @@ export class ReloadTrigger {
     const attempt = ++this.attempts;
     let baseline: AppReading | undefined;
     if (confirm) {
+      // VictoriaMetrics serves /metrics from a copy up to 1 s old: read sooner after a delivery whose verdict was
+      // cut short, the baseline could predate that delivery's reload, whose result would then be taken for this
+      // one's (a good config rejected, or a bad one applied). Changes during the hold are in this delivery.
+      const hold =
+        this.supersededAt === undefined
+          ? 0
+          : confirm.reader.holdAfterSupersededMs(this.supersededAt, performance.now());
+      if (hold > 0) {
+        log.debug(
+          { waitMs: Math.round(hold) },
+          "waiting until the app's metrics show the reload whose verdict a newer change cut short, before reading the baseline",
+        );
+        await sleep(hold, this.loop.signal).done;
+        if (this.closed) return 'failed';
+      }
       baseline = await this.readApp();
       if (!baseline) return 'failed'; // shutting down
       const wait = confirm.reader.holdBeforeDeliveryMs(baseline.timestamp, now());
@@ -140,6 +168,7 @@ export class ReloadTrigger {
     }
     const contentHash = hash.slice(0, CONTENT_HASH_PREFIX_CHARS);
     const base = { attempt, delivery: delivery.kind, contentHash };
+    if (result.outcome !== 'server-error') this.serverErrors = undefined;
     if (result.outcome === 'delivered') {
       metrics.reloads.inc({ result: 'success' });
       metrics.recordReload(hash);
@@ -158,19 +187,21 @@ export class ReloadTrigger {
       // A newer change ends the wait: polling up to --confirm-timeout must not hold its delivery back.
       const supersede = new AbortController();
       this.supersede = supersede;
+      const deliveredAt = performance.now();
       const verdict = this.loop.pending
         ? undefined
         : await confirm.reader.verdict({
             baseline,
             deliveredAtMs,
+            delivery: delivery.kind,
             signal: AbortSignal.any([this.loop.signal, supersede.signal]),
-            now,
           });
       this.supersede = undefined;
       if (verdict) this.report(verdict, { hash, since, snapshot, started });
       else if (!this.closed) {
         // The next delivery includes this change: its time counts from here.
         this.carriedSince = since;
+        this.supersededAt = deliveredAt;
         log.info(
           { contentHash, delivery: delivery.kind },
           "a newer change came before the app's verdict on this one: delivering it, the verdict will be on the newer content",
@@ -195,6 +226,7 @@ export class ReloadTrigger {
       if (!reading) return 'failed';
       if (reading.problem === undefined && reading.success === 0) {
         metrics.reloads.inc({ result: 'rejected' });
+        this.serverErrors = undefined;
         this.lastFailure = undefined;
         this.carriedSince = undefined;
         this.report(
@@ -205,6 +237,21 @@ export class ReloadTrigger {
       }
       if (reading.problem !== undefined) reason += ` (and ${reading.problem})`;
     }
+    if (result.outcome === 'server-error') {
+      const count = this.serverErrors?.hash === hash ? this.serverErrors.count + 1 : 1;
+      this.serverErrors = { hash, count };
+      if (count >= SERVER_ERRORS_TO_REJECT) {
+        metrics.reloads.inc({ result: 'rejected' });
+        this.serverErrors = undefined;
+        this.lastFailure = undefined;
+        this.carriedSince = undefined;
+        log.error(
+          { ...base, status: result.status, error: reason, ...delivery.fields },
+          `the app answered HTTP ${result.status} to ${count} reload requests in a row for config ${contentHash} (${delivery.target}): taken as a rejection of this config; as far as the reloader knows, the app keeps running its previous config. Fix the Secret/ConfigMap (the app's own log says what is wrong), or, if the app fails to reload for another reason, fix that; not retried until the content changes`,
+        );
+        return 'done';
+      }
+    }
     metrics.reloads.inc({ result: 'failure' });
     this.carriedSince = since;
     const fields = { ...base, error: reason, ...delivery.fields };
@@ -214,7 +261,7 @@ export class ReloadTrigger {
       log.warn(
         fields,
         delivery.kind === 'http'
-          ? `reload request failed (${reason}); retrying`
+          ? `reload request to ${delivery.target} failed (${reason}); retrying with backoff (check that the app is running and serves its reload endpoint there: config-reloader.io/reload-url and reload-method; repeats of this failure are logged at debug level)`
           : `reload signal not delivered: ${reason}; retrying with backoff (repeats of this failure are logged at debug level)`,
       );
     }

@@ -391,7 +391,10 @@ void describe('reloader config: signal delivery, confirmation, events, restarts'
       [...base, '--restart-on-change', 'App=secret/x'],
       /--restart-on-change: "App" is not a container name/,
     );
-    rejects([...base, '--restart-on-change', 'app=secret/Bad_Name'], /"Bad_Name" is not a valid object name/);
+    rejects(
+      [...base, '--restart-on-change', 'app=secret/Bad_Name'],
+      /"Bad_Name" is not a Secret or ConfigMap name: a DNS-1123 subdomain \(lowercase letters, digits, '-' and '\.'/,
+    );
   });
 
   void it('--help lists the new flags', () => {

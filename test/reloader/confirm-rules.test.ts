@@ -2,7 +2,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmConfig } from '../../src/reloader/config.ts';
-import { awaitVerdict, nextPollMs, sameSecondWaitMs, type AppReading } from '../../src/reloader/confirm.ts';
+import {
+  AppMetricsReader,
+  awaitVerdict,
+  nextPollMs,
+  sameSecondWaitMs,
+  type AppReading,
+} from '../../src/reloader/confirm.ts';
 
 const config = (over: Partial<ConfirmConfig> = {}): ConfirmConfig => ({
   metricsUrl: new URL('http://127.0.0.1:8429/metrics'),
@@ -21,7 +27,12 @@ function scripted(script: AppReading[]): { read: () => Promise<AppReading>; read
   };
 }
 
-const run = (script: AppReading[], baseline: AppReading, over: Partial<ConfirmConfig> = {}) => {
+const run = (
+  script: AppReading[],
+  baseline: AppReading,
+  over: Partial<ConfirmConfig> = {},
+  delivery: 'http' | 'signal' = 'http',
+) => {
   const s = scripted(script);
   return {
     s,
@@ -29,6 +40,7 @@ const run = (script: AppReading[], baseline: AppReading, over: Partial<ConfirmCo
       config: config(over),
       baseline,
       deliveredAtMs: 1_000_000_500,
+      delivery,
       signal: new AbortController().signal,
     }),
   };
@@ -43,6 +55,20 @@ void describe('the same-second wait', () => {
     assert.equal(sameSecondWaitMs(1000.25, 1_000_000), 0);
     assert.equal(sameSecondWaitMs(undefined, 1_000_000), 0);
     assert.equal(sameSecondWaitMs(5000, 1_000_000), 3000, 'a timestamp from the future: capped');
+  });
+});
+
+void describe('the hold after a verdict cut short', () => {
+  void it("reads the next baseline only 1.1 s after that delivery (VictoriaMetrics' /metrics copy is up to 1 s old)", () => {
+    const reader = new AppMetricsReader(config());
+    try {
+      assert.equal(reader.holdAfterSupersededMs(10_000, 10_000), 1100);
+      assert.equal(reader.holdAfterSupersededMs(10_000, 10_600), 500);
+      assert.equal(reader.holdAfterSupersededMs(10_000, 11_100), 0);
+      assert.equal(reader.holdAfterSupersededMs(10_000, 20_000), 0);
+    } finally {
+      reader.close();
+    }
   });
 });
 
@@ -62,10 +88,37 @@ void describe('the verdict', () => {
     assert.equal(s.reads(), 2);
   });
 
-  void it('without a timestamp metric, success 1 is applied at once', async () => {
+  void it('without a timestamp metric, success 1 is applied at once after an HTTP reload', async () => {
     const { s, verdict } = run([{ success: 1 }], { success: 1 }, { timestampMetric: undefined });
     assert.equal((await verdict)?.result, 'applied');
     assert.equal(s.reads(), 1);
+  });
+
+  void it('without a timestamp metric, after a signal: success 1 counts only from a read 1.1 s after the delivery', async () => {
+    // The app takes its signal 300 ms after it was sent (a handler, a config to parse) and finds the config bad.
+    const started = performance.now();
+    const app = (): Promise<AppReading> =>
+      Promise.resolve({ success: performance.now() - started < 300 ? 1 : 0 });
+    const bad = await awaitVerdict(app, {
+      config: config({ timestampMetric: undefined, timeoutMs: 5000 }),
+      baseline: { success: 1 },
+      deliveredAtMs: Date.now(),
+      delivery: 'signal',
+      signal: new AbortController().signal,
+    });
+    // Before: applied, from the first read, made before the app had reloaded.
+    assert.equal(bad?.result, 'rejected');
+    // A good config: applied, but not from a read sooner than 1.1 s (nor at the 150 ms timeout: it waits longer).
+    const t0 = performance.now();
+    const { s, verdict } = run([{ success: 1 }], { success: 1 }, { timestampMetric: undefined }, 'signal');
+    assert.equal((await verdict)?.result, 'applied');
+    const after = performance.now() - t0;
+    assert.ok(after >= 1100, `applied ${Math.round(after)} ms after the delivery, on read ${s.reads()}`);
+    assert.ok(s.reads() > 1, 'polled meanwhile');
+    // Success back from 0 is news at once.
+    const back = run([{ success: 1 }], { success: 0 }, { timestampMetric: undefined }, 'signal');
+    assert.equal((await back.verdict)?.result, 'applied');
+    assert.equal(back.s.reads(), 1);
   });
 
   void it('without a baseline timestamp, anything from floor(delivery) - 2 s counts', async () => {
@@ -143,6 +196,7 @@ void describe('the verdict', () => {
       config: config(),
       baseline: { success: 1 },
       deliveredAtMs: 0,
+      delivery: 'http',
       signal: ac.signal,
     });
     assert.equal(v, undefined);

@@ -309,6 +309,31 @@ void describe('confirmation that the app applied the config', () => {
     await r.stop();
   });
 
+  void it("a verdict cut short: the next baseline is read once the app's 1 s-old metrics copy shows the older reload, so its result does not decide the newer delivery", async () => {
+    // VictoriaMetrics: /metrics is a copy made at most once a second. A broken config, then at once a good one
+    // the app takes its time to load. Read at once, the baseline for the good one was the copy from before the
+    // broken one (success 1); the next copy showed the broken one's 0, taken for the good config's rejection: a
+    // ConfigRejected on a good config, never retried.
+    app.copyMs = 1000;
+    const { r, name, update } = await setup([], { timeout: '10s' });
+    update(`broken-${name}-1`);
+    await waitFor(() => app.reloads.length === 1 && app.success === 0, 'the broken config loaded');
+    app.reloadDelayMs = 2500;
+    update(`good-${name}-2`);
+    const verdict = await r.cli.waitForLog(
+      (l) => l.msg === 'the app applied the new config' || /^the app rejected/.test(String(l.msg)),
+    );
+    assert.equal(logLines(r, /^a newer change came before the app's verdict/).length, 1, 'superseded');
+    assert.equal(verdict.msg, 'the app applied the new config');
+    assert.equal(app.reloads.length, 2);
+    assert.ok(
+      (app.reloads[1] as number) - (app.reloads[0] as number) >= 1100,
+      'the good config delivered once the copy was newer than the broken one',
+    );
+    assert.equal(logLines(r, /^the app rejected/).length, 0);
+    await r.stop();
+  });
+
   void it('a whole-second app timestamp within 2 s of now makes the delivery wait until it is 2 s old, then applies', async () => {
     // VictoriaMetrics: whole seconds. A reload in the same second as the last would report the same one.
     app.clock = () => Math.floor(Date.now() / 1000);

@@ -61,7 +61,9 @@ void describe('reloader logs never contain Secret data', () => {
 
     h.receiver.status = 500;
     h.api.update(secret('leak-a', { password: secretValue('pw2') }));
-    await r.cli.waitForLog((l) => l.msg === 'reload request failed (HTTP 500); retrying');
+    await r.cli.waitForLog((l) =>
+      /^reload request to POST \S+ failed \(HTTP 500\); retrying/.test(String(l.msg)),
+    );
     h.receiver.status = 200;
     await waitFor(
       async () => (await r.metric('config_reloader_reloads_total{result="success"}')) === 1,

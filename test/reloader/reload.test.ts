@@ -125,8 +125,9 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
 
   void it('retries a failing endpoint with backoff until it answers 2xx: counts each attempt, warns once per reason, says when it recovered', async () => {
     const { trigger, metrics, lines } = make();
+    // 429: come back later, for as long as it lasts (a 5xx three times in a row would be a rejection, below).
     receiver.handler = (_req, res, n) => {
-      res.statusCode = n <= 3 ? 503 : 204;
+      res.statusCode = n <= 3 ? 429 : 204;
       res.end();
     };
     trigger.request();
@@ -144,7 +145,13 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
         [4, 'info'],
       ],
     );
-    assert.equal(attempts[0]?.error, 'HTTP 503');
+    assert.equal(attempts[0]?.error, 'HTTP 429');
+    assert.match(
+      String(attempts[0]?.msg),
+      new RegExp(
+        `^reload request to POST ${url} failed \\(HTTP 429\\); retrying with backoff \\(check that the app is running`,
+      ),
+    );
     assert.equal(attempts[1]?.afterFailedAttempts, 3);
   });
 
@@ -262,6 +269,55 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
       },
     );
   }
+
+  void it(
+    'a 5xx three times in a row for the same content is a rejection: one error line, counted, not retried until the content changes',
+    bounded,
+    async () => {
+      const { trigger, metrics, lines, setHash } = make({ baseMs: 1, maxMs: 1 });
+      receiver.handler = (_req, res) => {
+        res.statusCode = 500; // Prometheus' answer to a bad config
+        res.end();
+      };
+      trigger.request();
+      await trigger.idle(); // before the fix: never idle, it retried every millisecond for ever
+      assert.equal(receiver.hits.length, 3);
+      assert.equal(metrics.reloads.get({ result: 'failure' }), 2);
+      assert.equal(metrics.reloads.get({ result: 'rejected' }), 1);
+      const errors = lines.filter((l) => l.level === 'error');
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]?.status, 500);
+      assert.equal(errors[0]?.attempt, 3);
+      assert.match(
+        String(errors[0]?.msg),
+        new RegExp(
+          `^the app answered HTTP 500 to 3 reload requests in a row for config a{16} \\(POST ${url}\\): taken as a rejection of this config; as far as the reloader knows, the app keeps running its previous config\\. Fix the Secret/ConfigMap .*not retried until the content changes$`,
+        ),
+      );
+      // The next change is tried again, three times.
+      setHash('d'.repeat(64));
+      trigger.request();
+      await trigger.idle();
+      assert.equal(receiver.hits.length, 6);
+      assert.equal(metrics.reloads.get({ result: 'rejected' }), 2);
+    },
+  );
+
+  void it('a 5xx count starts again with other content, and after another failure', async () => {
+    const { trigger, metrics, setHash } = make({ baseMs: 1, maxMs: 1 });
+    // 500, 500, (new content) 500, 500, a refused connection stood in by 429, 500, 500, then 200.
+    const statuses = [500, 500, 500, 500, 429, 500, 500, 200];
+    receiver.handler = (_req, res, n) => {
+      if (n === 2) setHash('e'.repeat(64)); // the content changes between the 2nd and 3rd attempt
+      res.statusCode = statuses[n - 1] ?? 200;
+      res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(statuses.length);
+    await trigger.idle();
+    assert.equal(metrics.reloads.get({ result: 'rejected' }), 0, 'never three in a row for one content');
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+  });
 
   for (const status of [408, 429, 500, 503]) {
     void it(`HTTP ${status} keeps the backoff: retried until it succeeds`, async () => {

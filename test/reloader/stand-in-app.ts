@@ -5,7 +5,9 @@
  * - `sync` (Prometheus, Alertmanager): reloads, then answers 200, or 500 when the config is bad;
  * - `ignore`: answers 200 and never reloads (a wrong URL or signal, or no effective change).
  * A reload reads `file` (a config the reloader wrote): content containing `broken` is a bad config (success 0,
- * timestamp kept), anything else a good one (success 1, timestamp = `clock()`).
+ * timestamp kept), anything else a good one (success 1, timestamp = `clock()`). With `copyMs`, /metrics is served
+ * as VictoriaMetrics serves it (lib/appmetrics): from a copy of the page, made again only when a read finds it
+ * older than that.
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -27,6 +29,11 @@ export class StandInApp {
   bump = true;
   /** The config file each reload reads. */
   file = '';
+  /** `async` mode: how long after answering the app reloads. */
+  reloadDelayMs = 20;
+  /** 0: every read of /metrics sees the state now; else a copy up to this old (VictoriaMetrics: 1000). */
+  copyMs = 0;
+  private copy: { page: string; at: number } | undefined;
   /** How many times /metrics was read. */
   metricsReads = 0;
   /** Date.now() of each reload request. */
@@ -74,7 +81,10 @@ export class StandInApp {
       if (req.url === '/metrics') {
         this.metricsReads++;
         res.setHeader('content-type', 'text/plain; version=0.0.4');
-        res.end(this.page());
+        const now = performance.now();
+        if (this.copyMs === 0 || !this.copy || now - this.copy.at > this.copyMs)
+          this.copy = { page: this.page(), at: now };
+        res.end(this.copy.page);
         return;
       }
       if (req.url !== '/-/reload') {
@@ -91,7 +101,7 @@ export class StandInApp {
         return;
       }
       res.end();
-      if (this.mode === 'async') setTimeout(() => this.reload(), 20);
+      if (this.mode === 'async') setTimeout(() => this.reload(), this.reloadDelayMs);
     });
     await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
     this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
