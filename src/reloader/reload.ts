@@ -32,9 +32,11 @@ export interface ReloadTriggerOptions {
 const ms = (from: number): number => Math.round((performance.now() - from) * 10) / 10;
 
 /**
- * A 5xx answered this many times in a row to the same content is the app's answer to that content, not a passing
- * failure: Prometheus answers 500 to a bad config, and without confirmation (or with metrics that cannot be read)
- * nothing else says so. Taken as a rejection: not retried until the content changes.
+ * An HTTP 500 answered this many times in a row to the same content is the app's answer to that content, not a
+ * passing failure: Prometheus and Alertmanager answer 500 to a bad config, and without confirmation (or with
+ * metrics that cannot be read) nothing else says so. Taken as a rejection: not retried until the content changes.
+ * Only 500: 502, 503 and 504 say the app (or a proxy) is not there or not ready yet, which passes; a change made
+ * while the app starts must not be dropped.
  */
 const SERVER_ERRORS_TO_REJECT = 3;
 
@@ -168,7 +170,7 @@ export class ReloadTrigger {
     }
     const contentHash = hash.slice(0, CONTENT_HASH_PREFIX_CHARS);
     const base = { attempt, delivery: delivery.kind, contentHash };
-    if (result.outcome !== 'server-error') this.serverErrors = undefined;
+    if (result.outcome !== 'server-error' || result.status !== 500) this.serverErrors = undefined;
     if (result.outcome === 'delivered') {
       metrics.reloads.inc({ result: 'success' });
       metrics.recordReload(hash);
@@ -237,7 +239,7 @@ export class ReloadTrigger {
       }
       if (reading.problem !== undefined) reason += ` (and ${reading.problem})`;
     }
-    if (result.outcome === 'server-error') {
+    if (result.outcome === 'server-error' && result.status === 500) {
       const count = this.serverErrors?.hash === hash ? this.serverErrors.count + 1 : 1;
       this.serverErrors = { hash, count };
       if (count >= SERVER_ERRORS_TO_REJECT) {

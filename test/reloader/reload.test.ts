@@ -271,7 +271,7 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
   }
 
   void it(
-    'a 5xx three times in a row for the same content is a rejection: one error line, counted, not retried until the content changes',
+    'HTTP 500 three times in a row for the same content is a rejection: one error line, counted, not retried until the content changes',
     bounded,
     async () => {
       const { trigger, metrics, lines, setHash } = make({ baseMs: 1, maxMs: 1 });
@@ -302,6 +302,21 @@ void describe('ReloadTrigger against a real HTTP endpoint', () => {
       assert.equal(metrics.reloads.get({ result: 'rejected' }), 2);
     },
   );
+
+  void it('502, 503 and 504 are never taken as a rejection: the app is not there or not ready yet', async () => {
+    const { trigger, metrics } = make({ baseMs: 1, maxMs: 1 });
+    // An app starting up: unavailable five times, then it reloads.
+    const statuses = [503, 503, 502, 504, 503, 200];
+    receiver.handler = (_req, res, n) => {
+      res.statusCode = statuses[n - 1] ?? 200;
+      res.end();
+    };
+    trigger.request();
+    await receiver.waitForHits(statuses.length);
+    await trigger.idle();
+    assert.equal(metrics.reloads.get({ result: 'rejected' }), 0);
+    assert.equal(metrics.reloads.get({ result: 'success' }), 1);
+  });
 
   void it('a 5xx count starts again with other content, and after another failure', async () => {
     const { trigger, metrics, setHash } = make({ baseMs: 1, maxMs: 1 });
