@@ -2,6 +2,7 @@ import type { InjectorConfig } from './config.ts';
 import { parseQuantity, quantityProblem } from './quantity.ts';
 import { checkReloadUrl, parseReloadMethod, RELOAD_METHODS, type ReloadMethod } from './reload-url.ts';
 import { parseDuration } from '../shared/cli.ts';
+import { RELOAD_SIGNALS, type ReloadSignal } from '../shared/reload-signal.ts';
 import { isValidObjectName } from '../shared/source-spec.ts';
 
 /**
@@ -128,10 +129,6 @@ export function checkMetricsEndpoint(
   if (!checked.ok) return { ok: false, problem: checked.problem };
   return { ok: true, value: { url: checked.url, port: checked.port } };
 }
-
-/** The signals an app reloads on; the reloader accepts these three only (the contract, src/reloader/config.ts). */
-export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
-export type ReloadSignal = (typeof RELOAD_SIGNALS)[number];
 
 /** `SIGHUP`, `HUP`, `sighup`: the canonical name. */
 export function checkReloadSignal(text: string): Checked<ReloadSignal> {

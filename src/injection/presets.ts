@@ -1,5 +1,6 @@
-import type { Checked, ReloadSignal } from './knobs.ts';
+import type { Checked } from './knobs.ts';
 import type { ReloadMethod } from './reload-url.ts';
+import type { ReloadSignal } from '../shared/reload-signal.ts';
 
 /**
  * config-reloader.io/preset: an app's own reload endpoint and its own report of the last reload, read from each

@@ -7,13 +7,13 @@ import {
   RESOURCE_KNOBS,
   type Checked,
   type PullPolicy,
-  type ReloadSignal,
   type ResourceKey,
   type ResourceValue,
   type SidecarMode,
 } from './knobs.ts';
 import { PRESETS, presetMetricsUrl, presetReloadUrl, type PresetName } from './presets.ts';
 import type { ReloadMethod } from './reload-url.ts';
+import type { ReloadSignal } from '../shared/reload-signal.ts';
 
 /** Everything the pod's annotations and the cluster defaults decide, parsed and validated once before anything is built. */
 export interface PodSettings {

@@ -1,6 +1,7 @@
 import type { LevelWithSilent } from 'pino';
 import { findKubeconfig, parseDuration, parseFlags, parsePort, UsageError } from '../shared/cli.ts';
 import { isLogLevel } from '../shared/log.ts';
+import { RELOAD_SIGNALS, type ReloadSignal } from '../shared/reload-signal.ts';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.ts';
 import {
   isValidObjectName,
@@ -20,10 +21,6 @@ export interface ReloadConfig {
   method: string;
   timeoutMs: number;
 }
-
-/** The signals an app may take as "reload" (SIGTERM is the restart's, never a reload). */
-export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
-export type ReloadSignal = (typeof RELOAD_SIGNALS)[number];
 
 /** --reload-signal: the signal goes to --signal-container's main process (src/reloader/processes.ts finds it). */
 export interface SignalConfig {
