@@ -163,13 +163,14 @@ export const SECURITY_CONTEXT = {
   readOnlyRootFilesystem: true,
 } as const;
 
-/** SECURITY_CONTEXT, as the targets' user (and group, when known) when the sidecar signals a container (process-targets.ts). */
+/**
+ * SECURITY_CONTEXT, as the targets' user when the sidecar signals a container (process-targets.ts). The group stays
+ * 65532: with the app's user and group the app could read the sidecar's /proc/PID/environ and /proc/PID/root, its
+ * ServiceAccount token among them, while kill(2) needs only the user.
+ */
 function securityContext(plan: InjectionPlan): JsonObject {
   const context: JsonObject = cloneJson(SECURITY_CONTEXT);
-  if (plan.processes !== undefined) {
-    context.runAsUser = plan.processes.runAs.uid;
-    context.runAsGroup = plan.processes.runAs.gid;
-  }
+  if (plan.processes !== undefined) context.runAsUser = plan.processes.uid;
   return context;
 }
 
@@ -190,8 +191,10 @@ function container(name: string, sidecar: Sidecar, args: string[]): JsonObject {
         valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
-      // The involved object of the Events the reloader records (--events).
-      { name: 'POD_UID', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.uid' } } },
+      // Only the Events the reloader records (--events) use it, as their involved object's uid.
+      ...(sidecar.plan.settings.events
+        ? [{ name: 'POD_UID', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.uid' } } }]
+        : []),
       ...Object.entries(RELOADER_ENV).map(([name, value]) => ({ name, value })),
     ],
     resources,

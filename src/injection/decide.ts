@@ -134,10 +134,11 @@ export function decide(pod: unknown, ctx: InjectionContext, config: InjectorConf
   }
   warnings.push(...subPathWarnings(spec, plan));
   const fsGroup = podFsGroup(spec);
-  const owner = processes.plan?.runAs ?? DEFAULT_OWNER;
+  // The sidecar's files belong to its user (the targets' with a signal or restart) and its own group.
+  const owner = processes.plan !== undefined ? { ...DEFAULT_OWNER, uid: processes.plan.uid } : DEFAULT_OWNER;
   warnings.push(...unreadableFileWarnings(spec, plan.converted, fsGroup, owner));
   warnings.push(...envWarnings(spec, plan, settings.restartOnEnvChange));
-  warnings.push(...presetWarnings(spec, settings, annotations));
+  warnings.push(...presetWarnings(spec, settings, annotations, processes.plan?.signalContainer));
 
   return {
     action: 'build',
@@ -271,17 +272,23 @@ function appPorts(settings: PodSettings): Map<number, string> {
 /**
  * What the app's command line says against the preset (a moved port, a missing flag): judged on the container the
  * preset is for, the signal target or the only app container, else the one container whose image names the app.
+ * `signalTarget` is the resolved target of reload-signal: a signal-container ignored for want of a signal names
+ * nothing.
  */
-function presetWarnings(spec: JsonObject, settings: PodSettings, annotations: Map<string, string>): string[] {
+function presetWarnings(
+  spec: JsonObject,
+  settings: PodSettings,
+  annotations: Map<string, string>,
+  signalTarget: string | undefined,
+): string[] {
   if (settings.preset === undefined) return [];
   const all = [...objectsOf(spec.initContainers), ...objectsOf(spec.containers)];
   const apps = objectsOf(spec.containers);
-  const named = settings.signalContainer ?? annotations.get(ANNOTATIONS.signalContainer)?.trim();
   const words: readonly string[] = PRESETS[settings.preset].images;
   const byImage = apps.filter((c) => words.includes(imageName(c.image)));
   const container =
-    named !== undefined
-      ? all.find((c) => c.name === named)
+    signalTarget !== undefined
+      ? all.find((c) => c.name === signalTarget)
       : apps.length === 1
         ? apps[0]
         : byImage.length === 1
@@ -291,10 +298,10 @@ function presetWarnings(spec: JsonObject, settings: PodSettings, annotations: Ma
   const argv = [...stringsOf(container.command), ...stringsOf(container.args)];
   const has = (name: string): boolean => (annotations.get(name)?.trim() ?? '') !== '';
   return presetArgWarnings(settings.preset, stringOf(container.name) ?? '', argv, {
-    httpReload: settings.reloadUrl !== undefined,
+    reloadPort: settings.reloadPort,
+    metricsPort: settings.metricsPort,
     ownReloadUrl: has(ANNOTATIONS.reloadUrl),
     ownMetricsUrl: has(ANNOTATIONS.metricsUrl),
-    confirms: settings.successMetric !== undefined,
   });
 }
 

@@ -63,8 +63,11 @@ function describe(references: EnvReference[]): string {
     .join(', ');
 }
 
-/** Init containers that run once before the app (not native sidecars): their environment matters only at start. */
-function runsOnce(container: JsonObject, list: 'initContainers' | 'containers'): boolean {
+/**
+ * An init container that runs once before the app (not a native sidecar): by the time a change comes it has exited,
+ * so its environment matters only at start and there is nothing to signal or restart.
+ */
+export function runsOnce(container: JsonObject, list: 'initContainers' | 'containers'): boolean {
   return list === 'initContainers' && container.restartPolicy !== 'Always';
 }
 

@@ -7,7 +7,7 @@ import { DEFAULT_FILE_MODE, type SourceSpec } from '../shared/source-spec.ts';
  * Who can read the files the sidecar writes. The kubelet writes a Secret/ConfigMap volume's files as root; with
  * the pod's fsGroup it gives them that group and adds group-read (mode | 0440, the volume being read-only), and
  * every container of the pod has the fsGroup among its groups. The sidecar writes as its own user (65532, or the
- * user and group of the container it signals: process-targets.ts); told the fsGroup (`--fs-group`), it does what
+ * user of the container it signals: process-targets.ts) and its own group 65532; told the fsGroup (`--fs-group`), it does what
  * the kubelet does. Without an fsGroup its files belong to the sidecar's user and group, so an app running as
  * another user reads them only through the group bits (when in that group) or the "other" bits of their mode.
  */
@@ -22,7 +22,7 @@ export const DEFAULT_OWNER: FileOwner = { uid: SECURITY_CONTEXT.runAsUser, gid: 
 /** The largest group ID the API server accepts in fsGroup. */
 const MAX_ID = 2147483647;
 
-export function isId(value: unknown): value is number {
+function isId(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_ID;
 }
 

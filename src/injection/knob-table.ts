@@ -283,7 +283,7 @@ export const KNOBS = {
   successMetric: {
     annotation: 'success-metric',
     check: checkMetricName,
-    fix: 'use the name of the metric that is 1 when the last reload succeeded, for example vmagent_config_last_reload_successful',
+    fix: 'use the name of the metric that is 1 when the last reload succeeded, for example prometheus_config_last_reload_successful',
     reloaderArg: { name: 'confirm-success-metric', setting: 'successMetric' },
     docs: {
       default: "the preset's, else none",
@@ -296,7 +296,7 @@ export const KNOBS = {
   timestampMetric: {
     annotation: 'timestamp-metric',
     check: checkMetricName,
-    fix: 'use the name of the metric that holds the Unix time of the last successful reload, for example vmagent_config_last_reload_success_timestamp_seconds',
+    fix: 'use the name of the metric that holds the Unix time of the last successful reload, for example prometheus_config_last_reload_success_timestamp_seconds',
     reloaderArg: { name: 'confirm-timestamp-metric', setting: 'timestampMetric' },
     docs: {
       default: "the preset's, else none",
@@ -325,13 +325,14 @@ export const KNOBS = {
     docs: {
       default: '`"false"`',
       meaning:
-        '`"true"`: the sidecar records Kubernetes Events on its pod: `ConfigApplied`, `ConfigRejected`, `ContainerRestarted`. The pod\'s ServiceAccount needs `create` on `events`; see [Events](#events).',
+        '`"true"`: the sidecar records Kubernetes Events on its pod: `ConfigApplied`, `ConfigRejected` (confirmation), `ContainerRestarted` (`restart-on-env-change`). The pod\'s ServiceAccount needs `create` on `events`; see [Events](#events). Ignored, with a warning, without confirmation or `restart-on-env-change`: there is nothing to record.',
       example: '`"true"`',
     },
     readme: {
       annotation: {
         default: '`"false"`',
-        meaning: '`"true"`: Events `ConfigApplied`/`ConfigRejected` on the pod (needs RBAC: create events)',
+        meaning:
+          '`"true"`: Events `ConfigApplied`/`ConfigRejected`/`ContainerRestarted` on the pod (needs RBAC: create events)',
       },
     },
   },

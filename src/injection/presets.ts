@@ -35,6 +35,11 @@ export interface Preset {
 }
 
 export interface PresetFlags {
+  /**
+   * How the app's docs write its flags, for the warnings: `-` for Go's flag package (VictoriaMetrics, which takes
+   * both), `--` for kingpin (Prometheus and its exporters, which take only that).
+   */
+  dash: '-' | '--';
   /** The flag that moves the HTTP listener: the preset's port is then wrong. */
   listen: string[];
   /** Flags that move every path under a prefix. */
@@ -51,6 +56,7 @@ export interface PresetFlags {
 
 const VM = 'VictoriaMetrics v1.151.0 (github.com/VictoriaMetrics/VictoriaMetrics)';
 const vmFlags = (listen: string[]): PresetFlags => ({
+  dash: '-',
   listen,
   reloadKey: 'reloadAuthKey',
   metricsKey: 'metricsAuthKey',
@@ -140,6 +146,7 @@ export const PRESETS = {
     signal: 'SIGHUP',
     images: ['prometheus'],
     flags: {
+      dash: '--',
       listen: ['web.listen-address'],
       prefix: ['web.route-prefix', 'web.external-url'],
       reloadNeeds: {
@@ -148,7 +155,7 @@ export const PRESETS = {
       },
     },
     citations: [
-      'Prometheus v0.316.0 (github.com/prometheus/prometheus): cmd/prometheus/main.go:439 (port 9090), web/web.go:585-607 (/-/reload: POST or PUT, 403 without --web.enable-lifecycle), web/web.go:966-972 (synchronous, 500 on failure), cmd/prometheus/main.go:135-142,1741-1754 (the metrics), cmd/prometheus/main.go:1405,1431 (SIGHUP)',
+      'Prometheus 3.16.0 (module v0.316.0), github.com/prometheus/prometheus: cmd/prometheus/main.go:439 (port 9090), web/web.go:585-607 (/-/reload: POST or PUT, 403 without --web.enable-lifecycle), web/web.go:966-972 (synchronous, 500 on failure), cmd/prometheus/main.go:135-142,1741-1754 (the metrics), cmd/prometheus/main.go:1405,1431 (SIGHUP)',
     ],
   },
   alertmanager: {
@@ -163,7 +170,7 @@ export const PRESETS = {
     unchangedKeepsTimestamp: false,
     signal: 'SIGHUP',
     images: ['alertmanager'],
-    flags: { listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },
+    flags: { dash: '--', listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },
     citations: [
       'Alertmanager v0.34.0 (github.com/prometheus/alertmanager): cmd/alertmanager/main.go:63 (port 9093), httpserver/httpserver.go:29-39 (/metrics; /-/reload: POST only, synchronous, 500 on failure), cmd/alertmanager/main.go:135-150 (SIGHUP), config/coordinator.go:59-73,108-146 (the metrics)',
     ],
@@ -180,7 +187,7 @@ export const PRESETS = {
     unchangedKeepsTimestamp: false,
     signal: 'SIGHUP',
     images: ['blackbox-exporter', 'blackbox_exporter'],
-    flags: { listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },
+    flags: { dash: '--', listen: ['web.listen-address'], prefix: ['web.route-prefix', 'web.external-url'] },
     citations: [
       'blackbox_exporter v0.28.0-72-ge39d7d4 (github.com/prometheus/blackbox_exporter): main.go:61 (port 9115), main.go:189-202 (/-/reload: POST only, synchronous, 500 on failure), main.go:145-154 (SIGHUP), config/config.go:106-142 (the metrics)',
     ],
@@ -211,8 +218,18 @@ export function presetMetricsUrl(preset: Preset, reloadUrl: string | undefined):
 }
 
 /**
+ * The words of a container's command line: each element of command and args split on whitespace, so that flags
+ * inside a shell line (`[sh, -c, "exec prometheus --web.enable-lifecycle"]`) are seen. Quotes are not parsed;
+ * flags set outside the command line (environment variables, a config file) are not seen at all.
+ */
+export function commandWords(argv: readonly string[]): string[] {
+  return argv.flatMap((arg) => arg.split(/\s+/).filter((word) => word !== ''));
+}
+
+/**
  * A flag's value in a container's command line, as Go's flag package (`-name=v`, `--name=v`, `-name v`) and
- * kingpin (`--name=v`, `--name v`) read it; `true` for a flag without a value; undefined when absent.
+ * kingpin (`--name=v`, `--name v`) read it; `true` for a flag without a value; undefined when absent. `argv` is
+ * already split into words (commandWords).
  */
 export function flagIn(argv: readonly string[], name: string): string | true | undefined {
   let found: string | true | undefined;
@@ -235,68 +252,91 @@ export function listenPort(address: string): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
+/** How the sidecar calls the app: each URL's port, given when the URL is used, and whether the pod set it itself. */
+export interface PresetUses {
+  /** The HTTP reload's port (the preset's or reload-url's); undefined without an HTTP reload. */
+  reloadPort: number | undefined;
+  /** The confirmation's metrics port (the preset's, metrics-url's or reload-url's); undefined without confirmation. */
+  metricsPort: number | undefined;
+  ownReloadUrl: boolean;
+  ownMetricsUrl: boolean;
+}
+
 /**
  * What the container's command line says against the preset's URLs: one warning each, naming the flag and the
- * annotation that fixes it. Only what a command line shows is judged; flags set another way are not seen.
+ * annotation that fixes it. Only what a command line shows is judged (commandWords); flags set another way are not
+ * seen, so these are warnings, not denials.
  */
 export function presetArgWarnings(
   name: PresetName,
   container: string,
-  argv: readonly string[],
-  uses: { httpReload: boolean; ownReloadUrl: boolean; ownMetricsUrl: boolean; confirms: boolean },
+  command: readonly string[],
+  uses: PresetUses,
 ): string[] {
   const preset: Preset = PRESETS[name];
   const { flags } = preset;
+  const argv = commandWords(command);
+  const dashed = (flag: string): string => `${flags.dash}${flag}`;
+  const httpReload = uses.reloadPort !== undefined;
+  const confirms = uses.metricsPort !== undefined;
   const warnings: string[] = [];
   const where = `container "${container}"`;
   const prefix = `config-reloader.io/preset: ${name}`;
-  const urlsFromPreset = (uses.httpReload && !uses.ownReloadUrl) || (uses.confirms && !uses.ownMetricsUrl);
-  if (urlsFromPreset) {
-    for (const flag of flags.listen) {
-      const value = flagIn(argv, flag);
-      const port = typeof value === 'string' ? listenPort(value) : undefined;
-      if (port !== undefined && port !== preset.port) {
+  for (const flag of flags.listen) {
+    const value = flagIn(argv, flag);
+    const port = typeof value === 'string' ? listenPort(value) : undefined;
+    if (port !== undefined) {
+      // The URLs the sidecar calls, wherever they came from (the preset, reload-url, metrics-url), against the listener.
+      const off = [
+        { annotation: 'config-reloader.io/reload-url', what: 'reload URL', at: uses.reloadPort },
+        { annotation: 'config-reloader.io/metrics-url', what: 'metrics URL', at: uses.metricsPort },
+      ].filter(({ at }) => at !== undefined && at !== port);
+      if (off.length > 0) {
         warnings.push(
-          `${prefix}: ${where} sets -${flag}=${String(value)}, but the preset calls ${preset.app} on its default port ${preset.port}; set config-reloader.io/reload-url and config-reloader.io/metrics-url to port ${port}`,
+          `${prefix}: ${where} sets ${dashed(flag)}=${String(value)}, so ${preset.app} listens on port ${port}, but the sidecar's ${off.map(({ what, at }) => `${what} calls port ${String(at)}`).join(' and its ')}; set ${off.map(({ annotation }) => annotation).join(' and ')} to port ${port}`,
         );
-        break;
       }
-      // A set listener that is not moved settles it (vmauth's internal listener comes first).
-      if (value !== undefined) break;
     }
+    // A set listener settles it (vmauth's internal listener comes first).
+    if (value !== undefined) break;
+  }
+  const urlsFromPreset = (httpReload && !uses.ownReloadUrl) || (confirms && !uses.ownMetricsUrl);
+  if (urlsFromPreset) {
     for (const flag of flags.prefix ?? []) {
       const value = flagIn(argv, flag);
       const path = typeof value === 'string' ? pathOf(value) : undefined;
       if (path !== undefined && path !== '' && path !== '/') {
         warnings.push(
-          `${prefix}: ${where} sets --${flag}=${String(value)}, which moves ${preset.app}'s endpoints under ${path}, but the preset's URLs have no prefix; set config-reloader.io/reload-url and config-reloader.io/metrics-url with the prefix`,
+          `${prefix}: ${where} sets ${dashed(flag)}=${String(value)}, which moves ${preset.app}'s endpoints under ${path}, but the preset's URLs have no prefix; set config-reloader.io/reload-url and config-reloader.io/metrics-url with the prefix`,
         );
         break;
       }
     }
   }
-  if (uses.httpReload && !uses.ownReloadUrl) {
+  if (httpReload && !uses.ownReloadUrl) {
     const needs = flags.reloadNeeds;
     if (needs !== undefined && !booleanOn(argv, needs.flag)) {
       warnings.push(
-        `${prefix}: ${where} does not pass --${needs.flag} in its command or args, and without it ${needs.answer}, so every reload would fail; add --${needs.flag} to the container's args, or reload by signal with config-reloader.io/reload-signal: ${preset.signal}, which needs no flag`,
+        `${prefix}: ${where} does not pass ${dashed(needs.flag)} in its command or args, and without it ${needs.answer}, so every reload would fail; add ${dashed(needs.flag)} to the container's args, or reload by signal with config-reloader.io/reload-signal: ${preset.signal}, which needs no flag`,
       );
     }
     if (flags.reloadKey !== undefined && flagIn(argv, flags.reloadKey) !== undefined) {
+      // Not "put the key in reload-url": the URL is in the pod spec for anyone who can read it, which is why
+      // reload-url refuses credentials (reload-url.ts).
       warnings.push(
-        `${prefix}: ${where} sets -${flags.reloadKey}, so ${preset.app} refuses a reload request without ?authKey=, which the preset's URL does not carry; reload by signal with config-reloader.io/reload-signal: ${preset.signal}, or set config-reloader.io/reload-url with the key (it is then visible in the pod spec)`,
+        `${prefix}: ${where} sets ${dashed(flags.reloadKey)}, so ${preset.app} refuses a reload request without ?authKey=, which the preset's URL does not carry; reload by signal with config-reloader.io/reload-signal: ${preset.signal}, which needs no key (a key in config-reloader.io/reload-url would be readable by anyone who can read the pod spec)`,
       );
     }
   }
-  if (uses.confirms && flags.metricsKey !== undefined && flagIn(argv, flags.metricsKey) !== undefined) {
+  if (confirms && flags.metricsKey !== undefined && flagIn(argv, flags.metricsKey) !== undefined) {
     warnings.push(
-      `${prefix}: ${where} sets -${flags.metricsKey}, so ${preset.app} refuses /metrics without ?authKey= and the reload cannot be confirmed; set config-reloader.io/metrics-url with the key`,
+      `${prefix}: ${where} sets ${dashed(flags.metricsKey)}, so ${preset.app} refuses /metrics without ?authKey= and the reload cannot be confirmed; set config-reloader.io/metrics-url with ?authKey= (readable by anyone who can read the pod spec, so give /metrics a key of its own), or drop ${dashed(flags.metricsKey)}`,
     );
   }
-  if (uses.confirms && !uses.ownMetricsUrl && flags.metricsNeed !== undefined) {
+  if (confirms && !uses.ownMetricsUrl && flags.metricsNeed !== undefined) {
     if (flagIn(argv, flags.metricsNeed) === undefined) {
       warnings.push(
-        `${prefix}: ${where} does not pass -${flags.metricsNeed}, and ${preset.successMetric} exists only with it, so no reload can be confirmed; set config-reloader.io/success-metric and config-reloader.io/timestamp-metric to the metrics of the config the sidecar writes`,
+        `${prefix}: ${where} does not pass ${dashed(flags.metricsNeed)}, and ${preset.successMetric} exists only with it, so no reload can be confirmed; set config-reloader.io/success-metric and config-reloader.io/timestamp-metric to the metrics of the config the sidecar writes`,
       );
     }
   }

@@ -1,5 +1,5 @@
 import { ANNOTATIONS } from './annotations.ts';
-import { envReferences, restartObjects } from './env-consumers.ts';
+import { envReferences, restartObjects, runsOnce } from './env-consumers.ts';
 import { containerIds, DEFAULT_OWNER } from './file-access.ts';
 import { objectsOf, stringOf, type JsonObject } from './json.ts';
 import type { PodSettings } from './settings.ts';
@@ -9,8 +9,10 @@ import { targetMarkerPath } from '../shared/process-marker.ts';
  * The containers whose main process the sidecar signals: the target of config-reloader.io/reload-signal and those
  * of restart-on-env-change. Reaching them takes a shared process namespace and a marker mount in each target (the
  * reloader finds a container's processes by it in /proc/PID/mountinfo: src/shared/process-marker.ts). kill(2)
- * takes the same user id (PodSecurity restricted forbids CAP_KILL), so the sidecar runs as the targets' runAsUser;
- * their runAsGroup, when the pod spec says it, goes along, so that the files the sidecar writes get the app's group.
+ * takes the same user id (PodSecurity restricted forbids CAP_KILL), so the sidecar runs as the targets' runAsUser.
+ * It keeps its own group (65532) whatever theirs: reading another process's /proc/PID/environ and /proc/PID/root
+ * takes the same user AND group, so with the app's group the app could read the sidecar's ServiceAccount token
+ * (and the sidecar the app's files). A different group leaves them able to signal each other, nothing more.
  */
 
 export interface ProcessPlan {
@@ -20,8 +22,8 @@ export interface ProcessPlan {
   restarts: { container: string; objects: string[] }[];
   /** Every container that gets the marker mount. */
   targets: string[];
-  /** The user and group the sidecar runs as: the targets' user, their group when known, else the sidecar's own. */
-  runAs: { uid: number; gid: number };
+  /** The user the sidecar runs as: the targets' runAsUser (its group stays its own, SECURITY_CONTEXT's). */
+  uid: number;
 }
 
 export interface ProcessResult {
@@ -45,10 +47,6 @@ const byName = (spec: JsonObject): Map<string, Found> => {
   }
   return found;
 };
-
-/** An init container that runs once before the app: by the time a change comes it has exited. */
-const runsOnce = (found: Found): boolean =>
-  found.list === 'initContainers' && found.container.restartPolicy !== 'Always';
 
 /** The process plan, or undefined without reload-signal and restart-on-env-change; every problem found. */
 export function planProcesses(
@@ -76,7 +74,7 @@ export function planProcesses(
       problems.push(
         `${ANNOTATIONS.signalContainer}: the pod has no container named "${named}"; name one of its containers (here: ${names})`,
       );
-    } else if (found !== undefined && runsOnce(found)) {
+    } else if (found !== undefined && runsOnce(found.container, found.list)) {
       problems.push(
         `${ANNOTATIONS.signalContainer}: "${named}" is an init container that runs once before the app and has exited when a change comes; name an app container or a native sidecar (an init container with restartPolicy: Always)`,
       );
@@ -96,7 +94,7 @@ export function planProcesses(
       );
       continue;
     }
-    if (runsOnce(found)) {
+    if (runsOnce(found.container, found.list)) {
       problems.push(
         `${ANNOTATIONS.restartOnEnvChange}: "${name}" is an init container that runs once before the app, so there is nothing to restart; list app containers or native sidecars (init containers with restartPolicy: Always)`,
       );
@@ -110,14 +108,24 @@ export function planProcesses(
       continue;
     }
     // A native sidecar comes back whatever the pod's policy; a regular container may set its own (ContainerRestartRules, Kubernetes 1.35).
-    const policy =
-      found.list === 'containers'
-        ? (stringOf(found.container.restartPolicy) ?? stringOf(restartPolicy))
-        : undefined;
+    const own = stringOf(found.container.restartPolicy);
+    const podPolicy = stringOf(restartPolicy);
+    const policy = found.list === 'containers' ? (own ?? podPolicy) : undefined;
     if (policy === 'Never' || policy === 'OnFailure') {
-      const whose = found.container.restartPolicy === policy ? `container "${name}" has` : 'the pod has';
+      const whose =
+        own === policy
+          ? `container "${name}" has restartPolicy: ${policy} (the pod has ${podPolicy ?? 'Always, the default'})`
+          : `the pod has restartPolicy: ${policy}`;
+      const lost =
+        policy === 'Never'
+          ? 'would not come back after the sidecar stops it'
+          : 'would not come back when it exits cleanly on the SIGTERM the sidecar sends';
+      const fix =
+        own === policy
+          ? `set the container's restartPolicy to Always`
+          : `give the container its own restartPolicy: Always (Kubernetes 1.35 and later, ContainerRestartRules)`;
       problems.push(
-        `${ANNOTATIONS.restartOnEnvChange}: ${whose} restartPolicy: ${policy}, so container "${name}" would not come back after the sidecar stops it (Never), or not when it exits cleanly on SIGTERM (OnFailure); remove it from the annotation in a pod that runs to completion, or let it restart (restartPolicy: Always)`,
+        `${ANNOTATIONS.restartOnEnvChange}: ${whose}, so container "${name}" ${lost}; ${fix}, or remove "${name}" from the annotation`,
       );
       continue;
     }
@@ -127,15 +135,15 @@ export function planProcesses(
   if (targets.length === 0) return { problems };
 
   problems.push(...namespaceProblems(spec));
-  const runAs = sharedIds(spec, targets, problems);
+  const uid = sharedUser(spec, targets, problems);
   problems.push(...markerProblems(targets));
-  if (problems.length > 0 || runAs === undefined) return { problems };
+  if (problems.length > 0 || uid === undefined) return { problems };
   return {
     plan: {
       ...(signalContainer !== undefined ? { signalContainer } : {}),
       restarts,
       targets: targets.map((t) => t.name),
-      runAs,
+      uid,
     },
     problems,
   };
@@ -158,34 +166,34 @@ function namespaceProblems(spec: JsonObject): string[] {
   return problems;
 }
 
-/**
- * The one user of every target, and their group when every target names the same one (else the sidecar's own); each
- * problem (an unknown user, root, different users) to `problems`.
- */
-function sharedIds(
-  spec: JsonObject,
-  targets: Found[],
-  problems: string[],
-): { uid: number; gid: number } | undefined {
+/** The one user of every target; each problem (an unknown user, root, the sidecar's group, different users) to `problems`. */
+function sharedUser(spec: JsonObject, targets: Found[], problems: string[]): number | undefined {
   const whyUid =
     'the sidecar runs as the user of the container it signals (the kernel lets a process signal another only with the same user id, and PodSecurity restricted forbids CAP_KILL)';
-  const ids: { name: string; uid: number; gid?: number }[] = [];
-  for (const { container, name } of targets) {
+  const ids: { name: string; uid: number }[] = [];
+  for (const { container, name, list } of targets) {
     const { uid, gid } = containerIds(container, spec);
-    const field = `spec.containers[name=${name}].securityContext.runAsUser or spec.securityContext.runAsUser`;
+    const field = (key: string): string =>
+      `spec.${list}[name=${name}].securityContext.${key} or spec.securityContext.${key}`;
     if (uid === undefined) {
       problems.push(
-        `container "${name}" sets no runAsUser, so it runs as its image's user, which admission cannot see, and ${whyUid}; set ${field} to the user id the image runs as`,
+        `container "${name}" sets no runAsUser, so it runs as its image's user, which admission cannot see, and ${whyUid}; set ${field('runAsUser')} to the user id the image runs as`,
       );
       continue;
     }
     if (uid === 0) {
       problems.push(
-        `container "${name}" runs as root (runAsUser 0), and ${whyUid}, which would make the sidecar root; run the container as a non-root user (${field}), or reload through ${ANNOTATIONS.reloadUrl} instead`,
+        `container "${name}" runs as root (runAsUser 0), and ${whyUid}, which would make the sidecar root; run the container as a non-root user (${field('runAsUser')}), or reload through ${ANNOTATIONS.reloadUrl} instead`,
       );
       continue;
     }
-    ids.push({ name, uid, ...(gid !== undefined ? { gid } : {}) });
+    if (gid === DEFAULT_OWNER.gid) {
+      problems.push(
+        `container "${name}" runs as group ${gid} (runAsGroup), the sidecar's own group, and ${whyUid}: with the same user and group the container could read the sidecar's environment and files through /proc, its ServiceAccount token among them; set ${field('runAsGroup')} to another group id`,
+      );
+      continue;
+    }
+    ids.push({ name, uid });
   }
   const first = ids[0];
   if (first === undefined || ids.length < targets.length) return undefined;
@@ -196,9 +204,7 @@ function sharedIds(
     );
     return undefined;
   }
-  const groups = new Set(ids.map((id) => id.gid));
-  const gid = groups.size === 1 ? first.gid : undefined;
-  return { uid: first.uid, gid: gid ?? DEFAULT_OWNER.gid };
+  return first.uid;
 }
 
 /** A target that already mounts something at its marker path: the reloader would take that for the marker. */

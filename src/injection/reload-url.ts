@@ -15,7 +15,8 @@ export type UrlCheck = { ok: true; url: string; port: number } | { ok: false; pr
 
 /**
  * The normalised URL, or why it cannot be a reload URL. The metrics URL of the confirmation follows the same rule
- * (`what` names it in the problem): either one is a request the sidecar makes on an annotation's word.
+ * (`what` names it in the problem): either one is a request the sidecar makes on an annotation's word. The problem
+ * gives no example URL: the knob's fix (knob-table.ts) gives one, and a message gives one example only.
  */
 export function checkReloadUrl(
   text: string,
@@ -40,7 +41,7 @@ export function checkReloadUrl(
   if (allowed === 'loopback' && !isLoopbackHost(url.hostname)) {
     return {
       ok: false,
-      problem: `host "${url.hostname}" is not a loopback address: the ${what} must point into the pod itself (127.0.0.1, ::1 or localhost), for example http://127.0.0.1:8080${what === 'reload URL' ? '/-/reload' : '/metrics'}`,
+      problem: `host "${url.hostname}" is not a loopback address: the ${what} must point into the pod itself (127.0.0.1, ::1 or localhost)`,
     };
   }
   const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;

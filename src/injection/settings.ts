@@ -130,6 +130,26 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
   const delivery = parseDelivery(get, value, warnings, problems);
   const sidecarMode = value(KNOBS.sidecarMode);
   const port = value(KNOBS.port);
+  const resources = parseResources(get, config, problems);
+  const restartOnEnvChange = list(KNOBS.restartOnEnvChange) ?? [];
+  const events = value(KNOBS.events) ?? false;
+  // The reloader records Events for confirmed reloads and for restarts only; without either, --events would
+  // cost the pod a POD_UID and an Events client for nothing. An invalid part is denied already.
+  const eventSources = [
+    ANNOTATIONS.preset,
+    ANNOTATIONS.metricsUrl,
+    ANNOTATIONS.successMetric,
+    ANNOTATIONS.restartOnEnvChange,
+  ];
+  const recordsNothing =
+    delivery.successMetric === undefined &&
+    restartOnEnvChange.length === 0 &&
+    !eventSources.some((name) => problems.invalid.has(name));
+  if (events && recordsNothing) {
+    warnings.push(
+      `${ANNOTATIONS.events}: "true" is ignored: Events are recorded for confirmed reloads and restarts, and this pod has neither; add ${ANNOTATIONS.preset} or ${ANNOTATIONS.metricsUrl} and ${ANNOTATIONS.successMetric} (confirmation), or ${ANNOTATIONS.restartOnEnvChange}`,
+    );
+  }
   const settings: PodSettings = {
     image: config.reloaderImage,
     ...(config.imagePullPolicy !== undefined ? { imagePullPolicy: config.imagePullPolicy } : {}),
@@ -137,10 +157,10 @@ export function parseSettings(annotations: Map<string, string>, config: Injector
     sidecarModeFromAnnotation: sidecarMode !== undefined,
     port: port ?? config.port,
     portFixed: port !== undefined,
-    resources: parseResources(get, config, problems),
+    resources,
     ...delivery,
-    events: value(KNOBS.events) ?? false,
-    restartOnEnvChange: list(KNOBS.restartOnEnvChange) ?? [],
+    events: events && !recordsNothing,
+    restartOnEnvChange,
     gunzip: value(KNOBS.gunzip) ?? false,
     secrets,
     configmaps,
@@ -236,7 +256,7 @@ function parseDelivery(
     problems.add(
       ANNOTATIONS.successMetric,
       `it needs ${ANNOTATIONS.metricsUrl}: the URL where the app's metrics are read`,
-      `add ${ANNOTATIONS.metricsUrl} (for example http://127.0.0.1:8080/metrics), or remove ${ANNOTATIONS.successMetric}`,
+      `add ${ANNOTATIONS.metricsUrl} (for example http://127.0.0.1:8429/metrics), or remove ${ANNOTATIONS.successMetric}`,
     );
   }
   if (present(ANNOTATIONS.timestampMetric, timestampMetric) && !(hasMetrics && hasSuccess)) {

@@ -104,6 +104,8 @@ describe('issue 14 admission through the webhook app (/mutate)', () => {
       '--events',
     ]);
     assert.equal(sidecar.securityContext.runAsUser, 65534);
+    // Not the app's group 65534: with both ids the app could read the sidecar's token through /proc.
+    assert.equal(sidecar.securityContext.runAsGroup, 65532);
     assert.deepEqual(pod.spec.containers[0].volumeMounts.at(-1), {
       name: 'config-reloader-target',
       mountPath: '/run/config-reloader/containers/vmagent',

@@ -66,7 +66,7 @@ describe('confirmation from explicit annotations', () => {
           annotations: { ...RELOAD, ...CONFIRM, 'config-reloader.io/metrics-url': 'http://10.0.0.1/m' },
         }),
       ),
-      /^config-reloader\.io\/metrics-url: host "10\.0\.0\.1" is not a loopback address: the metrics URL must point into the pod itself \(127\.0\.0\.1, ::1 or localhost\), for example http:\/\/127\.0\.0\.1:8080\/metrics; set it to the http\(s\) URL of the app's Prometheus metrics inside the pod/,
+      /^config-reloader\.io\/metrics-url: host "10\.0\.0\.1" is not a loopback address: the metrics URL must point into the pod itself \(127\.0\.0\.1, ::1 or localhost\); set it to the http\(s\) URL of the app's Prometheus metrics inside the pod, for example http:\/\/127\.0\.0\.1:8429\/metrics$/,
     );
   });
 
@@ -138,23 +138,82 @@ describe('confirmation from explicit annotations', () => {
 });
 
 describe('config-reloader.io/events', () => {
-  it('"true" adds --events; "false" and absence add nothing; anything else is denied', () => {
+  const confirmed = { ...RELOAD, ...CONFIRM };
+  const uid = (c: Record<string, unknown>): unknown =>
+    (c.env as { name: string; valueFrom?: unknown }[]).find((e) => e.name === 'POD_UID')?.valueFrom;
+
+  it('"true" adds --events with confirmation; "false" and absence add nothing; anything else is denied', () => {
     const withEvents = sidecar(
-      injected(makePod({ annotations: { 'config-reloader.io/events': 'True' } })).pod,
+      injected(makePod({ annotations: { ...confirmed, 'config-reloader.io/events': 'True' } })).pod,
     );
     assert.equal(args(withEvents).at(-1), '--events');
     for (const annotations of [{ 'config-reloader.io/events': 'false' }, {}] as Record<string, string>[])
-      assert.equal(args(sidecar(injected(makePod({ annotations })).pod)).includes('--events'), false);
+      assert.equal(
+        args(sidecar(injected(makePod({ annotations: { ...confirmed, ...annotations } })).pod)).includes(
+          '--events',
+        ),
+        false,
+      );
     assert.equal(
       denial(makePod({ annotations: { 'config-reloader.io/events': 'yes' } })),
       'config-reloader.io/events: "yes" is neither "true" nor "false"; set it to "true" or "false"',
     );
   });
 
-  it('the sidecar always knows its pod uid, the involved object of its Events', () => {
-    const env = sidecar(injected(makePod()).pod).env as { name: string; valueFrom?: unknown }[];
-    assert.deepEqual(env.find((e) => e.name === 'POD_UID')?.valueFrom, {
+  it('is ignored, with a warning, when nothing would be recorded: no confirmation, no restart-on-env-change', () => {
+    const without: Record<string, string>[] = [{}, RELOAD, { 'config-reloader.io/reload-signal': 'SIGHUP' }];
+    for (const annotations of without) {
+      const { pod, warnings } = injected(
+        makePod({
+          annotations: { ...annotations, 'config-reloader.io/events': 'true' },
+          spec: {
+            containers: [{ name: 'app', image: 'a', securityContext: { runAsUser: 10, runAsGroup: 10 } }],
+          },
+        }),
+      );
+      assert.equal(args(sidecar(pod)).includes('--events'), false);
+      assert.equal(uid(sidecar(pod)), undefined);
+      assert.ok(
+        warnings.includes(
+          'config-reloader.io/events: "true" is ignored: Events are recorded for confirmed reloads and restarts, and this pod has neither; add config-reloader.io/preset or config-reloader.io/metrics-url and config-reloader.io/success-metric (confirmation), or config-reloader.io/restart-on-env-change',
+        ),
+        warnings.join('\n'),
+      );
+    }
+    // A restart is recorded (ContainerRestarted), confirmation or not.
+    const restarts = injected(
+      makePod({
+        annotations: {
+          'config-reloader.io/events': 'true',
+          'config-reloader.io/restart-on-env-change': 'app',
+        },
+        spec: {
+          containers: [
+            {
+              name: 'app',
+              image: 'a',
+              securityContext: { runAsUser: 10, runAsGroup: 10 },
+              envFrom: [{ secretRef: { name: 'env' } }],
+            },
+          ],
+        },
+      }),
+    );
+    assert.equal(args(sidecar(restarts.pod)).includes('--events'), true);
+    assert.deepEqual(
+      restarts.warnings.filter((w) => w.includes('events')),
+      [],
+    );
+  });
+
+  it('the sidecar knows its pod uid, the involved object of its Events, only with --events', () => {
+    const withEvents = injected(
+      makePod({ annotations: { ...confirmed, 'config-reloader.io/events': 'true' } }),
+    );
+    assert.deepEqual(uid(sidecar(withEvents.pod)), {
       fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.uid' },
     });
+    assert.equal(uid(sidecar(injected(makePod({ annotations: confirmed })).pod)), undefined);
+    assert.equal(uid(sidecar(injected(makePod()).pod)), undefined);
   });
 });

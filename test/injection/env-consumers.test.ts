@@ -188,9 +188,16 @@ describe('config-reloader.io/restart-on-env-change', () => {
     );
     assert.equal(outcome.action, 'patch', JSON.stringify(outcome));
     const never = consumer('app', { ...readsCreds, restartPolicy: 'Never' });
-    assert.match(
+    assert.equal(
       denial(pod([never], { 'config-reloader.io/restart-on-env-change': 'app' })),
-      /^config-reloader\.io\/restart-on-env-change: container "app" has restartPolicy: Never, so container "app" would not come back/,
+      'config-reloader.io/restart-on-env-change: container "app" has restartPolicy: Never (the pod has Always, the default), so container "app" would not come back after the sidecar stops it; set the container\'s restartPolicy to Always, or remove "app" from the annotation',
+    );
+    const onFailure = consumer('app', { ...readsCreds, restartPolicy: 'OnFailure' });
+    assert.match(
+      denial(
+        pod([onFailure], { 'config-reloader.io/restart-on-env-change': 'app' }, { restartPolicy: 'Never' }),
+      ),
+      /^config-reloader\.io\/restart-on-env-change: container "app" has restartPolicy: OnFailure \(the pod has Never\), so container "app" would not come back when it exits cleanly on the SIGTERM the sidecar sends;/,
     );
   });
 
@@ -220,7 +227,7 @@ describe('config-reloader.io/restart-on-env-change', () => {
         { 'config-reloader.io/restart-on-env-change': 'app' },
         { restartPolicy: 'Never' },
       ),
-      /^config-reloader\.io\/restart-on-env-change: the pod has restartPolicy: Never, so container "app" would not come back .*; remove it from the annotation in a pod that runs to completion/,
+      /^config-reloader\.io\/restart-on-env-change: the pod has restartPolicy: Never, so container "app" would not come back after the sidecar stops it; give the container its own restartPolicy: Always \(Kubernetes 1\.35 and later, ContainerRestartRules\), or remove "app" from the annotation$/,
     ],
     [
       'restartPolicy OnFailure',
@@ -229,7 +236,7 @@ describe('config-reloader.io/restart-on-env-change', () => {
         { 'config-reloader.io/restart-on-env-change': 'app' },
         { restartPolicy: 'OnFailure' },
       ),
-      /restartPolicy: OnFailure/,
+      /^config-reloader\.io\/restart-on-env-change: the pod has restartPolicy: OnFailure, so container "app" would not come back when it exits cleanly on the SIGTERM the sidecar sends; give the container its own restartPolicy: Always/,
     ],
     [
       'an unknown container',

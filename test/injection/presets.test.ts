@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { flagIn, listenPort, PRESET_NAMES, PRESETS } from '../../src/injection/presets.ts';
+import { commandWords, flagIn, listenPort, PRESET_NAMES, PRESETS } from '../../src/injection/presets.ts';
 import { args, denial, flag, injected, makePod, sidecar, type Obj } from './pod-builder.ts';
 
 const confirmFlags = (c: Obj): Record<string, string | undefined> => ({
@@ -249,7 +249,7 @@ describe("preset warnings from the app's command line", () => {
       warned('prometheus', { args: ['--web.enable-lifecycle', '--web.listen-address=0.0.0.0:9095'] }).join(
         '\n',
       ),
-      /container "app" sets -web\.listen-address=0\.0\.0\.0:9095, but the preset calls Prometheus on its default port 9090; set config-reloader\.io\/reload-url and config-reloader\.io\/metrics-url to port 9095/,
+      /container "app" sets --web\.listen-address=0\.0\.0\.0:9095, so Prometheus listens on port 9095, but the sidecar's reload URL calls port 9090 and its metrics URL calls port 9090; set config-reloader\.io\/reload-url and config-reloader\.io\/metrics-url to port 9095/,
     );
     assert.match(
       warned('alertmanager', { args: ['--web.external-url=https://example.com/alertmanager/'] }).join('\n'),
@@ -262,9 +262,13 @@ describe("preset warnings from the app's command line", () => {
     assert.equal(vm.length, 4, vm.join('\n'));
     assert.match(
       vm[0] ?? '',
-      /sets -httpListenAddr=:8080, but the preset calls vmagent on its default port 8429/,
+      /sets -httpListenAddr=:8080, so vmagent listens on port 8080, but the sidecar's reload URL calls port 8429 and its metrics URL calls port 8429/,
     );
-    assert.match(vm[1] ?? '', /sets -reloadAuthKey, so vmagent refuses a reload request without \?authKey=/);
+    // Not "put the key in reload-url": reload-url refuses credentials because the pod spec is readable.
+    assert.match(
+      vm[1] ?? '',
+      /sets -reloadAuthKey, so vmagent refuses a reload request without \?authKey=, .*; reload by signal with config-reloader\.io\/reload-signal: SIGHUP, which needs no key \(a key in config-reloader\.io\/reload-url would be readable by anyone who can read the pod spec\)$/,
+    );
     assert.match(vm[2] ?? '', /sets -metricsAuthKey, so vmagent refuses \/metrics without \?authKey=/);
     assert.match(
       vm[3] ?? '',
@@ -278,6 +282,94 @@ describe("preset warnings from the app's command line", () => {
     assert.match(
       warned('vmauth', { args: ['-httpListenAddr=:8427', '-httpInternalListenAddr=:8426'] }).join('\n'),
       /sets -httpInternalListenAddr=:8426/,
+    );
+  });
+
+  it("judges the listener against the URLs the sidecar calls, the pod's own included, not the preset's port", () => {
+    const moved = { args: ['--web.enable-lifecycle', '--web.listen-address=:9191'] };
+    // The pod points reload-url at the moved port: the metrics URL follows its origin, nothing is off.
+    assert.deepEqual(
+      warned('prometheus', moved, { 'config-reloader.io/reload-url': 'http://127.0.0.1:9191/-/reload' }),
+      [],
+    );
+    // Only the metrics URL is off: only it is named.
+    assert.deepEqual(
+      warned('prometheus', moved, {
+        'config-reloader.io/reload-url': 'http://127.0.0.1:9191/-/reload',
+        'config-reloader.io/metrics-url': 'http://127.0.0.1:9090/metrics',
+      }),
+      [
+        'config-reloader.io/preset: prometheus: container "app" sets --web.listen-address=:9191, so Prometheus listens on port 9191, but the sidecar\'s metrics URL calls port 9090; set config-reloader.io/metrics-url to port 9191',
+      ],
+    );
+    // By signal there is no reload URL; the preset's metrics URL is still on the default port.
+    assert.match(
+      warned(
+        'prometheus',
+        { ...moved, securityContext: { runAsUser: 65534, runAsGroup: 65534 } },
+        { 'config-reloader.io/reload-signal': 'SIGHUP' },
+      ).join('\n'),
+      /but the sidecar's metrics URL calls port 9090; set config-reloader\.io\/metrics-url to port 9191/,
+    );
+  });
+
+  it('reads flags inside a shell line: each element of command and args split on whitespace', () => {
+    assert.deepEqual(
+      warned('prometheus', {
+        command: ['sh', '-c', 'exec prometheus --config.file=/etc/app/p.yml --web.enable-lifecycle'],
+      }),
+      [],
+    );
+    assert.match(
+      warned('vmagent', {
+        command: ['/bin/sh', '-c'],
+        args: ['exec /vmagent  -promscrape.config=/etc/app/s.yml\n  -httpListenAddr :8080'],
+      }).join('\n'),
+      /sets -httpListenAddr=:8080, so vmagent listens on port 8080/,
+    );
+    assert.deepEqual(commandWords(['sh', '-c', ' a  b\tc\n']), ['sh', '-c', 'a', 'b', 'c']);
+  });
+
+  it('an ignored signal-container (no reload-signal) does not choose the container judged', () => {
+    const spec = {
+      containers: [
+        { name: 'prom', image: 'quay.io/prometheus/prometheus:v3.0.0', args: [] },
+        { name: 'helper', image: 'example/prometheus:1', args: ['--web.enable-lifecycle'] },
+      ],
+    };
+    const annotations = {
+      'config-reloader.io/preset': 'prometheus',
+      'config-reloader.io/signal-container': 'helper',
+    };
+    const { warnings } = injected(makePod({ annotations, spec }));
+    assert.ok(
+      warnings.includes(
+        'config-reloader.io/signal-container is ignored without config-reloader.io/reload-signal',
+      ),
+    );
+    // Two app containers and two images named prometheus: no container is judged, so no preset warning.
+    assert.deepEqual(
+      warnings.filter((w) => w.startsWith('config-reloader.io/preset')),
+      [],
+    );
+    const byImage = structuredClone(spec);
+    (byImage.containers[1] as Obj).image = 'example/helper:1';
+    assert.match(
+      injected(makePod({ annotations, spec: byImage })).warnings.join('\n'),
+      /container "prom" does not pass --web\.enable-lifecycle/,
+    );
+  });
+
+  it('writes each flag with the dashes its app documents', () => {
+    for (const [name, preset] of Object.entries(PRESETS))
+      assert.equal(
+        preset.flags.dash,
+        preset.citations.join(' ').startsWith('VictoriaMetrics') ? '-' : '--',
+        name,
+      );
+    assert.match(
+      warned('alertmanager', { args: ['--web.listen-address=:9999'] }).join('\n'),
+      /sets --web\.listen-address=:9999/,
     );
   });
 

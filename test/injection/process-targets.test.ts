@@ -58,7 +58,7 @@ describe('config-reloader.io/reload-signal', () => {
     }
   });
 
-  it('shares the process namespace, mounts the marker in the target and runs the sidecar as its user and group', () => {
+  it("shares the process namespace, mounts the marker in the target and runs the sidecar as its user, in the sidecar's own group", () => {
     const out = injected(signalPod()).pod;
     assert.equal((out.spec as Obj).shareProcessNamespace, true);
     assert.deepEqual(((containers(out)[0] as Obj).volumeMounts as Obj[]).at(-1), {
@@ -72,13 +72,14 @@ describe('config-reloader.io/reload-signal', () => {
     );
     const context = sidecar(out).securityContext as Obj;
     assert.equal(context.runAsUser, 1000);
-    assert.equal(context.runAsGroup, 3000);
+    // Not the target's 3000: with its user and group the app could read the sidecar's token through /proc.
+    assert.equal(context.runAsGroup, 65532);
     assert.equal(context.runAsNonRoot, true);
     // Only the target is marked.
     assert.equal(marker(sidecar(out)), undefined);
   });
 
-  it("takes the pod's runAsUser/runAsGroup when the container sets none, the container's over the pod's", () => {
+  it("takes the pod's runAsUser when the container sets none, the container's over the pod's; never a group", () => {
     const pod = signalPod(
       {},
       {
@@ -87,7 +88,12 @@ describe('config-reloader.io/reload-signal', () => {
       },
     );
     const context = sidecar(injected(pod).pod).securityContext as Obj;
-    assert.deepEqual([context.runAsUser, context.runAsGroup], [2000, 4000]);
+    assert.deepEqual([context.runAsUser, context.runAsGroup], [2000, 65532]);
+    const own = signalPod(
+      {},
+      { securityContext: { runAsUser: 2000 }, containers: [app('app', { runAsUser: 2500 })] },
+    );
+    assert.equal((sidecar(injected(own).pod).securityContext as Obj).runAsUser, 2500);
   });
 
   it('runs both legacy containers as the target user', () => {
@@ -96,7 +102,7 @@ describe('config-reloader.io/reload-signal', () => {
     const watcher = containers(out).at(-1) as Obj;
     for (const c of [init, watcher]) {
       assert.equal((c.securityContext as Obj).runAsUser, 1000);
-      assert.equal((c.securityContext as Obj).runAsGroup, 3000);
+      assert.equal((c.securityContext as Obj).runAsGroup, 65532);
       assert.equal(flag(c, 'reload-signal'), 'SIGHUP');
     }
   });
@@ -198,6 +204,27 @@ describe('reload-signal denials name the problem and the fix', () => {
       'a target whose user is the image’s',
       signalPod({}, { containers: [app('app', { runAsUser: undefined, runAsGroup: 3000 })] }),
       /^container "app" sets no runAsUser, so it runs as its image's user, .*; set spec\.containers\[name=app\]\.securityContext\.runAsUser or spec\.securityContext\.runAsUser to the user id the image runs as/,
+    ],
+    [
+      'a native sidecar target whose user is the image’s: the field is in initContainers',
+      signalPod(
+        { 'config-reloader.io/signal-container': 'proxy' },
+        { initContainers: [app('proxy', { runAsUser: undefined }, { restartPolicy: 'Always' })] },
+      ),
+      /^container "proxy" sets no runAsUser, .*; set spec\.initContainers\[name=proxy\]\.securityContext\.runAsUser or spec\.securityContext\.runAsUser/,
+    ],
+    [
+      'a target in the sidecar’s own group 65532: with both ids the app could read the sidecar’s token',
+      signalPod({}, { containers: [app('app', { runAsUser: 1000, runAsGroup: 65532 })] }),
+      /^container "app" runs as group 65532 \(runAsGroup\), the sidecar's own group, .*could read the sidecar's environment and files through \/proc, its ServiceAccount token among them; set spec\.containers\[name=app\]\.securityContext\.runAsGroup or spec\.securityContext\.runAsGroup to another group id$/,
+    ],
+    [
+      'a target in group 65532 from the pod’s securityContext',
+      signalPod(
+        {},
+        { securityContext: { runAsGroup: 65532 }, containers: [app('app', { runAsUser: 1000 })] },
+      ),
+      /^container "app" runs as group 65532 \(runAsGroup\), the sidecar's own group/,
     ],
     [
       'a root target',
@@ -313,13 +340,10 @@ describe('files written as the target user: who can read them', () => {
     assert.equal(unreadable(injected(withoutSignal).warnings).length, 1);
   });
 
-  it("another container of the target's group reads 0440; of another group it does not, and the warning names the owner", () => {
-    const sameGroup = app('reader', { runAsUser: 1200, runAsGroup: 3000 });
-    const sharedGroup = injected(secretPod({ runAsUser: 1000, runAsGroup: 3000 }, sameGroup)).warnings;
-    assert.equal(unreadable(sharedGroup).length, 1, 'mode 0400 has no group bits');
+  it("another container reads 0440 only in the sidecar's group 65532, not the target's; the warning names the owner", () => {
     const pod = secretPod(
       { runAsUser: 1000, runAsGroup: 3000 },
-      app('reader', { runAsUser: 1200, runAsGroup: 4000 }),
+      app('reader', { runAsUser: 1200, runAsGroup: 3000 }),
     );
     ((pod.spec as Obj).volumes as Obj[])[0] = {
       name: 'config',
@@ -328,9 +352,9 @@ describe('files written as the target user: who can read them', () => {
     const [warning] = unreadable(injected(pod).warnings);
     assert.match(
       warning ?? '',
-      /belong to the config-reloader sidecar's user 1000 \(the user of the container it signals\), so container "reader" \(runAsUser 1200\) cannot read them; .*group 3000 in the container's runAsGroup/,
+      /belong to the config-reloader sidecar's user 1000 \(the user of the container it signals\), so container "reader" \(runAsUser 1200\) cannot read them; .*group 65532 in the container's runAsGroup or the pod's supplementalGroups/,
     );
-    ((pod.spec as Obj).containers as Obj[])[1] = app('reader', { runAsUser: 1200, runAsGroup: 3000 });
+    (pod.spec as Obj).securityContext = { supplementalGroups: [65532] };
     assert.deepEqual(unreadable(injected(pod).warnings), []);
   });
 

@@ -78,9 +78,12 @@ describe('sidecar arguments and the reloader command line', () => {
       { sidecarMode: 'legacy' },
     ],
     [
-      'restarts only, nothing to sync',
+      'restarts only, nothing to sync, with events (ContainerRestarted)',
       makePod({
-        annotations: { 'config-reloader.io/restart-on-env-change': 'app' },
+        annotations: {
+          'config-reloader.io/restart-on-env-change': 'app',
+          'config-reloader.io/events': 'true',
+        },
         volumes: [],
         spec: {
           containers: [

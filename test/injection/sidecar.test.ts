@@ -57,14 +57,13 @@ describe('the native sidecar container', () => {
     assert.deepEqual(c.ports, [{ name: 'reloader-http', containerPort: 9533, protocol: 'TCP' }]);
   });
 
-  it('knows its namespace, name and uid from the downward API, and runs Node with small young-generation spaces and two malloc arenas', () => {
+  it('knows its namespace and name from the downward API (its uid only with --events), and runs Node with small young-generation spaces and two malloc arenas', () => {
     assert.deepEqual(c.env, [
       {
         name: 'POD_NAMESPACE',
         valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
       },
       { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
-      { name: 'POD_UID', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.uid' } } },
       { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
       { name: 'MALLOC_ARENA_MAX', value: '2' },
     ]);
