@@ -7,7 +7,7 @@
  *
  * What this machine does not reproduce: the pod's shared process namespace is this machine's (the reloader finds
  * the app among all processes by the marker's mount point, as it does among the pod's), and every process runs as
- * the test's user (the sidecar's runAsUser/runAsGroup, set by the webhook to the app's, are not applied).
+ * the test's user (the sidecar's runAsUser, set by the webhook to the app's, is not applied).
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { AppKind, RealApp } from '../support/apps.ts';
