@@ -23,6 +23,22 @@ import type { TestCluster } from './test-cluster.ts';
 
 export const SIDECAR = 'config-reloader';
 
+/**
+ * The test namespace enforces PodSecurity "restricted" (REAL_APPS_NAMESPACE_LABELS): the API server itself checks
+ * every injected pod, shareProcessNamespace, the marker volume and the sidecar's user included. The app's side of it:
+ */
+export const RESTRICTED_POD = {
+  runAsNonRoot: true,
+  runAsUser: 65534,
+  runAsGroup: 65534,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+export const RESTRICTED_CONTAINER = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+export const REAL_APPS_NAMESPACE_LABELS = {
+  'pod-security.kubernetes.io/enforce': 'restricted',
+  'pod-security.kubernetes.io/enforce-version': 'latest',
+};
+
 export interface AppPodSpec {
   /** Pod name; also the namespace's ServiceAccount and Role get their names from it. */
   name: string;
@@ -165,12 +181,13 @@ export async function runAppPod(cluster: TestCluster, kube: Kube, spec: AppPodSp
     spec: {
       serviceAccountName: spec.name,
       // The sidecar signals the app as the app's own user: the webhook needs to know it.
-      securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },
+      securityContext: RESTRICTED_POD,
       containers: [
         {
           name: spec.container,
           image: `example.com/${spec.app}:e2e`,
           args: spec.args ?? [],
+          securityContext: RESTRICTED_CONTAINER,
           volumeMounts: [{ name: 'config', mountPath: spec.mountPath, readOnly: true }],
         },
       ],

@@ -13,7 +13,17 @@ import { connect, createNamespace, createPod, waitFor } from './kube.ts';
 import type { PodSandbox, RunningContainer } from './kubelet.ts';
 import { preparePod } from './kubelet.ts';
 import type { AppPodSpec, RunningAppPod } from './real-apps-pod.ts';
-import { podRbac, reloaderMetric, reloaderReady, runAppPod, setConfig, SIDECAR } from './real-apps-pod.ts';
+import {
+  podRbac,
+  REAL_APPS_NAMESPACE_LABELS,
+  reloaderMetric,
+  reloaderReady,
+  RESTRICTED_CONTAINER,
+  RESTRICTED_POD,
+  runAppPod,
+  setConfig,
+  SIDECAR,
+} from './real-apps-pod.ts';
 import type { TestCluster } from './test-cluster.ts';
 import { startTestCluster } from './test-cluster.ts';
 
@@ -73,7 +83,7 @@ before(async () => {
   cluster = await startTestCluster();
   kube = connect(cluster.kubeconfig);
   await cluster.install('deploy/overlays/self-managed');
-  await createNamespace(kube, NS);
+  await createNamespace(kube, NS, REAL_APPS_NAMESPACE_LABELS);
   const rules = join(dir, 'datasource-rules.yml');
   writeFileSync(rules, 'groups: []\n');
   datasource = await startApp('prometheus', { file: rules });
@@ -82,6 +92,19 @@ after(async () => {
   await datasource?.stop();
   await cluster?.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+void test('the namespace enforces PodSecurity restricted, so every injected pod below passed it on the API server', async () => {
+  // A pod that breaks "restricted" (no runAsNonRoot, no seccomp profile) is refused here.
+  await assert.rejects(
+    kube.core.createNamespacedPod({
+      namespace: NS,
+      dryRun: 'All',
+      body: { metadata: { name: 'not-restricted' }, spec: { containers: [{ name: 'c', image: 'busybox' }] } },
+    }),
+    (err: { code?: number; body?: unknown }) =>
+      err.code === 403 && /violates PodSecurity \W*restricted/.test(String(err.body)),
+  );
 });
 
 /**
@@ -362,12 +385,13 @@ void describe('real vmagent, restart-on-env-change: a Secret it reads through en
       },
       spec: {
         serviceAccountName: 'vmagent-env',
-        securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },
+        securityContext: RESTRICTED_POD,
         containers: [
           {
             name: container,
             image: 'example.com/vmagent:e2e',
             args: ['-envflag.enable'],
+            securityContext: RESTRICTED_CONTAINER,
             env: [
               {
                 name: 'remoteWrite_flushInterval',
