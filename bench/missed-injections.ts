@@ -39,7 +39,7 @@ import {
 } from './lib/proc.ts';
 import { writeJsonKubeconfig } from './lib/reloader.ts';
 import { figure, type Figure } from './lib/report.ts';
-import { writeServingCerts } from './lib/servers.ts';
+import { webhookArgs, writeServingCerts } from './lib/servers.ts';
 
 const section = 'missed-injections';
 const WEBHOOK_NS = 'config-reloader-injector';
@@ -389,21 +389,12 @@ async function measure(
   const firstRequest = api.requests.length;
   const child = spawnNode(
     ctx.cli.cli,
-    [
-      'webhook',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--tls-cert-file',
-      certs.certFile,
-      '--tls-key-file',
-      certs.keyFile,
+    webhookArgs(certs, [
       '--watch-missed-injections',
       ...(scanInterval ? ['--missed-injections-interval', `${restIntervalS(ctx)}s`] : []),
       '--kubeconfig',
       kubeconfig,
-    ],
+    ]),
     {
       stdoutFile: join(ctx.tmp, `webhook-missed-${pods}.log`),
       cpu: pinning(0, ctx.cpus),

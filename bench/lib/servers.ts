@@ -33,26 +33,31 @@ export interface Target {
 }
 
 /** `webhook` as it is deployed (default log level info: one JSON line per review, to a file here). */
+/** The webhook on 127.0.0.1, a port of its own choosing, serving these certificate files; more flags after them. */
+export function webhookArgs(certs: Pick<CertFiles, 'certFile' | 'keyFile'>, more: string[] = []): string[] {
+  return [
+    'webhook',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--tls-cert-file',
+    certs.certFile,
+    '--tls-key-file',
+    certs.keyFile,
+    ...more,
+  ];
+}
+
 export async function startWebhook(
   ctx: BenchContext,
   certs: CertFiles,
   cpu: string | undefined,
 ): Promise<Target> {
-  const child = spawnNode(
-    ctx.cli.cli,
-    [
-      'webhook',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--tls-cert-file',
-      certs.certFile,
-      '--tls-key-file',
-      certs.keyFile,
-    ],
-    { stdoutFile: join(ctx.tmp, `webhook-${Date.now()}.log`), cpu },
-  );
+  const child = spawnNode(ctx.cli.cli, webhookArgs(certs), {
+    stdoutFile: join(ctx.tmp, `webhook-${Date.now()}.log`),
+    cpu,
+  });
   const line = await waitForLine(child, (l) => l.msg === 'webhook listening');
   return { child, url: String(line.url) };
 }
