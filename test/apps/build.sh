@@ -7,32 +7,19 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
+# shellcheck source=../lib/go-cache.sh
+source "$here/../lib/go-cache.sh"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: go is not on the PATH; the end-to-end tests build vmagent, vmalert and Prometheus with Go >= 1.26" >&2
-  exit 1
-fi
+require_go "vmagent, vmalert and Prometheus"
 
 vm_version="$(go list -m -f '{{.Version}}' github.com/VictoriaMetrics/VictoriaMetrics)"
 prom_version="$(go list -m -f '{{.Version}}' github.com/prometheus/prometheus)"
 go_version="$(go env GOVERSION)"
 sum="$(sha256sum go.sum | cut -c1-12)"
-cache="${CRI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/config-reloader-injector}"
 out="$cache/apps/victoriametrics-$vm_version-prometheus-$prom_version-$go_version-$sum"
 
 built() { [[ -x "$out/vmagent" && -x "$out/vmalert" && -x "$out/prometheus" ]]; }
-if built; then
-  echo "$out"
-  exit 0
-fi
-mkdir -p "$cache/apps"
-exec 9>"$cache/apps/.build.lock"
-flock 9
-if built; then
-  echo "$out"
-  exit 0
-fi
+exit_if_built apps
 
 # Prometheus' module major version 0.3XX.Y is its release 3.XX.Y; its version package is set as its own
 # Makefile (promu) does, so /api/v1/status/buildinfo reports it.

@@ -7,34 +7,20 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
+# shellcheck source=../lib/go-cache.sh
+source "$here/../lib/go-cache.sh"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: go is not on the PATH; the end-to-end tests build the Kubernetes control plane with Go >= 1.26" >&2
-  exit 1
-fi
+require_go "the Kubernetes control plane"
 
 # The versions come from go.mod, so the cache key follows any change to the pins.
 kube_version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 etcd_version="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 go_version="$(go env GOVERSION)"
 sum="$(sha256sum go.sum etcd/main.go | sha256sum | cut -c1-12)"
-cache="${CRI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/config-reloader-injector}"
 out="$cache/control-plane/kubernetes-$kube_version-etcd-$etcd_version-$go_version-$sum"
 
 built() { [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; }
-if built; then
-  echo "$out"
-  exit 0
-fi
-# One build at a time (test files that start a control plane may ask at once); a waiter finds it built.
-mkdir -p "$cache/control-plane"
-exec 9>"$cache/control-plane/.build.lock"
-flock 9
-if built; then
-  echo "$out"
-  exit 0
-fi
+exit_if_built control-plane
 
 # The version ldflags of Kubernetes' own build (hack/lib/version.sh), so the server reports its real
 # version; the build date is the release's commit time from the module proxy, so builds are reproducible.
