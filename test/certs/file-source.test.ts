@@ -6,12 +6,13 @@ import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { generateCertBundle, type CertBundle } from '../../src/certs/generate.ts';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
 import { createLogger, type Logger } from '../../src/shared/log.ts';
+import { capturingLogger } from '../support/captured-log.ts';
+import { waitFor } from '../support/wait.ts';
 import { startWebhookServer, type RunningServer } from '../../src/webhook/server.ts';
 import { fileTlsSource } from '../../src/certs/file-source.ts';
 import { selfSignedTlsSource } from '../../src/certs/self-signed.ts';
@@ -31,35 +32,6 @@ function servedFingerprint(url: string, ca: string): Promise<string> {
     });
     socket.on('error', reject);
   });
-}
-
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function capturingLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new PassThrough();
-  stream.on('data', (c: Buffer) =>
-    lines.push(
-      ...c
-        .toString()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-    ),
-  );
-  return { log: createLogger({ name: 'tls-reload-test', level: 'debug', destination: stream }), lines };
 }
 
 /**
@@ -179,7 +151,7 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     });
     const volume = await SecretVolume.create(first);
     cleanup.push(() => rm(volume.dir, { recursive: true, force: true }));
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('tls-reload-test', 'debug');
     const { tls, server } = await start(volume, log, 150, 'suppressed');
     const changes: string[] = [];
     tls.onChange((m) => changes.push(fingerprint(m.cert)));
@@ -187,8 +159,9 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     assert.equal(await expiryGauge(server, ca.caCert), notAfterSeconds(first.cert));
 
     await volume.swap(second);
-    await waitFor('the new certificate to be served', async () =>
-      (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert) ? true : undefined,
+    await waitFor(
+      async () => (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert),
+      'the new certificate to be served',
     );
     assert.deepEqual(changes, [fingerprint(second.cert)], 'one change, reported once');
     assert.equal(fingerprint(tls.material.cert), fingerprint(second.cert));
@@ -205,11 +178,12 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     const second = await generateCertBundle({ hosts: HOSTS, ca: { cert: ca.caCert, key: ca.caKey } });
     const volume = await SecretVolume.create(first);
     cleanup.push(() => rm(volume.dir, { recursive: true, force: true }));
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('tls-reload-test', 'debug');
     const { server } = await start(volume, log, 600_000, 'real');
     await volume.swap(second);
-    await waitFor('the new certificate to be served', async () =>
-      (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert) ? true : undefined,
+    await waitFor(
+      async () => (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert),
+      'the new certificate to be served',
     );
     assert.equal(lines.find((l) => l.msg === 'serving certificate reloaded')?.via, 'watch');
   });
@@ -219,12 +193,13 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     const second = await generateCertBundle({ hosts: HOSTS, ca: { cert: ca.caCert, key: ca.caKey } });
     const volume = await SecretVolume.create(first);
     cleanup.push(() => rm(volume.dir, { recursive: true, force: true }));
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('tls-reload-test', 'debug');
     const { server } = await start(volume, log, 100, 'throws');
     assert.ok(lines.some((l) => l.msg === 'cannot watch certificate directory; relying on the poll'));
     await volume.swap(second);
-    await waitFor('the new certificate to be served', async () =>
-      (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert) ? true : undefined,
+    await waitFor(
+      async () => (await servedFingerprint(server.url, ca.caCert)) === fingerprint(second.cert),
+      'the new certificate to be served',
     );
   });
 
@@ -234,7 +209,7 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     const fixed = await generateCertBundle({ hosts: HOSTS, ca: { cert: ca.caCert, key: ca.caKey } });
     const volume = await SecretVolume.create(first);
     cleanup.push(() => rm(volume.dir, { recursive: true, force: true }));
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('tls-reload-test', 'debug');
     const { server } = await start(volume, log, 50, 'suppressed');
     await volume.swap({ cert: other.cert, key: first.key });
     await new Promise((r) => setTimeout(r, 600));
@@ -245,8 +220,9 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     assert.equal(warnings[0]?.problem, 'the private key does not belong to the certificate');
     assert.equal(await servedFingerprint(server.url, ca.caCert), fingerprint(first.cert));
     await volume.swap(fixed);
-    await waitFor('the usable pair to be served', async () =>
-      (await servedFingerprint(server.url, ca.caCert)) === fingerprint(fixed.cert) ? true : undefined,
+    await waitFor(
+      async () => (await servedFingerprint(server.url, ca.caCert)) === fingerprint(fixed.cert),
+      'the usable pair to be served',
     );
   });
 
@@ -254,7 +230,7 @@ describe('certificates from files: a change fs.watch misses is still picked up',
     const first = await generateCertBundle({ hosts: HOSTS, ca: { cert: ca.caCert, key: ca.caKey } });
     const volume = await SecretVolume.create(first);
     cleanup.push(() => rm(volume.dir, { recursive: true, force: true }));
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('tls-reload-test', 'debug');
     const tls = await fileTlsSource(volume.certFile, volume.keyFile, log, { pollIntervalMs: 30 });
     assert.equal(servedCertificateExpiry(), notAfterSeconds(first.cert));
     tls.close();

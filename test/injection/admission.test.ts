@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { applyPatch } from 'rfc6902';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { createLogger } from '../../src/shared/log.ts';
+import { capturingLogger } from '../support/captured-log.ts';
 import { webhookApp } from '../../src/webhook/app.ts';
 import { createWebhookMetrics } from '../../src/webhook/metrics.ts';
 import { validatePod } from '../support/pod-validation.ts';
@@ -38,24 +37,14 @@ function restricted(pod: Obj): void {
 
 describe('issue 14 admission through the webhook app (/mutate)', () => {
   let app: FastifyInstance;
-  const lines: Obj[] = [];
+  const { log, lines } = capturingLogger('webhook', 'info');
 
   before(async () => {
-    const stream = new PassThrough();
-    stream.on('data', (chunk: Buffer) =>
-      lines.push(
-        ...chunk
-          .toString()
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => JSON.parse(line)),
-      ),
-    );
     app = Fastify();
     await app.register(webhookApp, {
       config: DEFAULT_INJECTOR_CONFIG,
       metrics: createWebhookMetrics(),
-      log: createLogger({ name: 'webhook', level: 'info', destination: stream }),
+      log,
     });
     await app.ready();
   });

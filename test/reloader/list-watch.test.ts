@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ApiHealth } from '../../src/reloader/health.ts';
 import { KubeClient } from '../../src/reloader/kube/client.ts';
@@ -14,6 +13,7 @@ import { ListWatch, type ListWatchOptions } from '../../src/reloader/list-watch.
 import { createReloaderMetrics } from '../../src/reloader/metrics.ts';
 import type { KubeObject } from '../../src/reloader/projection.ts';
 import { createLogger } from '../../src/shared/log.ts';
+import { capturingLogger } from '../support/captured-log.ts';
 import { TestApiServer, type RequestRecord } from '../support/kube-apiserver/index.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -91,11 +91,7 @@ void describe('ListWatch against the test API server', () => {
       token: new BearerToken({ value: api.adminToken }),
       origin: 'test',
     });
-    const lines: Array<Record<string, unknown>> = [];
-    const out = new PassThrough();
-    out.on('data', (c: Buffer) => {
-      for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-    });
+    const { log, lines } = capturingLogger();
     const metrics = createReloaderMetrics();
     const lw = new ListWatch({
       target: { kind: 'secret', namespace: NS, name },
@@ -103,7 +99,7 @@ void describe('ListWatch against the test API server', () => {
       client,
       health: new ApiHealth(60_000),
       metrics,
-      log: createLogger({ name: 'test', level: 'trace', destination: out }),
+      log,
       backoff: { baseMs: 20, maxMs: 100 },
       watchTimeoutSeconds: () => 300,
       ...opts,

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { PassThrough } from 'node:stream';
 import { AppMetricsReader } from '../../src/reloader/confirm.ts';
 import { createConfirmMetrics, createReloaderMetrics } from '../../src/reloader/metrics.ts';
 import { httpDelivery, signalDelivery } from '../../src/reloader/delivery.ts';
 import { ReloadTrigger } from '../../src/reloader/reload.ts';
 import { createLogger } from '../../src/shared/log.ts';
+import { capturingLogger } from '../support/captured-log.ts';
 import { waitFor } from '../support/wait.ts';
 import { StandInApp } from './stand-in-app.ts';
 
@@ -47,20 +47,12 @@ class Receiver {
 }
 
 function setup(url: string, opts: { timeoutMs?: number; baseMs?: number; maxMs?: number } = {}) {
-  const lines: Array<Record<string, unknown>> = [];
-  const out = new PassThrough();
-  out.on('data', (c: Buffer) =>
-    c
-      .toString()
-      .split('\n')
-      .filter(Boolean)
-      .forEach((l) => lines.push(JSON.parse(l) as Record<string, unknown>)),
-  );
+  const { log, lines } = capturingLogger('test', 'info');
   const metrics = createReloaderMetrics();
   let hash = 'a'.repeat(64);
   const trigger = new ReloadTrigger({
     delivery: httpDelivery({ url: new URL(url), method: 'POST', timeoutMs: opts.timeoutMs ?? 5000 }),
-    log: createLogger({ name: 'test', level: 'info', destination: out }),
+    log,
     metrics,
     contentHash: () => hash,
     backoff: { baseMs: opts.baseMs ?? 10, maxMs: opts.maxMs ?? 40 },
@@ -363,8 +355,6 @@ void describe('ReloadTrigger with confirmation: close() ends the wait for a verd
 
   const make = (timeoutMs: number) => {
     const metrics = createReloaderMetrics();
-    const out = new PassThrough();
-    out.resume();
     const confirmConfig = {
       metricsUrl: new URL(app.metricsUrl),
       successMetric: app.successName,
@@ -373,7 +363,7 @@ void describe('ReloadTrigger with confirmation: close() ends the wait for a verd
     };
     return new ReloadTrigger({
       delivery: httpDelivery({ url: new URL(app.reloadUrl), method: 'POST', timeoutMs: 5000 }),
-      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      log: createLogger({ name: 'test', level: 'silent' }),
       metrics,
       contentHash: () => 'b'.repeat(64),
       confirm: {
@@ -407,15 +397,7 @@ void describe('ReloadTrigger with confirmation: close() ends the wait for a verd
 
 void describe('ReloadTrigger delivering a signal (a stand-in for the process lookup)', () => {
   void it('a lookup that fails is retried with backoff: one warning with its sentence, then a line when it recovers', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const out = new PassThrough();
-    out.on('data', (c: Buffer) =>
-      c
-        .toString()
-        .split('\n')
-        .filter(Boolean)
-        .forEach((l) => lines.push(JSON.parse(l) as Record<string, unknown>)),
-    );
+    const { log, lines } = capturingLogger('test', 'info');
     const metrics = createReloaderMetrics();
     const sent: string[] = [];
     let calls = 0;
@@ -430,7 +412,7 @@ void describe('ReloadTrigger delivering a signal (a stand-in for the process loo
         sent.push(`${signal} ${container}`);
         return Promise.resolve({ pid: 42, command: '/bin/app' });
       }),
-      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      log,
       metrics,
       contentHash: () => 'c'.repeat(64),
       backoff: { baseMs: 5, maxMs: 10 },
@@ -461,8 +443,6 @@ void describe('ReloadTrigger delivering a signal (a stand-in for the process loo
 
   void it('close() during the process lookup: the sender gets the abort, so no signal goes out after it', async () => {
     const metrics = createReloaderMetrics();
-    const out = new PassThrough();
-    out.resume();
     const sent: string[] = [];
     let looking = (): void => {};
     const lookupStarted = new Promise<void>((r) => (looking = r));
@@ -475,7 +455,7 @@ void describe('ReloadTrigger delivering a signal (a stand-in for the process loo
         sent.push(`${signal} ${container}`);
         return { pid: 42, command: '/bin/app' };
       }),
-      log: createLogger({ name: 'test', level: 'info', destination: out }),
+      log: createLogger({ name: 'test', level: 'silent' }),
       metrics,
       contentHash: () => 'c'.repeat(64),
     });

@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_INJECTOR_CONFIG } from '../../src/injection/config.ts';
-import { createLogger } from '../../src/shared/log.ts';
+import { capturingLogger } from '../support/captured-log.ts';
 import type { Registry } from '../../src/shared/metrics.ts';
 import { kubeHttp } from '../../src/webhook/kube-http.ts';
 import { createWebhookMetrics } from '../../src/webhook/metrics.ts';
@@ -217,18 +216,7 @@ void describe('missed-injection scan against the test API server', () => {
   let api: TestApiServer;
   let dir: string;
   const scanners: MissedInjectionScanner[] = [];
-  const logLines: Obj[] = [];
-  const stream = new PassThrough();
-  stream.on('data', (c: Buffer) =>
-    logLines.push(
-      ...c
-        .toString()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Obj),
-    ),
-  );
-  const log = createLogger({ name: 'missed-injections-test', level: 'debug', destination: stream });
+  const { log, lines: logLines } = capturingLogger('missed-injections-test', 'debug');
 
   const events = (podName?: string): Obj[] =>
     api.list('events').filter((e) => !podName || (e.involvedObject as Obj).name === podName) as Obj[];

@@ -13,6 +13,7 @@ import { CertApiTimeoutError, createCertApi, type CertApi } from '../../../src/c
 import { startSelfManagedCerts, type SelfManagedCerts } from '../../../src/certs/self-managed/rotation.ts';
 import { kubeconfigYaml } from '../../support/kube-apiserver/kubeconfig.ts';
 import { TestApiServer, type KubeObject } from '../../support/kube-apiserver/index.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const NS = 'crinj-deadline';
 const SECRET = 'config-reloader-injector-certs';
@@ -135,20 +136,6 @@ async function settlesWithin<T>(
   }
 }
 
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('every certificate API call has a deadline (a stalled connection to the API server)', () => {
   let api: TestApiServer;
   let proxy: StallingProxy;
@@ -199,7 +186,7 @@ describe('every certificate API call has a deadline (a stalled connection to the
       syncIntervalMs: 100,
       propagationDelayMs: 0,
     });
-    await waitFor('a first request to hang', () => (proxy.stalled > 0 ? true : undefined));
+    await waitFor(() => proxy.stalled > 0, 'a first request to hang');
     await new Promise((r) => setTimeout(r, 800));
     proxy.resume();
     const { value: certs, error } = await settlesWithin('the start', starting);
@@ -284,14 +271,14 @@ describe('every certificate API call has a deadline (a stalled connection to the
     });
     await new Promise((r) => setTimeout(r, 500));
     proxy.resume();
-    const renewed = await waitFor('the background loop to serve a renewed certificate', () => {
+    const renewed = await waitFor(() => {
       const served = new X509Certificate(certs.material.cert);
       return new Date(served.validTo).getTime() - Date.now() > 86_400_000 &&
         served.fingerprint256 === new X509Certificate(unb64(secret().data?.['tls.crt'])).fingerprint256 &&
         served.fingerprint256 !== new X509Certificate(nearly.cert).fingerprint256
         ? served
         : undefined;
-    });
+    }, 'the background loop to serve a renewed certificate');
     assert.ok(renewed);
     await settlesWithin('a sync after the stall', certs.sync());
   });
