@@ -780,14 +780,9 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
     });
   });
 
-  after(async () => {
-    if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
-    await api.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('serves a certificate from its Secret, sets the caBundle, answers a review, and exits 0 on SIGTERM', async () => {
-    proc = startCli(
+  /** The webhook process on self-managed certificates in namespace tools, with the Secret, MWC and Service "hook". */
+  const startWebhook = (more: string[] = []): CliChild =>
+    startCli(
       [
         'webhook',
         '--host',
@@ -803,9 +798,19 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
         'hook',
         '--service',
         'hook',
+        ...more,
       ],
       { env: { POD_NAMESPACE: 'tools', POD_NAME: 'hook-7d9f8-abcde' } },
     );
+
+  after(async () => {
+    if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
+    await api.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves a certificate from its Secret, sets the caBundle, answers a review, and exits 0 on SIGTERM', async () => {
+    proc = startWebhook();
     const url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
     const secret = api.get('secrets', 'tools', 'hook-certs') as KubeObject & {
       data?: Record<string, string>;
@@ -844,29 +849,7 @@ describe('config-reloader-injector webhook --self-managed-certs (the process)', 
       undefined,
       'made without --cert-host',
     );
-    proc = startCli(
-      [
-        'webhook',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--self-managed-certs',
-        '--kubeconfig',
-        join(dir, 'kubeconfig'),
-        '--cert-secret',
-        'hook-certs',
-        '--webhook-config',
-        'hook',
-        '--service',
-        'hook',
-        '--cert-host',
-        '127.0.0.1',
-        '--cert-host',
-        'hook.example.com',
-      ],
-      { env: { POD_NAMESPACE: 'tools', POD_NAME: 'hook-7d9f8-abcde' } },
-    );
+    proc = startWebhook(['--cert-host', '127.0.0.1', '--cert-host', 'hook.example.com']);
     const url = String((await proc.waitForLog((l) => l.msg === 'webhook listening')).url);
     const updated = await proc.waitForLog((l) => l.msg === 'certificate Secret updated');
     assert.equal(updated.step, 'renew-serving');
