@@ -267,7 +267,7 @@ function containerName(flag: string, value: string): string {
 }
 
 /** `HUP`, `sighup`, `SIGHUP` → `SIGHUP`; anything but the three reload signals is a UsageError. */
-export function parseReloadSignal(value: string): ReloadSignal {
+function parseReloadSignal(value: string): ReloadSignal {
   const upper = value.trim().toUpperCase();
   const name = upper.startsWith('SIG') ? upper : `SIG${upper}`;
   const found = RELOAD_SIGNALS.find((s) => s === name);

@@ -74,7 +74,7 @@ function send(
  * wrong (404, 405, 401, 403, 400, ...). Retrying them every few seconds only fills the log; 408 (timeout), 425
  * (too early) and 429 (too many requests) are the 4xx that ask to come back later.
  */
-export function isPermanentRejection(status: number): boolean {
+function isPermanentRejection(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 425 && status !== 429;
 }
 
